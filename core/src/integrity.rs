@@ -1,0 +1,94 @@
+//! Digests computed while member data streams by (spec §1.2).
+//!
+//! - `sha256`: plain SHA-256 of the file.
+//! - `msb-sparse-sha256-v1`: `SHA256(b"msb-sparse-sha256-v1\0" || u64_le(len) || content)`, where
+//!   holes count as zero bytes. The length is known from the tar header before the data, so both
+//!   digests are computed in the same single pass.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::manifest::SPARSE_SHA256_V1;
+
+/// Zero bytes fed for holes, a page at a time.
+static ZEROS: [u8; 4096] = [0; 4096];
+
+/// The digests of one member, computed incrementally.
+#[derive(Clone)]
+pub struct MemberHasher {
+    plain: Sha256,
+    sparse: Option<Sha256>,
+}
+
+impl core::fmt::Debug for MemberHasher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemberHasher").field("sparse", &self.sparse.is_some()).finish()
+    }
+}
+
+/// Finished digests of one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberDigests {
+    /// SHA-256 of the content.
+    pub sha256: [u8; 32],
+    /// `msb-sparse-sha256-v1` of the content, when it was requested.
+    pub sparse_sha256: Option<[u8; 32]>,
+}
+
+impl MemberHasher {
+    /// A hasher for a member of `len` logical bytes; `sparse` also computes `msb-sparse-sha256-v1`.
+    pub fn new(len: u64, sparse: bool) -> Self {
+        let sparse = sparse.then(|| {
+            let mut h = Sha256::new();
+            h.update(SPARSE_SHA256_V1.as_bytes());
+            h.update([0u8]);
+            h.update(len.to_le_bytes());
+            h
+        });
+        MemberHasher { plain: Sha256::new(), sparse }
+    }
+
+    /// Adds content bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.plain.update(bytes);
+        if let Some(s) = self.sparse.as_mut() {
+            s.update(bytes);
+        }
+    }
+
+    /// Adds `len` zero bytes (a hole) without materialising them.
+    pub fn update_zeros(&mut self, mut len: u64) {
+        while len > 0 {
+            let n = len.min(ZEROS.len() as u64) as usize;
+            self.update(ZEROS.get(..n).unwrap_or(&[]));
+            len -= n as u64;
+        }
+    }
+
+    /// The finished digests.
+    pub fn finish(self) -> MemberDigests {
+        MemberDigests {
+            sha256: self.plain.finalize().into(),
+            sparse_sha256: self.sparse.map(|s| s.finalize().into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_digest_matches_definition() {
+        let data = [1u8, 2, 3, 0, 0, 0];
+        let mut h = MemberHasher::new(6, true);
+        h.update(&data[..3]);
+        h.update_zeros(3);
+        let d = h.finish();
+        let mut want = Sha256::new();
+        want.update(b"msb-sparse-sha256-v1\0");
+        want.update(6u64.to_le_bytes());
+        want.update(data);
+        assert_eq!(d.sparse_sha256, Some(want.finalize().into()));
+        assert_eq!(d.sha256, <[u8; 32]>::from(Sha256::digest(data)));
+    }
+}

@@ -1,0 +1,57 @@
+//! # snapbundle-core
+//!
+//! A sans-IO, `no_std` validator for microsandbox 0.6.2 snapshot bundles (`.tar.zst` or `.tar`).
+//!
+//! The caller pushes the bundle's bytes in chunks of any size into a [`Validator`]; the validator
+//! emits [`Event`]s (members, data slices, holes) to a [`Sink`] as they stream by and, at the end,
+//! returns a [`Report`] for a valid bundle or a typed [`Error`] that names the entry and the reason.
+//! It never touches a file, a clock or a socket, so the same code runs natively, in the browser and
+//! inside a wasmtime sandbox, and gives the same answer for every chunking of the same bytes.
+//!
+//! Layers, one module each:
+//! - [`zstd`]: frames, window cap, checksums, trailing data (the zstd gate);
+//! - [`tar`]: 512-byte records, numbers, long names, end of archive (the record walker);
+//! - [`names`]: the closed name grammar of the bundle layout (snapshot and cache slots);
+//! - [`manifest`]: 0.6.2 manifest parsing, validation, canonical digest;
+//! - [`integrity`]: `sha256` and `msb-sparse-sha256-v1` over streamed data;
+//! - [`reference`] and [`cache_meta`]: OCI reference normalisation and image-cache rules;
+//! - [`holes`]: zero-block detection so writers keep sparse files sparse;
+//! - [`validator`]: the state machine that ties them together, and [`report`]: its verdict.
+//!
+//! Every resource bound is a field of [`Limits`].
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod cache_meta;
+pub mod error;
+pub mod events;
+pub mod hex;
+pub mod holes;
+pub mod integrity;
+pub mod limits;
+pub mod manifest;
+pub mod names;
+pub mod reference;
+pub mod report;
+pub mod tar;
+pub mod validator;
+pub mod zstd;
+
+pub use error::{Error, Location};
+pub use events::{Event, MemberStart, NullSink, Sink, Stop};
+pub use limits::Limits;
+pub use manifest::Manifest;
+pub use report::Report;
+pub use validator::Validator;
+
+/// Validates a whole in-memory bundle in one call.
+pub fn validate(bundle: &[u8], limits: Limits) -> Result<Report, Error> {
+    let mut v = Validator::new(limits);
+    v.push(bundle, &mut NullSink)?;
+    v.finish()
+}

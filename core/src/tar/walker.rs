@@ -1,0 +1,388 @@
+//! The record state machine (see the module docs of [`crate::tar`]).
+//!
+//! Framing rules enforced here:
+//! - a GNU `L` record must be named `././@LongLink`, hold a NUL-terminated name with no other NUL,
+//!   fit `max_path_len`, and be followed directly by the regular or directory member it names,
+//!   whose own name field must be a prefix of the long name; a second `L`, or end of archive,
+//!   after it is an error;
+//! - PAX `x`/`g`, GNU `K`, links, devices, FIFOs and every other type are rejected;
+//! - the archive ends with two zero records; one zero record followed by a header is an error;
+//!   after the end only zero bytes may follow (at most `max_trailing_zeros`);
+//! - input that ends inside a record, a member, its padding, or before the end-of-archive records
+//!   is truncated: a bundle cut exactly between members must not pass as a shorter bundle;
+//! - every member's padded extent is checked against the decompressed budget before its data is read.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::header::{self, EntryType, Format, BLOCK};
+use crate::error::{Error, LimitError, Location, TarError};
+use crate::limits::Limits;
+
+/// A member header, after long-name resolution, before name grammar checks.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Index of this member's header record (long-name records count as entries too).
+    pub index: u32,
+    /// Offset of the header in the decompressed stream (the `L` record's offset when there is one).
+    pub offset: u64,
+    /// Raw name bytes.
+    pub name: Vec<u8>,
+    /// Regular or directory (other types never reach a sink).
+    pub entry_type: EntryType,
+    /// Header dialect.
+    pub format: Format,
+    /// Mode bits as stored.
+    pub mode: u64,
+    /// Data size.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: u64,
+}
+
+/// Receives the walker's member events.
+pub trait TarSink {
+    /// A member starts; its data follows through [`TarSink::data`].
+    fn member(&mut self, member: &Member) -> Result<(), Error>;
+    /// The next slice of the current member's data.
+    fn data(&mut self, bytes: &[u8]) -> Result<(), Error>;
+    /// The current member's data is complete.
+    fn member_end(&mut self) -> Result<(), Error>;
+}
+
+#[derive(Debug)]
+enum State {
+    /// Collecting a header record; `zero` says the previous record was a zero block.
+    Header { zero: bool },
+    /// Passing member data, then skipping its padding.
+    Data { remaining: u64, pad: u64 },
+    /// Collecting a GNU long name.
+    LongName { remaining: u64, pad: u64 },
+    /// After the two end-of-archive records.
+    End { zeros: u64 },
+    /// An error was returned; nothing more is accepted.
+    Failed,
+}
+
+/// Streaming tar record walker.
+#[derive(Debug)]
+pub struct Walker {
+    limits: Limits,
+    pos: u64,
+    record: [u8; BLOCK],
+    filled: usize,
+    state: State,
+    entries: u32,
+    /// The pending long name (without its NUL), its record index and offset.
+    long_name: Option<(Vec<u8>, u32, u64)>,
+    /// Location of the member being read, for errors.
+    current: Location,
+}
+
+fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+impl Walker {
+    /// A walker bounded by `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Walker {
+            limits,
+            pos: 0,
+            record: [0; BLOCK],
+            filled: 0,
+            state: State::Header { zero: false },
+            entries: 0,
+            long_name: None,
+            current: Location::default(),
+        }
+    }
+
+    /// Bytes consumed so far (the decompressed stream length at the end).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Header records seen.
+    pub fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// Whether the end-of-archive records have been seen.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.state, State::End { .. })
+    }
+
+    fn here(&self) -> Location {
+        Location { offset: self.pos, index: None, name: None }
+    }
+
+    fn tar_err(&self, at: Location, error: TarError) -> Error {
+        Error::Tar { at, error }
+    }
+
+    /// Feeds decompressed bytes.
+    pub fn push<S: TarSink>(&mut self, mut input: &[u8], sink: &mut S) -> Result<(), Error> {
+        let r = self.push_inner(&mut input, sink);
+        if r.is_err() {
+            self.state = State::Failed;
+        }
+        r
+    }
+
+    fn push_inner<S: TarSink>(&mut self, input: &mut &[u8], sink: &mut S) -> Result<(), Error> {
+        while !input.is_empty() {
+            match self.state {
+                State::Failed => return Err(Error::Finished),
+                State::Header { zero } => {
+                    let want = BLOCK - self.filled;
+                    let take = want.min(input.len());
+                    let (head, rest) = input.split_at(take);
+                    if let Some(dst) = self.record.get_mut(self.filled..self.filled + take) {
+                        dst.copy_from_slice(head);
+                    }
+                    self.filled += take;
+                    *input = rest;
+                    if self.filled == BLOCK {
+                        self.filled = 0;
+                        self.record_complete(zero, sink)?;
+                    }
+                }
+                State::Data { remaining, pad } => {
+                    if remaining > 0 {
+                        let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(input.len());
+                        let (head, rest) = input.split_at(take);
+                        sink.data(head)?;
+                        *input = rest;
+                        self.advance(take);
+                        let remaining = remaining - take as u64;
+                        self.state = State::Data { remaining, pad };
+                        if remaining == 0 {
+                            sink.member_end()?;
+                        }
+                    } else if pad > 0 {
+                        let take = usize::try_from(pad).unwrap_or(usize::MAX).min(input.len());
+                        *input = input.get(take..).unwrap_or(&[]);
+                        self.advance(take);
+                        self.state = State::Data { remaining: 0, pad: pad - take as u64 };
+                    } else {
+                        self.state = State::Header { zero: false };
+                    }
+                }
+                State::LongName { remaining, pad } => {
+                    if remaining > 0 {
+                        let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(input.len());
+                        let (head, rest) = input.split_at(take);
+                        if let Some((buf, _, _)) = self.long_name.as_mut() {
+                            buf.extend_from_slice(head);
+                        }
+                        *input = rest;
+                        self.advance(take);
+                        self.state = State::LongName { remaining: remaining - take as u64, pad };
+                    } else if pad > 0 {
+                        let take = usize::try_from(pad).unwrap_or(usize::MAX).min(input.len());
+                        *input = input.get(take..).unwrap_or(&[]);
+                        self.advance(take);
+                        self.state = State::LongName { remaining: 0, pad: pad - take as u64 };
+                    } else {
+                        self.finish_long_name()?;
+                        self.state = State::Header { zero: false };
+                    }
+                }
+                State::End { zeros } => {
+                    if let Some(i) = input.iter().position(|&b| b != 0) {
+                        self.advance(i);
+                        return Err(self.tar_err(self.here(), TarError::TrailingData));
+                    }
+                    let zeros = zeros.saturating_add(input.len() as u64);
+                    if zeros > self.limits.max_trailing_zeros {
+                        return Err(Error::Limit {
+                            at: Some(self.here()),
+                            error: LimitError::TrailingZeros(self.limits.max_trailing_zeros),
+                        });
+                    }
+                    self.advance(input.len());
+                    self.state = State::End { zeros };
+                    *input = &[];
+                }
+            }
+        }
+        // A member whose data and padding are both zero-length ends as soon as its header is read;
+        // settle states that need no more input so that `finish` sees a clean boundary.
+        match self.state {
+            State::Data { remaining: 0, pad: 0 } => self.state = State::Header { zero: false },
+            State::LongName { remaining: 0, pad: 0 } => {
+                self.finish_long_name()?;
+                self.state = State::Header { zero: false };
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.pos = self.pos.saturating_add(n as u64);
+    }
+
+    fn finish_long_name(&mut self) -> Result<(), Error> {
+        let Some((buf, index, offset)) = self.long_name.as_mut() else {
+            return Ok(());
+        };
+        let at = Location { offset: *offset, index: Some(*index), name: None };
+        match buf.split_last() {
+            Some((0, text)) if !text.is_empty() && !text.contains(&0) => {
+                buf.truncate(text.len());
+                Ok(())
+            }
+            _ => Err(Error::Tar {
+                at,
+                error: TarError::LongName(
+                    "the name must be non-empty, NUL-terminated and contain no other NUL",
+                ),
+            }),
+        }
+    }
+
+    fn record_complete<S: TarSink>(&mut self, prev_zero: bool, sink: &mut S) -> Result<(), Error> {
+        let offset = self.pos;
+        self.advance(BLOCK);
+        if header::is_zero_block(&self.record) {
+            if let Some((_, index, offset)) = &self.long_name {
+                let at = Location { offset: *offset, index: Some(*index), name: None };
+                return Err(self.tar_err(at, TarError::LongName("followed by end of archive")));
+            }
+            self.state = if prev_zero { State::End { zeros: 0 } } else { State::Header { zero: true } };
+            return Ok(());
+        }
+        let index = self.entries;
+        let at = Location { offset, index: Some(index), name: None };
+        if prev_zero {
+            return Err(self.tar_err(at, TarError::LoneZeroBlock));
+        }
+        self.entries = self.entries.checked_add(1).unwrap_or(u32::MAX);
+        if self.entries > self.limits.max_entries {
+            return Err(Error::Limit { at: Some(at), error: LimitError::Entries(self.limits.max_entries) });
+        }
+        let hdr = header::parse(&self.record).map_err(|e| self.tar_err(at.clone(), e))?;
+        let at = Location { offset, index: Some(index), name: Some(lossy(&hdr.name)) };
+        let padded =
+            header::padded(hdr.size).ok_or_else(|| self.tar_err(at.clone(), TarError::SizeOverflow))?;
+        let end =
+            self.pos.checked_add(padded).ok_or_else(|| self.tar_err(at.clone(), TarError::SizeOverflow))?;
+        if end > self.limits.max_decompressed_bytes {
+            return Err(Error::Limit {
+                at: Some(at),
+                error: LimitError::Budget(self.limits.max_decompressed_bytes),
+            });
+        }
+        let pad = padded - hdr.size;
+        if hdr.has_link_name
+            && matches!(hdr.entry_type, EntryType::Regular | EntryType::Directory | EntryType::GnuLongName)
+        {
+            return Err(self.tar_err(at, TarError::LinkName));
+        }
+        match hdr.entry_type {
+            EntryType::GnuLongName => {
+                if self.long_name.is_some() {
+                    return Err(self.tar_err(at, TarError::LongName("two long-name records in a row")));
+                }
+                if hdr.name != b"././@LongLink" {
+                    return Err(self.tar_err(at, TarError::LongName("record is not named ././@LongLink")));
+                }
+                let max = u64::from(self.limits.max_path_len);
+                if hdr.size > max.saturating_add(1) {
+                    return Err(Error::Limit {
+                        at: Some(at),
+                        error: LimitError::PathLength {
+                            len: hdr.size.saturating_sub(1),
+                            max: self.limits.max_path_len,
+                        },
+                    });
+                }
+                self.long_name = Some((Vec::new(), index, offset));
+                self.state = State::LongName { remaining: hdr.size, pad };
+                Ok(())
+            }
+            EntryType::Regular | EntryType::Directory => {
+                let (name, offset) = match self.long_name.take() {
+                    Some((long, _, long_offset)) => {
+                        if !long.starts_with(&hdr.name) {
+                            return Err(self.tar_err(
+                                at,
+                                TarError::LongName("the member's own name is not a prefix of its long name"),
+                            ));
+                        }
+                        (long, long_offset)
+                    }
+                    None => (hdr.name, offset),
+                };
+                let at = Location { offset, index: Some(index), name: Some(lossy(&name)) };
+                if hdr.entry_type == EntryType::Directory && hdr.size != 0 {
+                    return Err(self.tar_err(at, TarError::DirectoryData));
+                }
+                if name.len() > self.limits.max_path_len as usize {
+                    return Err(Error::Limit {
+                        at: Some(at),
+                        error: LimitError::PathLength {
+                            len: name.len() as u64,
+                            max: self.limits.max_path_len,
+                        },
+                    });
+                }
+                let member = Member {
+                    index,
+                    offset,
+                    name,
+                    entry_type: hdr.entry_type,
+                    format: hdr.format,
+                    mode: hdr.mode,
+                    size: hdr.size,
+                    mtime: hdr.mtime,
+                };
+                self.current = at;
+                sink.member(&member)?;
+                if hdr.size == 0 {
+                    sink.member_end()?;
+                }
+                self.state = State::Data { remaining: hdr.size, pad };
+                Ok(())
+            }
+            EntryType::GnuSparse => Err(self.tar_err(at, TarError::UnsupportedType(b'S'))),
+            EntryType::Other(flag @ (b'x' | b'g')) => Err(self.tar_err(at, TarError::Pax(flag))),
+            EntryType::Other(flag) => Err(self.tar_err(at, TarError::UnsupportedType(flag))),
+        }
+    }
+
+    /// Location of the member being read (for errors raised by sinks).
+    pub fn current(&self) -> &Location {
+        &self.current
+    }
+
+    /// Declares the end of input; errors unless the archive ended cleanly.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        let inside = match &self.state {
+            State::End { .. } => return Ok(()),
+            State::Failed => return Err(Error::Finished),
+            State::Header { .. } if self.filled > 0 => "a header record",
+            State::Header { zero: true } => {
+                return Err(self.tar_err(self.here(), TarError::MissingEnd));
+            }
+            State::Header { zero: false } => {
+                if let Some((_, index, offset)) = &self.long_name {
+                    let at = Location { offset: *offset, index: Some(*index), name: None };
+                    return Err(self.tar_err(at, TarError::LongName("followed by end of input")));
+                }
+                if self.pos == 0 {
+                    return Err(self.tar_err(self.here(), TarError::Truncated("the first header")));
+                }
+                return Err(self.tar_err(self.here(), TarError::MissingEnd));
+            }
+            State::Data { remaining, .. } if *remaining > 0 => "member data",
+            State::Data { .. } => "member padding",
+            State::LongName { .. } => "a long-name record",
+        };
+        let at = if matches!(self.state, State::Data { .. }) { self.current.clone() } else { self.here() };
+        self.state = State::Failed;
+        Err(self.tar_err(at, TarError::Truncated(inside)))
+    }
+}

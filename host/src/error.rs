@@ -1,0 +1,77 @@
+//! Host errors: an invalid bundle versus everything else (usage, I/O).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why a host operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The bundle (or snapshot) is invalid; the core says why.
+    Invalid(snapbundle_core::Error),
+    /// An I/O operation failed.
+    Io {
+        /// What was being done, e.g. "reading bundle.tar.zst".
+        context: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The request cannot be carried out as asked.
+    Usage(String),
+}
+
+impl HostError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        HostError::Io { context: context.into(), source }
+    }
+
+    /// Process exit code: 1 for an invalid bundle, 2 for usage and I/O errors.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            HostError::Invalid(_) => 1,
+            HostError::Io { .. } | HostError::Usage(_) => 2,
+        }
+    }
+
+    /// Stable identifier: the core's code for invalid bundles, `io` or `usage` otherwise.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HostError::Invalid(e) => e.code(),
+            HostError::Io { .. } => "io",
+            HostError::Usage(_) => "usage",
+        }
+    }
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Invalid(e) => write!(f, "invalid bundle: {e}"),
+            HostError::Io { context, source } => write!(f, "{context}: {source}"),
+            HostError::Usage(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for HostError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HostError::Invalid(e) => Some(e),
+            HostError::Io { source, .. } => Some(source),
+            HostError::Usage(_) => None,
+        }
+    }
+}
+
+impl From<snapbundle_core::Error> for HostError {
+    fn from(e: snapbundle_core::Error) -> Self {
+        HostError::Invalid(e)
+    }
+}
+
+/// A path for messages.
+pub fn shown(p: &std::path::Path) -> String {
+    PathBuf::from(p).display().to_string()
+}

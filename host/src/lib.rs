@@ -1,0 +1,21 @@
+//! # snapbundle
+//!
+//! Export, validate and import microsandbox snapshot bundles. The format decisions live in
+//! [`snapbundle_core`]; this crate owns files, processes and terminals.
+//!
+//! ```no_run
+//! use snapbundle::{check, progress::Progress};
+//! let mut file = std::fs::File::open("bundle.tar.zst")?;
+//! let report = check::verify_stream(&mut file, "bundle.tar.zst", Default::default(), &Progress::hidden())?;
+//! println!("head {}", report.head);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod check;
+pub mod error;
+pub mod input;
+pub mod progress;
+pub mod render;
+
+pub use error::HostError;
+pub use snapbundle_core::{Limits, Report};

@@ -1,0 +1,2 @@
+#![no_std]
+//! WebAssembly bindings (stub until the wasm issue).
