@@ -683,155 +683,42 @@ mod tests {
 
     const FF64: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
 
-    fn parts(s: &str) -> (String, String, Option<String>, Option<String>, String) {
-        let r = parse_reference(s).unwrap_or_else(|e| panic!("{s:?} rejected: {e}"));
-        let whole = r.to_string();
-        (r.registry, r.repository, r.tag, r.digest, whole)
-    }
+    /// `(input, registry, repository, tag, digest, to_string)`.
+    type Case =
+        (&'static str, &'static str, &'static str, Option<&'static str>, Option<&'static str>, &'static str);
+
+    /// oci-spec 0.10 `parse_good_reference` vectors.
+    #[rustfmt::skip]
+    const GOOD: &[Case] = &[
+        ("busybox", "docker.io", "library/busybox", Some("latest"), None, "docker.io/library/busybox:latest"),
+        ("test.com:tag", "docker.io", "library/test.com", Some("tag"), None, "docker.io/library/test.com:tag"),
+        ("test.com:5000", "docker.io", "library/test.com", Some("5000"), None, "docker.io/library/test.com:5000"),
+        ("test.com/repo:tag", "test.com", "repo", Some("tag"), None, "test.com/repo:tag"),
+        ("test:5000/repo", "test:5000", "repo", Some("latest"), None, "test:5000/repo:latest"),
+        ("test:5000/repo:tag", "test:5000", "repo", Some("tag"), None, "test:5000/repo:tag"),
+        ("test:5000/repo@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "test:5000", "repo", None, Some("sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"), "test:5000/repo@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+        ("test:5000/repo:tag@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "test:5000", "repo", Some("tag"), Some("sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"), "test:5000/repo:tag@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+        ("lowercase:Uppercase", "docker.io", "library/lowercase", Some("Uppercase"), None, "docker.io/library/lowercase:Uppercase"),
+        ("sub-dom1.foo.com/bar/baz/quux", "sub-dom1.foo.com", "bar/baz/quux", Some("latest"), None, "sub-dom1.foo.com/bar/baz/quux:latest"),
+        ("sub-dom1.foo.com/bar/baz/quux:some-long-tag", "sub-dom1.foo.com", "bar/baz/quux", Some("some-long-tag"), None, "sub-dom1.foo.com/bar/baz/quux:some-long-tag"),
+        ("b.gcr.io/test.example.com/my-app:test.example.com", "b.gcr.io", "test.example.com/my-app", Some("test.example.com"), None, "b.gcr.io/test.example.com/my-app:test.example.com"),
+        ("xn--n3h.com/myimage:xn--n3h.com", "xn--n3h.com", "myimage", Some("xn--n3h.com"), None, "xn--n3h.com/myimage:xn--n3h.com"),
+        ("xn--7o8h.com/myimage:xn--7o8h.com@sha512:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "xn--7o8h.com", "myimage", Some("xn--7o8h.com"), Some("sha512:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"), "xn--7o8h.com/myimage:xn--7o8h.com@sha512:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+        ("foo_bar.com:8080", "docker.io", "library/foo_bar.com", Some("8080"), None, "docker.io/library/foo_bar.com:8080"),
+        ("foo/foo_bar.com:8080", "docker.io", "foo/foo_bar.com", Some("8080"), None, "docker.io/foo/foo_bar.com:8080"),
+        ("opensuse/leap:15.3", "docker.io", "opensuse/leap", Some("15.3"), None, "docker.io/opensuse/leap:15.3"),
+    ];
 
     #[test]
     fn oci_spec_good_references() {
-        let sha512 = ["sha512:", FF64, FF64].concat();
-        let sha256 = ["sha256:", FF64].concat();
-        let cases: Vec<(String, &str, &str, Option<&str>, Option<&str>, String)> = alloc::vec![
-            (
-                "busybox".into(),
-                "docker.io",
-                "library/busybox",
-                Some("latest"),
-                None,
-                "docker.io/library/busybox:latest".into()
-            ),
-            (
-                "test.com:tag".into(),
-                "docker.io",
-                "library/test.com",
-                Some("tag"),
-                None,
-                "docker.io/library/test.com:tag".into()
-            ),
-            (
-                "test.com:5000".into(),
-                "docker.io",
-                "library/test.com",
-                Some("5000"),
-                None,
-                "docker.io/library/test.com:5000".into()
-            ),
-            ("test.com/repo:tag".into(), "test.com", "repo", Some("tag"), None, "test.com/repo:tag".into()),
-            (
-                "test:5000/repo".into(),
-                "test:5000",
-                "repo",
-                Some("latest"),
-                None,
-                "test:5000/repo:latest".into()
-            ),
-            (
-                "test:5000/repo:tag".into(),
-                "test:5000",
-                "repo",
-                Some("tag"),
-                None,
-                "test:5000/repo:tag".into()
-            ),
-            (
-                format!("test:5000/repo@{sha256}"),
-                "test:5000",
-                "repo",
-                None,
-                Some(sha256.as_str()),
-                format!("test:5000/repo@{sha256}")
-            ),
-            (
-                format!("test:5000/repo:tag@{sha256}"),
-                "test:5000",
-                "repo",
-                Some("tag"),
-                Some(sha256.as_str()),
-                format!("test:5000/repo:tag@{sha256}")
-            ),
-            (
-                "lowercase:Uppercase".into(),
-                "docker.io",
-                "library/lowercase",
-                Some("Uppercase"),
-                None,
-                "docker.io/library/lowercase:Uppercase".into()
-            ),
-            (
-                "sub-dom1.foo.com/bar/baz/quux".into(),
-                "sub-dom1.foo.com",
-                "bar/baz/quux",
-                Some("latest"),
-                None,
-                "sub-dom1.foo.com/bar/baz/quux:latest".into()
-            ),
-            (
-                "sub-dom1.foo.com/bar/baz/quux:some-long-tag".into(),
-                "sub-dom1.foo.com",
-                "bar/baz/quux",
-                Some("some-long-tag"),
-                None,
-                "sub-dom1.foo.com/bar/baz/quux:some-long-tag".into()
-            ),
-            (
-                "b.gcr.io/test.example.com/my-app:test.example.com".into(),
-                "b.gcr.io",
-                "test.example.com/my-app",
-                Some("test.example.com"),
-                None,
-                "b.gcr.io/test.example.com/my-app:test.example.com".into()
-            ),
-            (
-                "xn--n3h.com/myimage:xn--n3h.com".into(),
-                "xn--n3h.com",
-                "myimage",
-                Some("xn--n3h.com"),
-                None,
-                "xn--n3h.com/myimage:xn--n3h.com".into()
-            ),
-            (
-                format!("xn--7o8h.com/myimage:xn--7o8h.com@{sha512}"),
-                "xn--7o8h.com",
-                "myimage",
-                Some("xn--7o8h.com"),
-                Some(sha512.as_str()),
-                format!("xn--7o8h.com/myimage:xn--7o8h.com@{sha512}")
-            ),
-            (
-                "foo_bar.com:8080".into(),
-                "docker.io",
-                "library/foo_bar.com",
-                Some("8080"),
-                None,
-                "docker.io/library/foo_bar.com:8080".into()
-            ),
-            (
-                "foo/foo_bar.com:8080".into(),
-                "docker.io",
-                "foo/foo_bar.com",
-                Some("8080"),
-                None,
-                "docker.io/foo/foo_bar.com:8080".into()
-            ),
-            (
-                "opensuse/leap:15.3".into(),
-                "docker.io",
-                "opensuse/leap",
-                Some("15.3"),
-                None,
-                "docker.io/opensuse/leap:15.3".into()
-            ),
-        ];
-        for (input, registry, repository, tag, digest, whole) in cases {
-            let got = parts(&input);
-            assert_eq!(got.0, registry, "{input}");
-            assert_eq!(got.1, repository, "{input}");
-            assert_eq!(got.2.as_deref(), tag, "{input}");
-            assert_eq!(got.3.as_deref(), digest, "{input}");
-            assert_eq!(got.4, whole, "{input}");
-            assert_eq!(normalize_reference(&input).as_deref(), Ok(whole.as_str()));
+        for &(input, registry, repository, tag, digest, whole) in GOOD {
+            let r = parse_reference(input).unwrap_or_else(|e| panic!("{input:?} rejected: {e}"));
+            assert_eq!(r.registry, registry, "{input}");
+            assert_eq!(r.repository, repository, "{input}");
+            assert_eq!(r.tag.as_deref(), tag, "{input}");
+            assert_eq!(r.digest.as_deref(), digest, "{input}");
+            assert_eq!(r.to_string(), whole, "{input}");
+            assert_eq!(normalize_reference(input).as_deref(), Ok(whole));
         }
     }
 
