@@ -33,7 +33,9 @@ const TAG_MAX_CHARS: usize = 128;
 /// Fewest hex digits the reference grammar accepts after `@algorithm:`.
 const REFERENCE_DIGEST_MIN_HEX: usize = 32;
 
-/// Why an image reference was rejected; texts are oci-spec's `ParseError` texts.
+/// Why an image reference was rejected; texts are oci-spec's `ParseError` texts (its
+/// `NameContainsUppercase` and `DigestInvalidFormat` are never returned by its parser, so they are
+/// left out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReferenceError {
@@ -679,7 +681,6 @@ const PERL_WORD_NON_ASCII: &[(u32, u32)] = &[
 mod tests {
     use super::*;
     use alloc::string::ToString;
-    use alloc::vec::Vec;
 
     const FF64: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
 

@@ -603,7 +603,7 @@ fn check_cache(b: &Bundle, image_ref: &str, image_digest: &str) -> Result<Option
     let meta =
         cache_meta::parse_metadata(meta_file.content.as_deref().unwrap_or(&[])).map_err(|_| missing())?;
     cache_meta::validate_metadata(&meta, image_digest).map_err(Error::Cache)?;
-    let expected = cache_meta::expected_cache_files(&normalized, &meta).map_err(Error::Cache)?;
+    let expected = cache_meta::expected_cache_files(image_ref, &meta).map_err(Error::Cache)?;
     let mut paths = Vec::with_capacity(expected.len());
     for e in &expected {
         let found = staged

@@ -19,6 +19,10 @@ pub enum HostError {
     },
     /// The request cannot be carried out as asked.
     Usage(String),
+    /// A snapshot, file or digest does not exist.
+    NotFound(String),
+    /// The target already exists (a snapshot directory, or a cache file with other bytes).
+    Conflict(String),
 }
 
 impl HostError {
@@ -27,11 +31,12 @@ impl HostError {
         HostError::Io { context: context.into(), source }
     }
 
-    /// Process exit code: 1 for an invalid bundle, 2 for usage and I/O errors.
+    /// Process exit code: 1 invalid bundle or snapshot, 2 usage, I/O or not found, 3 conflict.
     pub fn exit_code(&self) -> u8 {
         match self {
             HostError::Invalid(_) => 1,
-            HostError::Io { .. } | HostError::Usage(_) => 2,
+            HostError::Io { .. } | HostError::Usage(_) | HostError::NotFound(_) => 2,
+            HostError::Conflict(_) => 3,
         }
     }
 
@@ -41,6 +46,8 @@ impl HostError {
             HostError::Invalid(e) => e.code(),
             HostError::Io { .. } => "io",
             HostError::Usage(_) => "usage",
+            HostError::NotFound(_) => "not_found",
+            HostError::Conflict(_) => "already_exists",
         }
     }
 }
@@ -50,7 +57,7 @@ impl fmt::Display for HostError {
         match self {
             HostError::Invalid(e) => write!(f, "invalid bundle: {e}"),
             HostError::Io { context, source } => write!(f, "{context}: {source}"),
-            HostError::Usage(msg) => f.write_str(msg),
+            HostError::Usage(msg) | HostError::NotFound(msg) | HostError::Conflict(msg) => f.write_str(msg),
         }
     }
 }
@@ -60,7 +67,7 @@ impl std::error::Error for HostError {
         match self {
             HostError::Invalid(e) => Some(e),
             HostError::Io { source, .. } => Some(source),
-            HostError::Usage(_) => None,
+            HostError::Usage(_) | HostError::NotFound(_) | HostError::Conflict(_) => None,
         }
     }
 }

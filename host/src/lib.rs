@@ -12,6 +12,9 @@
 //! ```
 
 pub mod check;
+pub mod home;
+pub mod sparse;
+pub mod store;
 pub mod error;
 pub mod input;
 pub mod progress;

@@ -1,1 +1,2 @@
 //! Cross-cutting test support.
+pub mod fixtures;

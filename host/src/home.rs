@@ -1,0 +1,52 @@
+//! The microsandbox home layout: `$MSB_HOME` or `~/.microsandbox`, with `snapshots/`, `cache/`
+//! and `db/msb.db` (spec §3).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::HostError;
+
+/// Resolved store directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    /// The home directory.
+    pub root: PathBuf,
+    /// Where snapshot directories live (`<home>/snapshots`, or an import `--dest`).
+    pub snapshots: PathBuf,
+    /// The global image cache (`<home>/cache`).
+    pub cache: PathBuf,
+}
+
+impl Home {
+    /// The home at `root` with the default layout.
+    pub fn at(root: impl Into<PathBuf>) -> Home {
+        let root = root.into();
+        Home { snapshots: root.join("snapshots"), cache: root.join("cache"), root }
+    }
+
+    /// `--home` if given, else `$MSB_HOME`, else `~/.microsandbox`.
+    pub fn resolve(explicit: Option<&Path>) -> Result<Home, HostError> {
+        if let Some(p) = explicit {
+            return Ok(Home::at(p));
+        }
+        if let Some(p) = std::env::var_os("MSB_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Home::at(PathBuf::from(p)));
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(h) => Ok(Home::at(PathBuf::from(h).join(".microsandbox"))),
+            None => Err(HostError::Usage("cannot find the microsandbox home: set --home or MSB_HOME".into())),
+        }
+    }
+
+    /// Overrides the snapshots directory (import `--dest`).
+    pub fn with_snapshots_dir(mut self, dest: Option<PathBuf>) -> Home {
+        if let Some(d) = dest {
+            self.snapshots = d;
+        }
+        self
+    }
+
+    /// The microsandbox index database.
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("db").join("msb.db")
+    }
+}
