@@ -12,13 +12,19 @@
 //! ```
 
 pub mod check;
-pub mod home;
-pub mod sparse;
-pub mod store;
+pub mod crash;
 pub mod error;
+pub mod fsutil;
+pub mod home;
+pub mod import;
+pub mod index;
 pub mod input;
 pub mod progress;
+pub mod promote;
 pub mod render;
+pub mod sparse;
+pub mod stage;
+pub mod store;
 
 pub use error::HostError;
 pub use snapbundle_core::{Limits, Report};

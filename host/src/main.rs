@@ -7,8 +7,12 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use snapbundle::error::HostError;
+use snapbundle::home::Home;
+use snapbundle::import::ImportOptions;
+use snapbundle::index::IndexOutcome;
 use snapbundle::progress::Progress;
-use snapbundle::{check, input, render, Limits, Report};
+use snapbundle::{check, input, render, store, Limits, Report};
+use snapbundle_core::report::IntegrityStatus;
 
 /// Move microVM sandbox snapshots between machines safely.
 ///
@@ -16,7 +20,8 @@ use snapbundle::{check, input, render, Limits, Report};
 /// directories (manifest.json + upper disk image) and optionally the image cache files they boot
 /// from, in the layout microsandbox 0.6.2 writes. Every bundle is treated as hostile input.
 ///
-/// Exit status: 0 success / valid, 1 invalid bundle, 2 usage or I/O error.
+/// Exit status: 0 success / valid, 1 invalid bundle or snapshot, 2 usage, I/O or not found,
+/// 3 conflict (the snapshot or a different cache file already exists).
 #[derive(Parser)]
 #[command(name = "snapbundle", version, about, long_about, max_term_width = 100)]
 struct Cli {
@@ -32,13 +37,106 @@ enum Command {
     ///   snapbundle inspect bundle.tar.zst
     ///   curl -s https://host/b.tar.zst | snapbundle inspect - --json
     Inspect(CheckArgs),
-    /// Validate a bundle and print a one-line verdict.
+    /// Verify a bundle (one-line verdict) or a stored snapshot (0.6.2 `verify`).
     ///
-    /// Every check import makes is made (tar grammar, manifests, digests, sizes, image cache),
-    /// without writing anything. Examples:
+    /// For a bundle every check import makes is made (tar grammar, manifests, digests, sizes,
+    /// image cache) without writing anything. A directory, a `sha256:` digest (or unique prefix)
+    /// or a bare name is a snapshot in the store, checked like `msb snapshot verify`.
+    /// Examples:
     ///   snapbundle verify bundle.tar.zst && echo ok
     ///   snapbundle verify - < bundle.tar.zst
-    Verify(CheckArgs),
+    ///   snapbundle verify my-snapshot
+    ///   snapbundle verify sha256:11edd654
+    Verify(VerifyArgs),
+    /// Import a bundle into the store: one streaming pass, sparse, all-or-nothing.
+    ///
+    /// The bundle is validated while it is staged beneath a private directory of the store;
+    /// nothing becomes visible until every snapshot is verified and every target checked, and
+    /// then all snapshots (and image cache files) appear or none do, even across a crash.
+    /// Holes in disk images are kept. Examples:
+    ///   snapbundle import bundle.tar.zst
+    ///   ssh host snapbundle export web -o - | snapbundle import -
+    ///   snapbundle import b.tar.zst --home /srv/msb --dest /srv/msb/snapshots
+    Import(ImportArgs),
+    /// List the snapshots in the store.
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Clean up after imports that were killed: roll committed ones forward, remove the rest.
+    ///
+    /// Imports still running are never touched. Every import does this first on its own.
+    Gc(GcArgs),
+}
+
+#[derive(Args)]
+struct HomeArgs {
+    /// microsandbox home (default: $MSB_HOME, else ~/.microsandbox).
+    #[arg(long, value_name = "DIR")]
+    home: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Bundle file or `-` (stdin), or a snapshot: path, name or `sha256:` digest.
+    target: String,
+    /// Treat TARGET as a bundle even if it could name a snapshot.
+    #[arg(long, conflicts_with = "snapshot")]
+    bundle: bool,
+    /// Treat TARGET as a snapshot in the store.
+    #[arg(long)]
+    snapshot: bool,
+    /// Print machine-readable JSON on standard output.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    home: HomeArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Bundle file, or `-` for standard input.
+    bundle: String,
+    /// Snapshots directory to import into (default: <home>/snapshots), like 0.6.2's DEST.
+    #[arg(long, value_name = "DIR")]
+    dest: Option<std::path::PathBuf>,
+    /// Print machine-readable JSON (the outcome and the full report) on standard output.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    home: HomeArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Print digests only.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    home: HomeArgs,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    /// Snapshots directory to clean (default: <home>/snapshots).
+    #[arg(long, value_name = "DIR")]
+    dest: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    home: HomeArgs,
 }
 
 #[derive(Args)]
@@ -55,7 +153,7 @@ struct CheckArgs {
     limits: LimitArgs,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct LimitArgs {
     /// Largest zstd window a frame may ask for, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = Limits::DEFAULT.max_window_size >> 20)]
@@ -79,6 +177,8 @@ fn error_json(e: &HostError) -> serde_json::Value {
     let kind = match e {
         HostError::Invalid(inner) => inner.kind(),
         HostError::Io { .. } => "io",
+        HostError::NotFound(_) => "not_found",
+        HostError::Conflict(_) => "conflict",
         _ => "usage",
     };
     json!({ "code": e.code(), "kind": kind, "message": e.to_string() })
@@ -109,6 +209,142 @@ fn check(args: &CheckArgs, verbose: bool) -> Result<(), HostError> {
     result.map(|_| ())
 }
 
+/// Whether a verify target names a bundle rather than a stored snapshot.
+fn is_bundle_target(a: &VerifyArgs) -> bool {
+    if a.bundle || a.target == "-" {
+        return true;
+    }
+    if a.snapshot {
+        return false;
+    }
+    match std::fs::metadata(&a.target) {
+        Ok(m) => !m.is_dir(),
+        Err(_) => false,
+    }
+}
+
+fn verify(a: &VerifyArgs) -> Result<(), HostError> {
+    if is_bundle_target(a) {
+        let args =
+            CheckArgs { bundle: a.target.clone(), json: a.json, quiet: a.quiet, limits: a.limits.clone() };
+        return check(&args, false);
+    }
+    let home = Home::resolve(a.home.home.as_deref())?;
+    let snap = store::resolve(&home, &a.target)?;
+    let status = store::verify(&snap)?;
+    let text = match (&status, a.json) {
+        (_, true) => {
+            json_line(&json!({ "valid": true, "digest": snap.digest, "path": snap.dir, "upper": status }))
+        }
+        (IntegrityStatus::Verified { algorithm, digest }, false) => {
+            format!("verified ({algorithm} {digest})\n")
+        }
+        (IntegrityStatus::NotRecorded, false) => "not recorded (metadata checks only)\n".to_string(),
+    };
+    print_out(&text)
+}
+
+fn print_out(text: &str) -> Result<(), HostError> {
+    std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| HostError::io("writing to stdout", e))
+}
+
+fn import(a: &ImportArgs) -> Result<(), HostError> {
+    let home = Home::resolve(a.home.home.as_deref())?.with_snapshots_dir(a.dest.clone());
+    let mut src = input::open_bundle(&a.bundle)?;
+    let opts = ImportOptions { limits: a.limits.limits(), quiet: a.quiet || a.json };
+    let out = snapbundle::import::import(&mut src.reader, &src.name, &home, &opts)?;
+    if a.json {
+        return print_out(&json_line(&json!({ "ok": true, "bundle": src.name, "import": out })));
+    }
+    let mut text = format!(
+        "imported {} snapshot{}\n",
+        out.snapshots.len(),
+        if out.snapshots.len() == 1 { "" } else { "s" }
+    );
+    text.push_str(&format!(
+        "head   {}\nname   {}\npath   {}\n",
+        out.head_digest,
+        out.head_name,
+        out.head_path.display()
+    ));
+    if !out.cache_installed.is_empty() || !out.cache_reused.is_empty() {
+        text.push_str(&format!(
+            "cache  {} installed, {} already present\n",
+            out.cache_installed.len(),
+            out.cache_reused.len()
+        ));
+    }
+    match &out.index {
+        IndexOutcome::Updated { rows } => text.push_str(&format!("index  {rows} row(s) updated\n")),
+        IndexOutcome::Absent { hint } => text.push_str(&format!("index  {hint}\n")),
+    }
+    print_out(&text)
+}
+
+fn list(a: &ListArgs) -> Result<(), HostError> {
+    let home = Home::resolve(a.home.home.as_deref())?;
+    let entries = store::list(&home.snapshots)?;
+    let mut rows = Vec::new();
+    let mut text = String::new();
+    for (path, opened) in &entries {
+        match opened {
+            Ok(s) => {
+                let m = &s.manifest;
+                rows.push(json!({
+                    "digest": s.digest, "name": s.name(), "image_ref": m.image.reference,
+                    "parent_digest": m.parent, "format": m.format.as_str(), "size_bytes": m.upper.size_bytes,
+                    "created_at": m.created_at, "artifact_path": path,
+                }));
+                if a.quiet {
+                    text.push_str(&format!("{}\n", s.digest));
+                } else {
+                    text.push_str(&format!(
+                        "{:<28} {:<21} {:>10}  {:<25} {}\n",
+                        s.name(),
+                        render::short(&s.digest),
+                        render::size(m.upper.size_bytes),
+                        m.created_at,
+                        m.image.reference
+                    ));
+                }
+            }
+            Err(e) => {
+                rows.push(json!({ "artifact_path": path, "error": error_json(e) }));
+                if !a.quiet {
+                    text.push_str(&format!(
+                        "{:<28} invalid: {e}\n",
+                        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    if a.json {
+        return print_out(&json_line(&serde_json::Value::Array(rows)));
+    }
+    if !a.quiet && !text.is_empty() {
+        text.insert_str(
+            0,
+            &format!("{:<28} {:<21} {:>10}  {:<25} {}\n", "NAME", "DIGEST", "SIZE", "CREATED", "IMAGE"),
+        );
+    }
+    print_out(&text)
+}
+
+fn gc(a: &GcArgs) -> Result<(), HostError> {
+    let home = Home::resolve(a.home.home.as_deref())?.with_snapshots_dir(a.dest.clone());
+    let rec = snapbundle::import::recover(&home)?;
+    if a.json {
+        return print_out(&json_line(&json!({ "ok": true, "gc": rec })));
+    }
+    print_out(&format!(
+        "rolled forward {}, removed {}, left {} running\n",
+        rec.rolled_forward.len(),
+        rec.removed.len(),
+        rec.running.len()
+    ))
+}
+
 fn verdict_line(name: &str, r: &Report) -> String {
     format!(
         "valid: {name}: {} snapshot{}, head {} ({}){}\n",
@@ -136,7 +372,10 @@ fn main() -> ExitCode {
     };
     let (result, json_mode) = match &cli.command {
         Command::Inspect(a) => (check(a, true), a.json),
-        Command::Verify(a) => (check(a, false), a.json),
+        Command::Verify(a) => (verify(a), a.json),
+        Command::Import(a) => (import(a), a.json),
+        Command::List(a) => (list(a), a.json),
+        Command::Gc(a) => (gc(a), a.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,7 +20,7 @@ pub fn size(n: u64) -> String {
     }
 }
 
-fn short(digest: &str) -> String {
+pub fn short(digest: &str) -> String {
     match digest.split_once(':') {
         Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}…", &hex[..12]),
         _ => digest.to_string(),

@@ -47,31 +47,43 @@ fn invalid(dir: &Path, error: SnapshotError) -> HostError {
 
 /// Opens and checks the metadata of the snapshot in `dir`.
 pub fn open(dir: &Path) -> Result<Snapshot, HostError> {
-    let meta = std::fs::metadata(dir).map_err(|_| HostError::NotFound(format!("snapshot not found: {}", shown(dir))))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|_| HostError::NotFound(format!("snapshot not found: {}", shown(dir))))?;
     if !meta.is_dir() {
         return Err(HostError::NotFound(format!("snapshot not found: {} is not a directory", shown(dir))));
     }
     let mpath = dir.join(MANIFEST_FILENAME);
-    let file = File::open(&mpath).map_err(|e| HostError::NotFound(format!("snapshot not found: {}: {e}", shown(&mpath))))?;
+    let file = File::open(&mpath)
+        .map_err(|e| HostError::NotFound(format!("snapshot not found: {}: {e}", shown(&mpath))))?;
     let max = Limits::DEFAULT.max_manifest_size;
     let mut bytes = Vec::new();
-    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| HostError::io(format!("reading {}", shown(&mpath)), e))?;
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| HostError::io(format!("reading {}", shown(&mpath)), e))?;
     if bytes.len() as u64 > max {
         return Err(HostError::Invalid(CoreError::Limit {
             at: None,
             error: snapbundle_core::error::LimitError::ManifestSize { size: bytes.len() as u64, max },
         }));
     }
-    let manifest = Manifest::from_bytes(&bytes).map_err(|error| HostError::Invalid(CoreError::Manifest { prefix: shown(dir), error }))?;
+    let manifest = Manifest::from_bytes(&bytes)
+        .map_err(|error| HostError::Invalid(CoreError::Manifest { prefix: shown(dir), error }))?;
     let digest = manifest.digest();
     let snap = Snapshot { dir: dir.to_path_buf(), manifest, digest };
     let upper = snap.upper_path();
-    let um = std::fs::symlink_metadata(&upper).map_err(|e| invalid(dir, SnapshotError::MissingUpper(format!("{}: {e}", shown(&upper)))))?;
+    let um = std::fs::symlink_metadata(&upper)
+        .map_err(|e| invalid(dir, SnapshotError::MissingUpper(format!("{}: {e}", shown(&upper)))))?;
     if !um.file_type().is_file() {
-        return Err(invalid(dir, SnapshotError::MissingUpper(format!("{} is not a regular file", shown(&upper)))));
+        return Err(invalid(
+            dir,
+            SnapshotError::MissingUpper(format!("{} is not a regular file", shown(&upper))),
+        ));
     }
     if um.len() != snap.manifest.upper.size_bytes {
-        return Err(invalid(dir, SnapshotError::UpperSize { manifest: snap.manifest.upper.size_bytes, file: um.len() }));
+        return Err(invalid(
+            dir,
+            SnapshotError::UpperSize { manifest: snap.manifest.upper.size_bytes, file: um.len() },
+        ));
     }
     Ok(snap)
 }
@@ -103,7 +115,10 @@ pub fn verify(snap: &Snapshot) -> Result<IntegrityStatus, HostError> {
         _ => hex::sha256_digest(&d.sha256),
     };
     if computed != integrity.digest {
-        return Err(invalid(&snap.dir, SnapshotError::DigestMismatch { manifest: integrity.digest.clone(), file: computed }));
+        return Err(invalid(
+            &snap.dir,
+            SnapshotError::DigestMismatch { manifest: integrity.digest.clone(), file: computed },
+        ));
     }
     Ok(IntegrityStatus::Verified { algorithm: integrity.algorithm.clone(), digest: computed })
 }
@@ -154,10 +169,14 @@ pub fn resolve(home: &Home, arg: &str) -> Result<Snapshot, HostError> {
             .filter(|s| s.digest.starts_with(&needle))
             .collect();
         return match matches.len() {
-            0 => Err(HostError::NotFound(format!("snapshot not found: no snapshot in {} has digest {arg}", shown(&home.snapshots)))),
+            0 => Err(HostError::NotFound(format!(
+                "snapshot not found: no snapshot in {} has digest {arg}",
+                shown(&home.snapshots)
+            ))),
             1 => matches.into_iter().next().ok_or_else(|| HostError::NotFound(arg.to_string())),
             _ => {
-                let names: Vec<String> = matches.iter().map(|s| format!("{} ({})", s.digest, s.name())).collect();
+                let names: Vec<String> =
+                    matches.iter().map(|s| format!("{} ({})", s.digest, s.name())).collect();
                 if matches.iter().all(|s| s.digest == matches[0].digest) {
                     // The same snapshot stored twice: any copy will do; take the first by name.
                     return matches.into_iter().next().ok_or_else(|| HostError::NotFound(arg.to_string()));

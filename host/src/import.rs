@@ -1,0 +1,251 @@
+//! `import`: one streaming pass from bundle bytes to a promoted snapshot chain.
+//!
+//! read → core validator → stager (files beneath staging handles, holes skipped) → verdict →
+//! target checks under the store lock → journal commit → renames → index. Nothing outside the
+//! stages is written before the verdict and the target checks; see [`crate::promote`] for the
+//! crash-safety argument.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use snapbundle_core::report::{Area, Role};
+use snapbundle_core::{Limits, Report};
+
+use crate::check;
+use crate::error::{shown, HostError};
+use crate::fsutil::{self, create_dirs, Created};
+use crate::home::Home;
+use crate::index::{self, IndexOutcome};
+use crate::progress::Progress;
+use crate::promote::{self, Journal, Move, Recovery, Tree, STAGED_SNAPSHOTS, STAGE_PREFIX};
+use crate::stage::{remove_tree, CacheStage, Stager, CACHE_STAGE_PREFIX};
+
+/// Import settings.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Validator limits.
+    pub limits: Limits,
+    /// Draw no progress bar.
+    pub quiet: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportOutcome {
+    /// Head snapshot digest.
+    pub head_digest: String,
+    /// Head snapshot name (its directory name).
+    pub head_name: String,
+    /// Head snapshot directory.
+    pub head_path: PathBuf,
+    /// Every promoted snapshot directory, in archive order.
+    pub snapshots: Vec<PathBuf>,
+    /// Cache files installed (relative to the cache directory).
+    pub cache_installed: Vec<String>,
+    /// Cache files already present with identical bytes.
+    pub cache_reused: Vec<String>,
+    /// What happened to the microsandbox index.
+    pub index: IndexOutcome,
+    /// Stale stages of earlier imports that were cleaned up first.
+    pub recovered: Recovery,
+    /// The validation report.
+    pub report: Report,
+}
+
+/// Imports a bundle from `reader` into `home`.
+pub fn import(
+    reader: &mut dyn Read,
+    name: &str,
+    home: &Home,
+    opts: &ImportOptions,
+) -> Result<ImportOutcome, HostError> {
+    let mut created = Created::default();
+    let r = import_inner(reader, name, home, opts, &mut created);
+    match r {
+        Ok(_) => created.keep(),
+        Err(_) => created.undo(),
+    }
+    r
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {
+    let c = context.into();
+    move |e| HostError::io(c, e)
+}
+
+/// Runs recovery of stale stages under the store lock.
+pub fn recover(home: &Home) -> Result<Recovery, HostError> {
+    let snaps = match fsutil::open_dir(&home.snapshots) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Recovery::default()),
+        Err(e) => return Err(HostError::io(format!("opening {}", shown(&home.snapshots)), e)),
+    };
+    let _lock = fsutil::lock(&snaps).map_err(io_err("locking the store"))?;
+    promote::recover(&home.snapshots, &snaps, &home.cache)
+}
+
+fn import_inner(
+    reader: &mut dyn Read,
+    name: &str,
+    home: &Home,
+    opts: &ImportOptions,
+    created: &mut Created,
+) -> Result<ImportOutcome, HostError> {
+    create_dirs(&home.snapshots, created).map_err(io_err(format!("creating {}", shown(&home.snapshots))))?;
+    let recovered = recover(home)?;
+    let snaps =
+        fsutil::open_dir(&home.snapshots).map_err(io_err(format!("opening {}", shown(&home.snapshots))))?;
+    let token = fsutil::token();
+    let stage_name = format!("{STAGE_PREFIX}{token}");
+    snaps.create_dir(&stage_name).map_err(io_err(format!("creating stage {stage_name}")))?;
+    let stage = snaps.open_dir(&stage_name).map_err(io_err("opening stage"))?;
+    let stage_lock = fsutil::try_lock(&stage).map_err(io_err("locking stage"))?;
+    let mut cache_stage = CacheStage {
+        cache_dir: home.cache.clone(),
+        name: format!("{CACHE_STAGE_PREFIX}{token}"),
+        dir: None,
+        lock: None,
+    };
+    let result = stage_and_promote(reader, name, home, opts, &snaps, &stage, &mut cache_stage, created);
+    // Whatever happened, the stages go: promoted items were renamed out of them already.
+    if let Some(d) = cache_stage.dir.take() {
+        drop(d);
+        cache_stage.lock = None;
+        if let Ok(tmp) = fsutil::open_dir(&home.cache.join("tmp")) {
+            let _ = remove_tree(&tmp, &cache_stage.name);
+        }
+    }
+    drop(stage);
+    drop(stage_lock);
+    let _ = remove_tree(&snaps, &stage_name);
+    let (report, journal, cache_reused) = result?;
+    let index = index::update(home, &report)?;
+    let snapshots: Vec<PathBuf> = report.snapshots.iter().map(|s| home.snapshots.join(&s.prefix)).collect();
+    let cache_installed =
+        journal.moves.iter().filter(|m| m.tree == Tree::Cache).map(|m| m.to.clone()).collect();
+    Ok(ImportOutcome {
+        head_digest: report.head.clone(),
+        head_name: report.head_prefix.clone(),
+        head_path: home.snapshots.join(&report.head_prefix),
+        snapshots,
+        cache_installed,
+        cache_reused,
+        index,
+        recovered,
+        report,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stage_and_promote(
+    reader: &mut dyn Read,
+    name: &str,
+    home: &Home,
+    opts: &ImportOptions,
+    snaps: &cap_std::fs::Dir,
+    stage: &cap_std::fs::Dir,
+    cache_stage: &mut CacheStage,
+    created: &mut Created,
+) -> Result<(Report, Journal, Vec<String>), HostError> {
+    stage.create_dir(STAGED_SNAPSHOTS).map_err(io_err("creating stage"))?;
+    let staged = stage.open_dir(STAGED_SNAPSHOTS).map_err(io_err("opening stage"))?;
+    let progress = Progress::new("importing", None, opts.quiet);
+    let report = {
+        let mut stager = Stager::new(&staged, cache_stage, created);
+        let r = check::run(reader, name, opts.limits, &mut stager, &progress, &mut |s| s.take_error());
+        progress.finish();
+        r?
+    };
+    fsutil::sync_dir(&staged).map_err(io_err("syncing stage"))?;
+    crate::crash::point("staged");
+
+    // Target checks and promotion, serialised with every other snapbundle writer of this store.
+    let _store_lock = fsutil::lock(snaps).map_err(io_err("locking the store"))?;
+    let mut moves = Vec::new();
+    let mut reused = Vec::new();
+    if let Some(cache) = &report.cache {
+        let cache_dir =
+            fsutil::open_dir(&home.cache).map_err(io_err(format!("opening {}", shown(&home.cache))))?;
+        let mut metadata = None;
+        for rel in &cache.files {
+            let planned = report.files.iter().find(|f| f.area == Area::Cache && &f.path == rel);
+            let Some(planned) = planned else { continue };
+            if target_matches(&cache_dir, rel, planned.size, &planned.sha256, &home.cache)? {
+                reused.push(rel.clone());
+                continue;
+            }
+            let m = Move { tree: Tree::Cache, from: rel.clone(), to: rel.clone() };
+            if planned.role == Role::CacheMetadata {
+                metadata = Some(m);
+            } else {
+                moves.push(m);
+            }
+        }
+        // The metadata goes last: microsandbox treats an image as cached once it is there.
+        moves.extend(metadata);
+    }
+    let mut snapshot_moves = Vec::new();
+    // Parents first, in archive order; the head last.
+    let (heads, others): (Vec<_>, Vec<_>) = report.snapshots.iter().partition(|s| s.is_head);
+    for s in others.into_iter().chain(heads) {
+        if snaps.symlink_metadata(&s.prefix).is_ok() {
+            return Err(HostError::Conflict(format!(
+                "snapshot already exists: {}",
+                shown(&home.snapshots.join(&s.prefix))
+            )));
+        }
+        snapshot_moves.push(Move { tree: Tree::Snapshots, from: s.prefix.clone(), to: s.prefix.clone() });
+    }
+    moves.extend(snapshot_moves);
+    let journal = Journal {
+        version: 1,
+        cache_dir: home.cache.clone(),
+        cache_stage: cache_stage.dir.as_ref().map(|_| cache_stage.name.clone()),
+        moves,
+    };
+    promote::commit(stage, &journal)?;
+    crate::crash::point("journal");
+    promote::apply(&journal, stage, snaps, |n| {
+        if n == 1 {
+            crate::crash::point("promote-1");
+        }
+    })?;
+    crate::crash::point("promoted");
+    Ok((report, journal, reused))
+}
+
+/// Whether a cache target already holds exactly the planned bytes; a conflict if it holds others.
+fn target_matches(
+    cache_dir: &cap_std::fs::Dir,
+    rel: &str,
+    size: u64,
+    sha256: &str,
+    cache_path: &std::path::Path,
+) -> Result<bool, HostError> {
+    let shown_target = shown(&cache_path.join(rel));
+    let meta = match cache_dir.symlink_metadata(rel) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(HostError::io(format!("checking {shown_target}"), e)),
+    };
+    if !meta.is_file() {
+        return Err(HostError::Conflict(format!("cache target is not a regular file: {shown_target}")));
+    }
+    if meta.len() == size {
+        let mut f = cache_dir.open(rel).map_err(io_err(format!("reading {shown_target}")))?;
+        let mut h = snapbundle_core::integrity::MemberHasher::new(size, false);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(io_err(format!("reading {shown_target}")))?;
+            if n == 0 {
+                break;
+            }
+            h.update(buf.get(..n).unwrap_or(&[]));
+        }
+        if snapbundle_core::hex::encode(&h.finish().sha256) == sha256 {
+            return Ok(true);
+        }
+    }
+    Err(HostError::Conflict(format!("cache target already exists with different content: {shown_target}")))
+}
