@@ -21,8 +21,8 @@ pub enum Event<'a> {
         /// The bytes.
         bytes: &'a [u8],
     },
-    /// `len` zero bytes of the current file at `offset`, whole 4 KiB blocks, that a writer may
-    /// leave as a hole.
+    /// `len` zero bytes of the current file at `offset` that a writer may leave as a hole:
+    /// whole 4 KiB blocks aligned to the file offset, or the file's final partial block.
     Hole {
         /// Offset in the file.
         offset: u64,

@@ -11,6 +11,7 @@
 //! assert!(v.finish().is_err());
 //! ```
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -35,7 +36,7 @@ use crate::zstd::{self, ZstdGate};
 enum Input {
     Detect { buf: [u8; 4], len: usize },
     Tar,
-    Zstd(ZstdGate),
+    Zstd(Box<ZstdGate>),
 }
 
 #[derive(Debug)]
@@ -435,7 +436,7 @@ fn first_header_unknown(e: Error) -> Error {
 fn detect(magic: &[u8; 4], limits: &Limits) -> Result<Input, Error> {
     let unsupported = |what| Err(Error::Container { offset: 0, error: ContainerError::Unsupported(what) });
     if *magic == zstd::MAGIC || zstd::is_skippable_magic(magic) {
-        return Ok(Input::Zstd(ZstdGate::new(limits.max_window_size)));
+        return Ok(Input::Zstd(Box::new(ZstdGate::new(limits.max_window_size))));
     }
     match magic {
         [0x1f, 0x8b, ..] => unsupported("gzip"),

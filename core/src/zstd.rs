@@ -6,7 +6,9 @@
 //!   frames) is checked against `max_window_size`;
 //! - frames that need a dictionary, reserved bits and reserved block types are refused;
 //! - a block's stored size is at most 128 KiB, so the input buffer is bounded;
-//! - `Frame_Content_Size` is never used to size anything (it is advisory);
+//! - `Frame_Content_Size` is never used to size anything (it is advisory), but a frame that
+//!   declares one must decode to exactly that many bytes, as libzstd (and so GNU tar and 0.6.2)
+//!   insists: decoding stops with an error as soon as a block overshoots it;
 //! - the content checksum, when present, is verified;
 //! - several frames are read in sequence; skippable frames are skipped unparsed; anything after a
 //!   frame that is not a frame magic is trailing data; input ending inside a frame is truncated.
@@ -57,6 +59,10 @@ pub struct ZstdGate {
     /// Frame header bytes (magic included) for `FrameDecoder::reset`.
     header: Vec<u8>,
     checksum_flag: bool,
+    /// The current frame's `Frame_Content_Size`, when it declares one.
+    content_size: Option<u64>,
+    /// Bytes the current frame has decoded so far.
+    decoded: u64,
     /// Compressed bytes consumed.
     offset: u64,
     frames: u32,
@@ -71,12 +77,16 @@ impl core::fmt::Debug for ZstdGate {
 struct Downstream<'a, F> {
     out: &'a mut F,
     err: Option<Error>,
+    written: u64,
 }
 
 impl<F: FnMut(&[u8]) -> Result<(), Error>> ruzstd::io::Write for Downstream<'_, F> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, ruzstd::io::Error> {
         match (self.out)(buf) {
-            Ok(()) => Ok(buf.len()),
+            Ok(()) => {
+                self.written = self.written.saturating_add(buf.len() as u64);
+                Ok(buf.len())
+            }
             Err(e) => {
                 self.err = Some(e);
                 Err(ruzstd::io::Error::from(ruzstd::io::ErrorKind::Other))
@@ -101,6 +111,8 @@ impl ZstdGate {
             pending: Vec::new(),
             header: Vec::new(),
             checksum_flag: false,
+            content_size: None,
+            decoded: 0,
             offset: 0,
             frames: 0,
         }
@@ -250,12 +262,22 @@ impl ZstdGate {
                 block.clear();
                 self.header = block;
                 decoded.map_err(|e| self.err(ContainerError::Corrupt(format!("{e}"))))?;
-                let mut down = Downstream { out, err: None };
+                let mut down = Downstream { out, err: None, written: 0 };
                 let drained = self.decoder.collect_to_writer(&mut down);
+                self.decoded = self.decoded.saturating_add(down.written);
                 if let Some(e) = down.err {
                     return Err(e);
                 }
                 drained.map_err(|e| self.err(ContainerError::Corrupt(format!("{e:?}"))))?;
+                if let Some(declared) = self.content_size {
+                    if self.decoded > declared || (last && self.decoded != declared) {
+                        return Err(self.err(ContainerError::Corrupt(format!(
+                            "frame content size mismatch: the header declares {declared} bytes, the frame decodes to {}{}",
+                            if last { "" } else { "more than " },
+                            if last { self.decoded } else { declared }
+                        ))));
+                    }
+                }
                 if last {
                     if self.checksum_flag {
                         let stored = self.decoder.get_checksum_from_data();
@@ -300,6 +322,7 @@ impl ZstdGate {
             return Err(self.err(ContainerError::Dictionary(dict_id)));
         }
         let fcs_bytes = self.header.get(pos..).unwrap_or(&[]);
+        let declared = !fcs_bytes.is_empty();
         let mut fcs = 0u64;
         for (i, b) in fcs_bytes.iter().enumerate() {
             fcs |= u64::from(*b) << (8 * i);
@@ -311,6 +334,8 @@ impl ZstdGate {
         if window > self.max_window {
             return Err(self.err(ContainerError::WindowTooLarge { requested: window, max: self.max_window }));
         }
+        self.content_size = declared.then_some(fcs);
+        self.decoded = 0;
         let header = core::mem::take(&mut self.header);
         let r = self.decoder.reset(&mut header.as_slice());
         self.header = header;
@@ -321,10 +346,57 @@ impl ZstdGate {
 
     /// Declares the end of input.
     pub fn finish(&mut self) -> Result<(), Error> {
-        if self.step == Step::Magic && self.pending.is_empty() {
+        if self.step != Step::Magic {
+            return Err(self.err(ContainerError::Truncated));
+        }
+        // Fewer than four bytes after a frame: truncated only if they could start a frame.
+        let p = self.pending.as_slice();
+        let could_start = MAGIC.starts_with(p)
+            || matches!(p, [x, rest @ ..] if x & 0xf0 == 0x50 && [0x2a, 0x4d, 0x18].starts_with(rest));
+        match (p.is_empty(), could_start) {
+            (true, _) => Ok(()),
+            (false, true) => Err(self.err(ContainerError::Truncated)),
+            (false, false) => Err(self.err(ContainerError::TrailingData)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    /// A frame (1 MiB window, 4-byte `Frame_Content_Size` = `fcs`) of one raw block holding `data`.
+    fn raw_frame(fcs: u32, data: &[u8]) -> Vec<u8> {
+        let mut f = MAGIC.to_vec();
+        f.extend_from_slice(&[0x80, 10 << 3]);
+        f.extend_from_slice(&fcs.to_le_bytes());
+        let bh = 1u32 | (data.len() as u32) << 3;
+        f.extend_from_slice(&bh.to_le_bytes()[..3]);
+        f.extend_from_slice(data);
+        f
+    }
+
+    fn decode(frame: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut gate = ZstdGate::new(1 << 20);
+        let mut out = Vec::new();
+        gate.push(frame, &mut |b: &[u8]| {
+            out.extend_from_slice(b);
             Ok(())
-        } else {
-            Err(self.err(ContainerError::Truncated))
+        })?;
+        gate.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn frame_content_size_must_match_the_content() {
+        let data = [7u8; 3000];
+        assert_eq!(decode(&raw_frame(3000, &data)).map(|v| v.len()), Ok(3000));
+        for fcs in [1024, 2999, 3001, u32::MAX] {
+            let err = decode(&raw_frame(fcs, &data)).unwrap_err();
+            assert_eq!(err.code(), "zstd_corrupt", "{fcs}: {err}");
+            assert!(err.to_string().contains("frame content size mismatch"), "{err}");
         }
     }
 }

@@ -123,9 +123,12 @@ pub fn verify(snap: &Snapshot) -> Result<IntegrityStatus, HostError> {
     Ok(IntegrityStatus::Verified { algorithm: integrity.algorithm.clone(), digest: computed })
 }
 
+/// A listed snapshot directory, opened or with the reason it did not open.
+pub type Listed = (PathBuf, Result<Snapshot, HostError>);
+
 /// Every snapshot directory directly under `dir` that has a `manifest.json` (names starting with
 /// `.` are staging areas and skipped), in name order, each opened or with its error.
-pub fn list(dir: &Path) -> Result<Vec<(PathBuf, Result<Snapshot, HostError>)>, HostError> {
+pub fn list(dir: &Path) -> Result<Vec<Listed>, HostError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -209,7 +209,8 @@ pub fn bundle_names(dir: &Path) -> Vec<String> {
     for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())) {
         let entry = entry.unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
         let name = entry.file_name().into_string().unwrap_or_else(|n| panic!("non-UTF-8 file name {n:?}"));
-        if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) || name.eq_ignore_ascii_case("README.md") {
+        if !entry.file_type().map(|t| t.is_file()).unwrap_or(false) || name.eq_ignore_ascii_case("README.md")
+        {
             continue;
         }
         match name.strip_suffix(EXPECT_SUFFIX) {
@@ -338,9 +339,10 @@ impl RecordingSink {
             Some(o) if offset != o.next => {
                 Some(format!("{what} of {} at offset {offset}, expected {}", o.member.path, o.next))
             }
-            Some(o) if offset.checked_add(len).is_none_or(|end| end > o.member.size) => {
-                Some(format!("{what} of {} at {offset}+{len} runs past size {}", o.member.path, o.member.size))
-            }
+            Some(o) if offset.checked_add(len).is_none_or(|end| end > o.member.size) => Some(format!(
+                "{what} of {} at {offset}+{len} runs past size {}",
+                o.member.path, o.member.size
+            )),
             Some(_) => None,
         };
         match problem {
@@ -423,5 +425,37 @@ impl Sink for RecordingSink {
             },
         }
         Ok(())
+    }
+}
+
+/// A fresh, uniquely named directory under [`std::env::temp_dir`], removed with everything in it
+/// when dropped.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates `<tmp>/snapbundle-<tag>-<pid>-<nanos>-<n>`; fails rather than reuse an existing one.
+    pub fn new(tag: &str) -> ScratchDir {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("snapbundle-{tag}-{}-{nanos}-{n}", std::process::id()));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        ScratchDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
     }
 }

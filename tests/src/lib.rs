@@ -1,2 +1,3 @@
 //! Cross-cutting test support.
+pub mod builder;
 pub mod fixtures;

@@ -259,7 +259,7 @@ impl Walker {
         if prev_zero {
             return Err(self.tar_err(at, TarError::LoneZeroBlock));
         }
-        self.entries = self.entries.checked_add(1).unwrap_or(u32::MAX);
+        self.entries = self.entries.saturating_add(1);
         if self.entries > self.limits.max_entries {
             return Err(Error::Limit { at: Some(at), error: LimitError::Entries(self.limits.max_entries) });
         }

@@ -1,0 +1,259 @@
+//! Differential tests: every bundle the core accepts must read the same with other tar readers.
+//!
+//! hostile-inputs.md: "Whatever the validator accepts must be a subset of what GNU tar reads, with
+//! the same bytes." For each accepted reference bundle the tar stream (decoded by the `zstd` crate,
+//! i.e. libzstd, when compressed) is read by the `tar` crate, by `tar_no_std` and by GNU tar, and each
+//! must see the same members in the same order with the same sizes and the same data as our report.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use snapbundle_core::report::Area;
+use snapbundle_core::{Limits, Report};
+use snapbundle_tests::fixtures::{all_fixtures, sha256_hex, Fixture, ScratchDir};
+
+/// The reference set has 11 bundles that 0.6.2 imports; fewer means the directory is broken.
+const MIN_ACCEPTED: usize = 11;
+
+/// One regular member: archive path, size, sha256 of its data.
+type Member = (String, u64, String);
+
+/// The accepted fixtures with our report for each.
+fn accepted() -> Vec<(Fixture, Report)> {
+    let out: Vec<(Fixture, Report)> = all_fixtures()
+        .into_iter()
+        .filter(|f| f.expect.ok)
+        .map(|f| {
+            let rep = snapbundle_core::validate(&f.bytes, Limits::default())
+                .unwrap_or_else(|e| panic!("{}: 0.6.2 imports it but we reject it: {e}", f.file_name));
+            (f, rep)
+        })
+        .collect();
+    assert!(
+        out.len() >= MIN_ACCEPTED,
+        "only {} accepted fixtures, expected at least {MIN_ACCEPTED}",
+        out.len()
+    );
+    out
+}
+
+/// Our view: the report's files with archive paths, in archive order.
+fn our_members(rep: &Report) -> Vec<Member> {
+    rep.files
+        .iter()
+        .map(|p| {
+            let path = match p.area {
+                Area::Snapshots => p.path.clone(),
+                Area::Cache => format!("cache/{}", p.path),
+            };
+            (path, p.size, p.sha256.clone())
+        })
+        .collect()
+}
+
+/// The decoded tar stream, checked against the size our validator reports.
+fn tar_stream(f: &Fixture, rep: &Report) -> Vec<u8> {
+    let tar = f.tar_bytes();
+    assert_eq!(
+        rep.decompressed_bytes,
+        tar.len() as u64,
+        "{}: our tar stream length differs from the zstd crate's",
+        f.file_name
+    );
+    tar
+}
+
+#[test]
+fn tar_crate_reads_the_same_members() {
+    for (f, rep) in accepted() {
+        let tar = tar_stream(&f, &rep);
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut theirs: Vec<Member> = Vec::new();
+        let mut mtimes = Vec::new();
+        let entries = archive.entries().unwrap_or_else(|e| panic!("{}: tar crate: {e}", f.file_name));
+        for entry in entries {
+            let mut entry = entry.unwrap_or_else(|e| panic!("{}: tar crate: {e}", f.file_name));
+            let path = String::from_utf8(entry.path_bytes().into_owned())
+                .unwrap_or_else(|e| panic!("{}: tar crate gives a non-UTF-8 path: {e}", f.file_name));
+            let kind = entry.header().entry_type();
+            if kind.is_dir() {
+                continue;
+            }
+            assert!(kind.is_file(), "{}: tar crate sees {path} as {kind:?}, we accepted it", f.file_name);
+            let size = entry.header().size().unwrap_or_else(|e| panic!("{}: {path}: size: {e}", f.file_name));
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap_or_else(|e| panic!("{}: {path}: read: {e}", f.file_name));
+            assert_eq!(
+                data.len() as u64,
+                size,
+                "{}: {path}: tar crate read fewer bytes than the size",
+                f.file_name
+            );
+            mtimes.push(
+                entry.header().mtime().unwrap_or_else(|e| panic!("{}: {path}: mtime: {e}", f.file_name)),
+            );
+            theirs.push((path, size, sha256_hex(&data)));
+        }
+        assert_eq!(our_members(&rep), theirs, "{}: tar crate disagrees with our report", f.file_name);
+        let our_mtimes: Vec<u64> = rep.files.iter().map(|p| p.mtime).collect();
+        assert_eq!(our_mtimes, mtimes, "{}: mtimes differ from the tar crate's", f.file_name);
+        println!("{}: tar crate agrees on {} members", f.file_name, theirs.len());
+    }
+}
+
+#[test]
+fn tar_no_std_reads_the_same_regular_files() {
+    let mut plain = 0;
+    for (f, rep) in accepted() {
+        // The plain-tar bundles as they are; the zstd ones after decoding, for good measure.
+        let tar = tar_stream(&f, &rep);
+        let archive = tar_no_std::TarArchiveRef::new(&tar)
+            .unwrap_or_else(|e| panic!("{}: tar_no_std rejects what we accepted: {e:?}", f.file_name));
+        let theirs: Vec<Member> = archive
+            .entries()
+            .map(|e| {
+                let name = e.filename();
+                let name =
+                    name.as_str().unwrap_or_else(|err| panic!("{}: non-UTF-8 name: {err}", f.file_name));
+                (name.to_owned(), e.size() as u64, sha256_hex(e.data()))
+            })
+            .collect();
+        assert_eq!(our_members(&rep), theirs, "{}: tar_no_std disagrees with our report", f.file_name);
+        if !f.is_zstd() {
+            plain += 1;
+        }
+        println!("{}: tar_no_std agrees on {} regular files", f.file_name, theirs.len());
+    }
+    assert!(plain >= 1, "no plain-tar fixture was read as is");
+}
+
+/// Runs GNU tar with `stdin` as its input; panics with a clear message when it is missing.
+fn gnu_tar(args: &[&str], stdin: &[u8]) -> Output {
+    let spawn = |args: &[&str]| {
+        Command::new("tar")
+            .args(args)
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `tar`: {e}. The oracle tests need GNU tar on PATH (apt-get install tar)")
+            })
+    };
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let version = spawn(&["--version"]).wait_with_output().expect("tar --version");
+        let banner = String::from_utf8_lossy(&version.stdout);
+        assert!(
+            banner.contains("GNU tar"),
+            "`tar` on PATH is not GNU tar (`tar --version` says {:?}); the oracle tests need GNU tar",
+            banner.lines().next().unwrap_or("")
+        );
+    });
+    let mut child = spawn(args);
+    let mut input = child.stdin.take().expect("tar stdin");
+    let out = std::thread::scope(|s| {
+        s.spawn(move || {
+            // tar may stop reading early on error; its exit status tells.
+            let _ = input.write_all(stdin);
+        });
+        child.wait_with_output().expect("wait for tar")
+    });
+    assert!(
+        out.status.success(),
+        "tar {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Splits a `tar -tv` line into its five leading fields and the name.
+fn listing_fields(line: &str) -> Option<([&str; 5], &str)> {
+    let mut rest = line;
+    let mut fields = [""; 5];
+    for field in &mut fields {
+        rest = rest.trim_start_matches(' ');
+        let end = rest.find(' ')?;
+        *field = &rest[..end];
+        rest = &rest[end..];
+    }
+    Some((fields, rest.strip_prefix(' ')?))
+}
+
+#[test]
+fn gnu_tar_lists_the_same_members() {
+    for (f, rep) in accepted() {
+        let tar = tar_stream(&f, &rep);
+        let out = gnu_tar(&["--numeric-owner", "--full-time", "--quoting-style=literal", "-tvf", "-"], &tar);
+        let listing = String::from_utf8(out.stdout).expect("UTF-8 listing");
+        let mut theirs = Vec::new();
+        for line in listing.lines() {
+            let (fields, name) =
+                listing_fields(line).unwrap_or_else(|| panic!("{}: odd line {line:?}", f.file_name));
+            let [mode, _owner, size, _date, _time] = fields;
+            if mode.starts_with('d') {
+                continue;
+            }
+            assert!(
+                mode.starts_with('-'),
+                "{}: GNU tar lists {name} as {mode}, not a regular file",
+                f.file_name
+            );
+            let size: u64 = size.parse().unwrap_or_else(|e| panic!("{}: size {size:?}: {e}", f.file_name));
+            theirs.push((name.to_owned(), size));
+        }
+        let ours: Vec<(String, u64)> = our_members(&rep).into_iter().map(|(p, s, _)| (p, s)).collect();
+        assert_eq!(ours, theirs, "{}: GNU tar lists different members", f.file_name);
+        println!("{}: GNU tar lists the same {} members", f.file_name, theirs.len());
+    }
+}
+
+/// Every non-directory under `root`, as `/`-joined relative path → (size, sha256, mtime).
+fn walk(root: &Path, rel: &str, out: &mut BTreeMap<String, (u64, String, u64)>) {
+    let dir = root.join(rel);
+    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name().into_string().expect("UTF-8 name");
+        let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let meta = fs::symlink_metadata(entry.path()).expect("metadata");
+        if meta.is_dir() {
+            walk(root, &path, out);
+            continue;
+        }
+        assert!(meta.is_file(), "GNU tar created {path}, which is not a regular file");
+        let bytes = fs::read(entry.path()).expect("read extracted file");
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        out.insert(path, (meta.len(), sha256_hex(&bytes), mtime));
+    }
+}
+
+#[test]
+fn gnu_tar_extracts_the_same_bytes() {
+    for (f, rep) in accepted() {
+        let tar = tar_stream(&f, &rep);
+        let scratch = ScratchDir::new("oracle");
+        let dest = scratch.path().to_str().expect("UTF-8 temp dir");
+        gnu_tar(&["--no-same-owner", "-xf", "-", "-C", dest], &tar);
+        let mut theirs = BTreeMap::new();
+        walk(scratch.path(), "", &mut theirs);
+        let ours: BTreeMap<String, (u64, String, u64)> = our_members(&rep)
+            .into_iter()
+            .zip(&rep.files)
+            .map(|((path, size, sha), p)| (path, (size, sha, p.mtime)))
+            .collect();
+        assert_eq!(ours.len(), rep.files.len(), "{}: our report names a path twice", f.file_name);
+        assert_eq!(ours, theirs, "{}: GNU tar extracted different files", f.file_name);
+        println!("{}: GNU tar extracted the same {} files", f.file_name, theirs.len());
+    }
+}
