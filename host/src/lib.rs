@@ -14,6 +14,7 @@
 pub mod check;
 pub mod crash;
 pub mod error;
+pub mod export;
 pub mod fsutil;
 pub mod home;
 pub mod import;
@@ -25,6 +26,7 @@ pub mod render;
 pub mod sparse;
 pub mod stage;
 pub mod store;
+pub mod tar_writer;
 
 pub use error::HostError;
 pub use snapbundle_core::{Limits, Report};

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use snapbundle::error::HostError;
+use snapbundle::export::{ExportOptions, ExportTarget};
 use snapbundle::home::Home;
 use snapbundle::import::ImportOptions;
 use snapbundle::index::IndexOutcome;
@@ -58,6 +59,16 @@ enum Command {
     ///   ssh host snapbundle export web -o - | snapbundle import -
     ///   snapbundle import b.tar.zst --home /srv/msb --dest /srv/msb/snapshots
     Import(ImportArgs),
+    /// Export a snapshot as a bundle that microsandbox 0.6.2 (and snapbundle) imports.
+    ///
+    /// The snapshot (and with --with-parents every ancestor, found by digest in the store) is
+    /// verified while it is written; the whole closure (parents, image files) is checked before
+    /// any output. The output file appears atomically: a failed export leaves nothing behind.
+    /// Examples:
+    ///   snapbundle export my-snapshot                     # writes ./my-snapshot.tar.zst
+    ///   snapbundle export sha256:d04c4f19 --with-parents -o chain.tar.zst
+    ///   snapbundle export web --with-image -o - | ssh host snapbundle import -
+    Export(ExportArgs),
     /// List the snapshots in the store.
     #[command(alias = "ls")]
     List(ListArgs),
@@ -113,6 +124,41 @@ struct ImportArgs {
     home: HomeArgs,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Snapshot: a path, a name under <home>/snapshots, or a `sha256:` digest (or unique prefix).
+    snapshot: String,
+    /// Output file (as in `msb snapshot export <SNAP> <OUT>`); same as -o.
+    #[arg(value_name = "OUT", conflicts_with = "output")]
+    out: Option<String>,
+    /// Output file, or `-` for standard output (default: ./<snapshot name>.tar.zst).
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<String>,
+    /// Also export every ancestor, root first (found by digest among the store's snapshots).
+    #[arg(long)]
+    with_parents: bool,
+    /// Also export the head's image cache files (metadata, fsmeta, VMDK, layers).
+    #[arg(long)]
+    with_image: bool,
+    /// Write a plain tar instead of zstd.
+    #[arg(long)]
+    plain_tar: bool,
+    /// zstd compression level (1-19; 0.6.2 uses 3).
+    #[arg(long, default_value_t = snapbundle::export::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
+    level: i32,
+    /// zstd worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: u32,
+    /// Print a JSON summary on standard output (not with `-o -`).
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    home: HomeArgs,
 }
 
 #[derive(Args)]
@@ -281,6 +327,53 @@ fn import(a: &ImportArgs) -> Result<(), HostError> {
     print_out(&text)
 }
 
+fn export(a: &ExportArgs) -> Result<(), HostError> {
+    let home = Home::resolve(a.home.home.as_deref())?;
+    let out = match a.output.clone().or_else(|| a.out.clone()) {
+        Some(o) => o,
+        None => {
+            let snap = store::resolve(&home, &a.snapshot)?;
+            format!("{}.{}", snap.name(), if a.plain_tar { "tar" } else { "tar.zst" })
+        }
+    };
+    let to_stdout = out == "-";
+    if to_stdout && a.json {
+        return Err(HostError::Usage("--json prints on standard output: it cannot be used with -o -".into()));
+    }
+    let opts = ExportOptions {
+        with_parents: a.with_parents,
+        with_image: a.with_image,
+        plain_tar: a.plain_tar,
+        level: a.level,
+        threads: a.threads,
+        ..ExportOptions::default()
+    };
+    let progress = Progress::new("exporting", None, a.quiet || a.json);
+    let path = std::path::PathBuf::from(&out);
+    let target = if to_stdout { ExportTarget::Stdout } else { ExportTarget::File(&path) };
+    let outcome = snapbundle::export::export(&home, &a.snapshot, target, &opts, &progress)?;
+    if a.json {
+        return print_out(&json_line(&json!({ "ok": true, "export": outcome })));
+    }
+    if to_stdout {
+        return Ok(());
+    }
+    let n = outcome.snapshots.len();
+    let mut text = format!(
+        "exported {n} snapshot{} ({} of tar, {} written{})\n",
+        if n == 1 { "" } else { "s" },
+        render::size(outcome.tar_bytes),
+        render::size(outcome.bytes_written),
+        if outcome.cache_files.is_empty() {
+            String::new()
+        } else {
+            format!(", {} cache files", outcome.cache_files.len())
+        }
+    );
+    text.push_str(&format!("head   {}\n{out}\n", outcome.head));
+    print_out(&text)
+}
+
 fn list(a: &ListArgs) -> Result<(), HostError> {
     let home = Home::resolve(a.home.home.as_deref())?;
     let entries = store::list(&home.snapshots)?;
@@ -374,6 +467,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => (check(a, true), a.json),
         Command::Verify(a) => (verify(a), a.json),
         Command::Import(a) => (import(a), a.json),
+        Command::Export(a) => (export(a), a.json),
         Command::List(a) => (list(a), a.json),
         Command::Gc(a) => (gc(a), a.json),
     };

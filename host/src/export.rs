@@ -1,0 +1,920 @@
+//! `export`: snapshot directories (and optionally the head's image cache files) into a bundle
+//! in exactly the layout and tar encoding microsandbox 0.6.2 writes (spec §5.1).
+//!
+//! Two phases, so that nothing is written for a request that cannot succeed:
+//!
+//! 1. [`plan`] resolves the snapshot, follows `parent` through the store (with `with_parents`),
+//!    lists every snapshot directory and, with `with_image`, the head's pinned cache files. Every
+//!    refusal happens here, before any output exists: a missing parent or cache file, a
+//!    subdirectory, symlink or special file in a snapshot directory, a name our importer's
+//!    grammar rejects, an unsupported integrity algorithm, a bundle over the default limits.
+//!    The plan knows the exact size of the tar stream.
+//! 2. [`Plan::write`] streams the members in one pass: uppers are read by their data segments
+//!    (holes cost no reads and are written as zeros) while their recorded integrity is computed;
+//!    a mismatch fails the export at the end of that upper. A file target is written to a
+//!    temporary file beside it, fsynced and renamed into place only on success, so a failed
+//!    export leaves no file; a stream target (standard output) gets no end-of-archive records
+//!    and no zstd frame end after a failure, so a consumer sees a truncated, invalid bundle.
+//!
+//! [`export`] runs both. Deliberate differences from 0.6.2 are listed on [`plan`].
+
+use std::collections::BTreeMap;
+use std::fs::{File, Metadata};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use snapbundle_core::cache_meta::{self, CacheError};
+use snapbundle_core::error::{Error as CoreError, LimitError, SnapshotError};
+use snapbundle_core::integrity::MemberHasher;
+use snapbundle_core::manifest::{Manifest, MANIFEST_FILENAME, SHA256, SPARSE_SHA256_V1};
+use snapbundle_core::names::{self, Slot};
+use snapbundle_core::{hex, reference, Limits};
+
+use crate::error::{shown, HostError};
+use crate::fsutil::{create_dirs, Created};
+use crate::home::Home;
+use crate::progress::Progress;
+use crate::sparse::{self, Chunk};
+use crate::store::{self, Snapshot};
+use crate::tar_writer::{self, EntryMeta, TarWriter, END_OF_ARCHIVE};
+
+/// The zstd level 0.6.2 uses (async-compression's default).
+pub const DEFAULT_LEVEL: i32 = 3;
+
+/// Export settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Also export every ancestor (`manifest.parent`, found in the store), root first.
+    pub with_parents: bool,
+    /// Also export the head's image cache files (metadata, fsmeta, VMDK, layers).
+    pub with_image: bool,
+    /// Write a plain tar instead of zstd.
+    pub plain_tar: bool,
+    /// zstd level (default [`DEFAULT_LEVEL`]).
+    pub level: i32,
+    /// zstd worker threads; 0 uses every available core.
+    pub threads: u32,
+    /// The limits the bundle must stay within (the receiving importer's; default
+    /// [`Limits::DEFAULT`]), checked before anything is written.
+    pub limits: Limits,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            with_parents: false,
+            with_image: false,
+            plain_tar: false,
+            level: DEFAULT_LEVEL,
+            threads: 0,
+            limits: Limits::DEFAULT,
+        }
+    }
+}
+
+/// Where the bundle goes.
+pub enum ExportTarget<'a> {
+    /// A file, written beside itself under a temporary name and renamed into place on success.
+    /// Missing parent directories are created (and removed again if the export fails).
+    File(&'a Path),
+    /// Standard output, streamed as it is produced.
+    Stdout,
+    /// Any writer, streamed like standard output.
+    Writer(&'a mut dyn Write),
+}
+
+/// One exported snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportedSnapshot {
+    /// Snapshot digest.
+    pub digest: String,
+    /// Its directory in the bundle (`sha256-<16 hex>`).
+    pub prefix: String,
+    /// The directory it was read from.
+    pub source: PathBuf,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportOutcome {
+    /// Exported snapshots in archive order: root first, head last.
+    pub snapshots: Vec<ExportedSnapshot>,
+    /// The head snapshot's digest.
+    pub head: String,
+    /// Image cache files (relative to the cache directory), in archive order.
+    pub cache_files: Vec<String>,
+    /// Whether the bundle is zstd-compressed.
+    pub compressed: bool,
+    /// Bytes written to the target.
+    pub bytes_written: u64,
+    /// Bytes of the tar stream.
+    pub tar_bytes: u64,
+    /// The file written, for a file target.
+    pub path: Option<PathBuf>,
+}
+
+/// Integrity recorded for an upper, checked while it streams.
+#[derive(Debug)]
+struct UpperCheck {
+    digest: String,
+    sparse: bool,
+    dir: PathBuf,
+}
+
+#[derive(Debug)]
+enum Content {
+    /// Held in memory since planning (manifests, cache metadata): exactly the bytes checked.
+    Bytes(Vec<u8>),
+    /// Streamed from the source file; an upper with recorded integrity carries its check.
+    File { check: Option<UpperCheck> },
+}
+
+#[derive(Debug)]
+struct Member {
+    /// Member name in the bundle.
+    name: String,
+    /// The file it comes from.
+    source: PathBuf,
+    /// Header fields from the planning `stat`.
+    meta: EntryMeta,
+    /// `(st_dev, st_ino)` of the source, to notice a swapped file.
+    identity: (u64, u64),
+    content: Content,
+}
+
+#[derive(Debug)]
+struct PlannedSnapshot {
+    snap: Snapshot,
+    prefix: String,
+    members: Vec<Member>,
+}
+
+/// A checked export, ready to be written. See [`plan`].
+#[derive(Debug)]
+pub struct Plan {
+    opts: ExportOptions,
+    snapshots: Vec<PlannedSnapshot>,
+    cache: Vec<Member>,
+    cache_files: Vec<String>,
+    tar_bytes: u64,
+    entries: u32,
+}
+
+/// Exports `snapshot_arg` (a path, a name in the store, or a `sha256:` digest or unique prefix)
+/// to `target`: [`plan`] then [`Plan::write`]. `progress` gets the tar stream's total up front
+/// and the bytes written as they go.
+pub fn export(
+    home: &Home,
+    snapshot_arg: &str,
+    target: ExportTarget<'_>,
+    opts: &ExportOptions,
+    progress: &Progress,
+) -> Result<ExportOutcome, HostError> {
+    let plan = plan(home, snapshot_arg, opts)?;
+    progress.set_total(plan.tar_bytes());
+    let outcome = plan.write(target, progress);
+    progress.finish();
+    outcome
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {
+    let c = context.into();
+    move |e| HostError::io(c, e)
+}
+
+fn limit(error: LimitError) -> HostError {
+    HostError::Invalid(CoreError::Limit { at: None, error })
+}
+
+fn cache_err(error: CacheError) -> HostError {
+    HostError::Invalid(CoreError::Cache(error))
+}
+
+/// Opens a file for reading without following a final symlink and without blocking on a FIFO.
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Reads a whole small file through `file`, refusing more than `max` bytes.
+fn read_small(file: &File, max: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn changed(path: &Path) -> HostError {
+    HostError::io(
+        format!("reading {}", shown(path)),
+        io::Error::other("the file changed while the export was running"),
+    )
+}
+
+/// Checks a member name against the importer's grammar; `cache` says which area it must land in.
+fn check_member_name(name: &str, cache: bool, source: &Path, limits: &Limits) -> Result<(), HostError> {
+    match names::classify(name.as_bytes(), false) {
+        Ok(Slot::SnapshotFile { .. }) if !cache => {}
+        Ok(Slot::CacheFile { .. }) if cache => {}
+        Ok(_) => {
+            return Err(HostError::Usage(format!(
+                "cannot export {}: the member name {name:?} would not be read back as intended",
+                shown(source)
+            )))
+        }
+        Err(e) => {
+            return Err(HostError::Usage(format!(
+                "cannot export {}: import would reject the member name {name:?}: {e}",
+                shown(source)
+            )))
+        }
+    }
+    if name.len() > limits.max_path_len as usize {
+        return Err(limit(LimitError::PathLength { len: name.len() as u64, max: limits.max_path_len }));
+    }
+    Ok(())
+}
+
+/// Builds the export plan: every check an export makes before writing anything.
+///
+/// Differences from 0.6.2's `export_snapshot`, each making the result something our own import
+/// (and 0.6.2's) accepts, or making a failure leave nothing behind:
+/// - snapshot arguments may also be `sha256:` digests or unique digest prefixes;
+/// - parents are found by scanning the store's snapshot directories, not the SQLite index;
+/// - the other files of a snapshot directory follow `manifest.json` sorted by name, not in
+///   `read_dir` order, so the same snapshot always gives the same bundle;
+/// - a subdirectory, symlink, special file, non-UTF-8 name, a name the member grammar rejects or
+///   two names differing only in letter case is refused (0.6.2 writes a directory entry, follows
+///   the symlink, or writes a bundle its own import rejects);
+/// - with `with_image`, cache files must be regular files (not symlinks), EROFS files must be a
+///   non-zero multiple of 4096 bytes, and the metadata must pass the import-side checks (raw
+///   manifest and config digests), since import rejects bundles that break these;
+/// - the bundle must fit `opts.limits` (entries, path length, JSON sizes, total size);
+/// - integrity is verified while streaming rather than in a separate pass first;
+/// - the zstd frame declares its content size and carries a content checksum (0.6.2: neither),
+///   and is compressed with `opts.threads` workers; it is still one frame;
+/// - a file target is written under a temporary name and renamed into place (0.6.2 truncates
+///   the target in place and leaves a partial file on failure); a target that is one of the
+///   exported files, or lies inside an exported snapshot directory, is refused;
+/// - a modification time before the epoch is written as 0.
+pub fn plan(home: &Home, snapshot_arg: &str, opts: &ExportOptions) -> Result<Plan, HostError> {
+    if !zstd::compression_level_range().contains(&opts.level) {
+        return Err(HostError::Usage(format!(
+            "zstd level {} is out of range ({}..={})",
+            opts.level,
+            zstd::compression_level_range().start(),
+            zstd::compression_level_range().end()
+        )));
+    }
+    let limits = &opts.limits;
+    let head = store::resolve(home, snapshot_arg)?;
+    let chain = chain(home, head, opts)?;
+    let mut json_total: u64 = 0;
+    let mut snapshots = Vec::with_capacity(chain.len());
+    for snap in chain {
+        snapshots.push(plan_snapshot(snap, limits, &mut json_total)?);
+    }
+    let (cache, cache_files) = match (opts.with_image, snapshots.last()) {
+        (true, Some(head)) => plan_cache(home, &head.snap, limits, &mut json_total)?,
+        _ => (Vec::new(), Vec::new()),
+    };
+    if json_total > limits.max_json_total {
+        return Err(limit(LimitError::JsonTotal(limits.max_json_total)));
+    }
+    let mut tar_bytes = END_OF_ARCHIVE.len() as u64;
+    let mut entries: u32 = 0;
+    let overflow = || limit(LimitError::Budget(limits.max_decompressed_bytes));
+    for m in snapshots.iter().flat_map(|s| s.members.iter()).chain(cache.iter()) {
+        let len = tar_writer::member_len(&m.name, m.meta.size).ok_or_else(overflow)?;
+        tar_bytes = tar_bytes.checked_add(len).ok_or_else(overflow)?;
+        entries = entries.saturating_add(tar_writer::header_count(&m.name));
+    }
+    if entries > limits.max_entries {
+        return Err(limit(LimitError::Entries(limits.max_entries)));
+    }
+    // The importer counts members up to the end of their padded data, not the end records.
+    if tar_bytes - END_OF_ARCHIVE.len() as u64 > limits.max_decompressed_bytes {
+        return Err(overflow());
+    }
+    Ok(Plan { opts: opts.clone(), snapshots, cache, cache_files, tar_bytes, entries })
+}
+
+/// The snapshots to export, root first: the head alone, or with `with_parents` the head and its
+/// ancestors found in the store by digest.
+fn chain(home: &Home, head: Snapshot, opts: &ExportOptions) -> Result<Vec<Snapshot>, HostError> {
+    let mut chain = vec![head];
+    if opts.with_parents {
+        let mut by_digest: Option<(BTreeMap<String, Snapshot>, Vec<String>)> = None;
+        while let Some(parent) = chain.last().and_then(|s| s.manifest.parent.clone()) {
+            if chain.iter().any(|s| s.digest == parent) {
+                return Err(HostError::Usage(format!("the parent chain loops at {parent}")));
+            }
+            if chain.len() >= opts.limits.max_snapshots as usize {
+                return Err(limit(LimitError::Snapshots(opts.limits.max_snapshots)));
+            }
+            let (index, unreadable) = match &mut by_digest {
+                Some(x) => x,
+                None => by_digest.insert(store_index(home)?),
+            };
+            match index.remove(&parent) {
+                Some(p) => chain.push(p),
+                None => {
+                    let child = chain.last().map(|s| shown(&s.dir)).unwrap_or_default();
+                    let mut msg = format!(
+                        "snapshot not found: parent {parent} of {child} is not in {}; import it first, or export without --with-parents",
+                        shown(&home.snapshots)
+                    );
+                    if !unreadable.is_empty() {
+                        msg.push_str(&format!(
+                            " ({} snapshot director{} there could not be opened: {})",
+                            unreadable.len(),
+                            if unreadable.len() == 1 { "y" } else { "ies" },
+                            unreadable.join("; ")
+                        ));
+                    }
+                    return Err(HostError::NotFound(msg));
+                }
+            }
+        }
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+/// Every snapshot in the store by digest (the first directory by name wins for duplicates),
+/// and the errors of those that did not open.
+fn store_index(home: &Home) -> Result<(BTreeMap<String, Snapshot>, Vec<String>), HostError> {
+    let mut index = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    for (path, opened) in store::list(&home.snapshots)? {
+        match opened {
+            Ok(s) => {
+                index.entry(s.digest.clone()).or_insert(s);
+            }
+            Err(e) => unreadable.push(format!("{}: {e}", shown(&path))),
+        }
+    }
+    Ok((index, unreadable))
+}
+
+/// Lists one snapshot directory: `manifest.json` first, then the other files by name.
+fn plan_snapshot(
+    snap: Snapshot,
+    limits: &Limits,
+    json_total: &mut u64,
+) -> Result<PlannedSnapshot, HostError> {
+    let dir = snap.dir.clone();
+    let prefix = Manifest::archive_prefix(&snap.digest);
+    let refuse = |path: &Path, why: &str| {
+        HostError::Usage(format!(
+            "cannot export snapshot {}: {} {why}; a snapshot directory may hold only regular files",
+            shown(&dir),
+            shown(path)
+        ))
+    };
+    let mut files: Vec<(String, PathBuf, Metadata)> = Vec::new();
+    let mut lower = BTreeMap::new();
+    let rd = std::fs::read_dir(&dir).map_err(io_err(format!("listing {}", shown(&dir))))?;
+    for entry in rd {
+        let entry = entry.map_err(io_err(format!("listing {}", shown(&dir))))?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            return Err(HostError::Usage(format!(
+                "cannot export snapshot {}: the file name {:?} is not UTF-8",
+                shown(&dir),
+                entry.file_name()
+            )));
+        };
+        let md = std::fs::symlink_metadata(&path).map_err(io_err(format!("reading {}", shown(&path))))?;
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            return Err(refuse(&path, "is a symbolic link"));
+        }
+        if ft.is_dir() {
+            return Err(refuse(&path, "is a directory"));
+        }
+        if !ft.is_file() {
+            return Err(refuse(&path, "is not a regular file"));
+        }
+        if let Some(other) = lower.insert(name.to_ascii_lowercase(), name.clone()) {
+            return Err(HostError::Usage(format!(
+                "cannot export snapshot {}: {other:?} and {name:?} differ only in letter case, which import rejects as duplicates",
+                shown(&dir)
+            )));
+        }
+        files.push((name, path, md));
+    }
+    // manifest.json first, then by name (byte order).
+    files.sort_by(|a, b| (a.0 != MANIFEST_FILENAME, &a.0).cmp(&(b.0 != MANIFEST_FILENAME, &b.0)));
+    if files.first().map(|f| f.0.as_str()) != Some(MANIFEST_FILENAME) {
+        return Err(HostError::NotFound(format!("snapshot not found: {} has no manifest.json", shown(&dir))));
+    }
+    if !files.iter().any(|f| f.0 == snap.manifest.upper.file) {
+        return Err(HostError::Invalid(CoreError::Snapshot {
+            prefix: shown(&dir),
+            error: SnapshotError::MissingUpper(snap.manifest.upper.file.clone()),
+        }));
+    }
+    let mut members = Vec::with_capacity(files.len());
+    for (name, path, md) in files {
+        let member_name = format!("{prefix}/{name}");
+        check_member_name(&member_name, false, &path, limits)?;
+        let identity = (md.dev(), md.ino());
+        let (meta, content) = if name == MANIFEST_FILENAME {
+            let (meta, bytes) = read_manifest(&snap, &path, limits)?;
+            *json_total = json_total.saturating_add(meta.size);
+            (meta, Content::Bytes(bytes))
+        } else if name == snap.manifest.upper.file {
+            let check = match &snap.manifest.upper.integrity {
+                None => None,
+                Some(i) => {
+                    let sparse = match i.algorithm.as_str() {
+                        SHA256 => false,
+                        SPARSE_SHA256_V1 => true,
+                        other => {
+                            return Err(HostError::Invalid(CoreError::Snapshot {
+                                prefix: shown(&dir),
+                                error: SnapshotError::UnsupportedAlgorithm(other.to_string()),
+                            }))
+                        }
+                    };
+                    Some(UpperCheck { digest: i.digest.clone(), sparse, dir: dir.clone() })
+                }
+            };
+            if md.len() != snap.manifest.upper.size_bytes {
+                return Err(HostError::Invalid(CoreError::Snapshot {
+                    prefix: shown(&dir),
+                    error: SnapshotError::UpperSize {
+                        manifest: snap.manifest.upper.size_bytes,
+                        file: md.len(),
+                    },
+                }));
+            }
+            (EntryMeta::from_metadata(&md), Content::File { check })
+        } else {
+            (EntryMeta::from_metadata(&md), Content::File { check: None })
+        };
+        members.push(Member { name: member_name, source: path, meta, identity, content });
+    }
+    Ok(PlannedSnapshot { snap, prefix, members })
+}
+
+/// Reads `manifest.json` once more and keeps its bytes: they must still describe the snapshot
+/// that was opened, and they are what the bundle carries.
+fn read_manifest(snap: &Snapshot, path: &Path, limits: &Limits) -> Result<(EntryMeta, Vec<u8>), HostError> {
+    let file = open_nofollow(path).map_err(io_err(format!("opening {}", shown(path))))?;
+    let md = file.metadata().map_err(io_err(format!("reading {}", shown(path))))?;
+    let bytes =
+        read_small(&file, limits.max_manifest_size).map_err(io_err(format!("reading {}", shown(path))))?;
+    if bytes.len() as u64 > limits.max_manifest_size {
+        return Err(limit(LimitError::ManifestSize {
+            size: bytes.len() as u64,
+            max: limits.max_manifest_size,
+        }));
+    }
+    if !md.is_file() || bytes.len() as u64 != md.len() {
+        return Err(changed(path));
+    }
+    match Manifest::from_bytes(&bytes) {
+        Ok(m) if m.digest() == snap.digest => {}
+        _ => return Err(changed(path)),
+    }
+    Ok((EntryMeta::from_metadata(&md), bytes))
+}
+
+/// The head's image cache files in 0.6.2 order: metadata, fsmeta, VMDK, layers.
+fn plan_cache(
+    home: &Home,
+    head: &Snapshot,
+    limits: &Limits,
+    json_total: &mut u64,
+) -> Result<(Vec<Member>, Vec<String>), HostError> {
+    let image_ref = head.manifest.image.reference.as_str();
+    let normalized = cache_meta::normalized_reference(image_ref).map_err(cache_err)?;
+    let meta_rel = format!("manifests/{}", reference::metadata_file_name(&normalized));
+    let meta_path = home.cache.join(&meta_rel);
+    let md = match std::fs::symlink_metadata(&meta_path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(HostError::NotFound(format!(
+                "image metadata missing from cache for {image_ref}: {}",
+                shown(&meta_path)
+            )))
+        }
+        Err(e) => return Err(HostError::io(format!("reading {}", shown(&meta_path)), e)),
+    };
+    if !md.file_type().is_file() {
+        return Err(HostError::NotFound(format!(
+            "image metadata for {image_ref} is not a regular file: {}",
+            shown(&meta_path)
+        )));
+    }
+    let file = open_nofollow(&meta_path).map_err(io_err(format!("opening {}", shown(&meta_path))))?;
+    let fmd = file.metadata().map_err(io_err(format!("reading {}", shown(&meta_path))))?;
+    let bytes = read_small(&file, limits.max_metadata_size)
+        .map_err(io_err(format!("reading {}", shown(&meta_path))))?;
+    if bytes.len() as u64 > limits.max_metadata_size {
+        return Err(limit(LimitError::MetadataSize {
+            size: bytes.len() as u64,
+            max: limits.max_metadata_size,
+        }));
+    }
+    if !fmd.is_file() || bytes.len() as u64 != fmd.len() || (fmd.dev(), fmd.ino()) != (md.dev(), md.ino()) {
+        return Err(changed(&meta_path));
+    }
+    *json_total = json_total.saturating_add(fmd.len());
+    let meta = cache_meta::parse_metadata(&bytes).map_err(cache_err)?;
+    cache_meta::validate_metadata(&meta, &head.manifest.image.manifest_digest).map_err(cache_err)?;
+    let expected = cache_meta::expected_cache_files(image_ref, &meta).map_err(cache_err)?;
+    let mut members = Vec::with_capacity(expected.len());
+    let mut rels = Vec::with_capacity(expected.len());
+    let mut meta_bytes = Some(bytes);
+    for e in expected {
+        let path = home.cache.join(&e.path);
+        let name = e.archive_name();
+        check_member_name(&name, true, &path, limits)?;
+        if e.path == meta_rel {
+            let Some(bytes) = meta_bytes.take() else { continue };
+            members.push(Member {
+                name,
+                source: path,
+                meta: EntryMeta::from_metadata(&fmd),
+                identity: (fmd.dev(), fmd.ino()),
+                content: Content::Bytes(bytes),
+            });
+            rels.push(e.path);
+            continue;
+        }
+        let missing = |why: String| {
+            HostError::NotFound(format!("required image cache artifact missing: {}{why}", shown(&path)))
+        };
+        let amd = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(missing(String::new())),
+            Err(err) => return Err(HostError::io(format!("reading {}", shown(&path)), err)),
+        };
+        if amd.file_type().is_symlink() {
+            return Err(missing(" (it is a symbolic link)".into()));
+        }
+        if !amd.file_type().is_file() {
+            return Err(missing(" (it is not a regular file)".into()));
+        }
+        if !e.rule.check(amd.len()) {
+            return Err(cache_err(CacheError::NotMaterialized { path: e.path.clone(), size: amd.len() }));
+        }
+        members.push(Member {
+            name,
+            source: path,
+            meta: EntryMeta::from_metadata(&amd),
+            identity: (amd.dev(), amd.ino()),
+            content: Content::File { check: None },
+        });
+        rels.push(e.path);
+    }
+    if meta_bytes.is_some() {
+        // expected_cache_files always lists the metadata file first; anything else is a bug.
+        return Err(cache_err(CacheError::MissingArtifact(meta_rel)));
+    }
+    Ok((members, rels))
+}
+
+/// Counts bytes on their way to the target.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count = self.count.saturating_add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The tar stream's destination: plain, or a zstd frame.
+enum Compressor<W: Write> {
+    Plain(W),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Plain(w) => w.write(buf),
+            Compressor::Zstd(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.write_all(buf),
+            Compressor::Zstd(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Plain(w) => w.flush(),
+            Compressor::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Compressor<W> {
+    /// Ends the zstd frame (if any) and returns the writer below.
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Plain(w) => Ok(w),
+            Compressor::Zstd(w) => w.finish(),
+        }
+    }
+}
+
+impl Plan {
+    /// Exact size of the tar stream (headers, data, padding, end-of-archive records).
+    pub fn tar_bytes(&self) -> u64 {
+        self.tar_bytes
+    }
+
+    /// Number of tar header records (long-name records included).
+    pub fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// The snapshots to export, root first: `(digest, archive prefix)`.
+    pub fn snapshots(&self) -> Vec<(String, String)> {
+        self.snapshots.iter().map(|s| (s.snap.digest.clone(), s.prefix.clone())).collect()
+    }
+
+    /// The member names in archive order.
+    pub fn member_names(&self) -> Vec<String> {
+        self.members().map(|m| m.name.clone()).collect()
+    }
+
+    fn members(&self) -> impl Iterator<Item = &Member> {
+        self.snapshots.iter().flat_map(|s| s.members.iter()).chain(self.cache.iter())
+    }
+
+    fn outcome(&self, bytes_written: u64, path: Option<PathBuf>) -> ExportOutcome {
+        ExportOutcome {
+            snapshots: self
+                .snapshots
+                .iter()
+                .map(|s| ExportedSnapshot {
+                    digest: s.snap.digest.clone(),
+                    prefix: s.prefix.clone(),
+                    source: s.snap.dir.clone(),
+                })
+                .collect(),
+            head: self.snapshots.last().map(|s| s.snap.digest.clone()).unwrap_or_default(),
+            cache_files: self.cache_files.clone(),
+            compressed: !self.opts.plain_tar,
+            bytes_written,
+            tar_bytes: self.tar_bytes,
+            path,
+        }
+    }
+
+    /// Writes the bundle to `target`, updating `progress` with tar bytes written.
+    pub fn write(&self, target: ExportTarget<'_>, progress: &Progress) -> Result<ExportOutcome, HostError> {
+        match target {
+            ExportTarget::File(path) => self.write_file(path, progress),
+            ExportTarget::Stdout => {
+                let written = self.stream(io::stdout().lock(), "standard output", progress)?;
+                Ok(self.outcome(written, None))
+            }
+            ExportTarget::Writer(w) => {
+                let written = self.stream(w, "the output", progress)?;
+                Ok(self.outcome(written, None))
+            }
+        }
+    }
+
+    fn write_file(&self, path: &Path, progress: &Progress) -> Result<ExportOutcome, HostError> {
+        let Some(file_name) = path.file_name() else {
+            return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
+        };
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(md) if md.is_dir() => {
+                return Err(HostError::Usage(format!("the output path {} is a directory", shown(path))));
+            }
+            Ok(md) if self.members().any(|m| m.identity == (md.dev(), md.ino())) => {
+                return Err(HostError::Usage(format!(
+                    "refusing to replace {}: it is one of the files being exported",
+                    shown(path)
+                )));
+            }
+            _ => {}
+        }
+        let mut created = Created::default();
+        create_dirs(&parent, &mut created).map_err(io_err(format!("creating {}", shown(&parent))))?;
+        let r = self.write_file_in(path, &parent, file_name, progress);
+        match r {
+            Ok(_) => created.keep(),
+            Err(_) => created.undo(),
+        }
+        r
+    }
+
+    fn write_file_in(
+        &self,
+        path: &Path,
+        parent: &Path,
+        file_name: &std::ffi::OsStr,
+        progress: &Progress,
+    ) -> Result<ExportOutcome, HostError> {
+        if let Ok(canon) = parent.canonicalize() {
+            for s in &self.snapshots {
+                if s.snap.dir.canonicalize().is_ok_and(|d| d == canon) {
+                    return Err(HostError::Usage(format!(
+                        "refusing to write {} inside the snapshot directory being exported",
+                        shown(path)
+                    )));
+                }
+            }
+        }
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(file_name);
+        prefix.push(".");
+        let tmp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".snapbundle-tmp")
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(parent)
+            .map_err(io_err(format!("creating a temporary file in {}", shown(parent))))?;
+        let label = shown(path);
+        let written = self.stream(tmp.as_file(), &label, progress)?;
+        tmp.as_file().sync_all().map_err(io_err(format!("syncing {label}")))?;
+        tmp.persist(path).map_err(|e| HostError::io(format!("renaming the bundle to {label}"), e.error))?;
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(format!("syncing directory {}", shown(parent))))?;
+        Ok(self.outcome(written, Some(path.to_path_buf())))
+    }
+
+    /// Streams the whole bundle into `out`; returns the bytes written. On failure nothing more
+    /// is written: no end-of-archive records and no end of the zstd frame.
+    fn stream<W: Write>(&self, out: W, label: &str, progress: &Progress) -> Result<u64, HostError> {
+        let wctx = format!("writing {label}");
+        let buffered = BufWriter::with_capacity(1 << 20, Counting { inner: out, count: 0 });
+        let sink = if self.opts.plain_tar {
+            Compressor::Plain(buffered)
+        } else {
+            let threads = match self.opts.threads {
+                0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                n => n as usize,
+            };
+            let threads = u32::try_from(threads).unwrap_or(u32::MAX);
+            let setup = || -> io::Result<_> {
+                let mut enc = zstd::stream::write::Encoder::new(buffered, self.opts.level)?;
+                enc.include_checksum(true)?;
+                enc.set_pledged_src_size(Some(self.tar_bytes))?;
+                enc.multithread(threads)?;
+                Ok(enc)
+            };
+            Compressor::Zstd(setup().map_err(io_err("setting up zstd"))?)
+        };
+        let mut tar = TarWriter::new(sink);
+        for m in self.members() {
+            write_member(&mut tar, m, &wctx, progress)?;
+        }
+        if tar.position().checked_add(END_OF_ARCHIVE.len() as u64) != Some(self.tar_bytes) {
+            return Err(HostError::io(
+                wctx,
+                io::Error::other(format!(
+                    "internal error: wrote {} tar bytes, planned {}",
+                    tar.position(),
+                    self.tar_bytes
+                )),
+            ));
+        }
+        let sink = tar.finish().map_err(io_err(wctx.clone()))?;
+        progress.set(self.tar_bytes);
+        let buffered = sink.finish().map_err(io_err(wctx.clone()))?;
+        let counting = buffered.into_inner().map_err(|e| HostError::io(wctx.clone(), e.into_error()))?;
+        let Counting { mut inner, count } = counting;
+        inner.flush().map_err(io_err(wctx))?;
+        Ok(count)
+    }
+}
+
+/// Writes one member; a file is read by its data segments, an upper's integrity checked.
+fn write_member<W: Write>(
+    tar: &mut TarWriter<W>,
+    m: &Member,
+    wctx: &str,
+    progress: &Progress,
+) -> Result<(), HostError> {
+    let file = match &m.content {
+        Content::Bytes(bytes) => {
+            tar.append(&m.name, &m.meta, bytes).map_err(io_err(wctx))?;
+            progress.set(tar.position());
+            return Ok(());
+        }
+        Content::File { .. } => {
+            open_nofollow(&m.source).map_err(io_err(format!("opening {}", shown(&m.source))))?
+        }
+    };
+    let before = file.metadata().map_err(io_err(format!("reading {}", shown(&m.source))))?;
+    if !before.is_file() || (before.dev(), before.ino()) != m.identity || before.len() != m.meta.size {
+        return Err(changed(&m.source));
+    }
+    // Header fields from this handle; only the size had to stay as planned.
+    let meta = EntryMeta::from_metadata(&before);
+    tar.begin(&m.name, &meta).map_err(io_err(wctx))?;
+    let check = match &m.content {
+        Content::File { check } => check.as_ref(),
+        Content::Bytes(_) => None,
+    };
+    let mut hasher = check.map(|c| MemberHasher::new(meta.size, c.sparse));
+    let mut write_error: Option<io::Error> = None;
+    let read = sparse::read_logical(&file, meta.size, &mut |chunk| {
+        let written = match chunk {
+            Chunk::Data(bytes) => {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(bytes);
+                }
+                tar.data(bytes)
+            }
+            Chunk::Zeros(n) => {
+                if let Some(h) = hasher.as_mut() {
+                    h.update_zeros(n);
+                }
+                tar.zeros(n)
+            }
+        };
+        match written {
+            Ok(()) => {
+                progress.set(tar.position());
+                Ok(())
+            }
+            Err(e) => {
+                write_error = Some(e);
+                Err(io::Error::other("the output failed"))
+            }
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(HostError::io(wctx, e));
+    }
+    read.map_err(io_err(format!("reading {}", shown(&m.source))))?;
+    tar.end().map_err(io_err(wctx))?;
+    let after = file.metadata().map_err(io_err(format!("reading {}", shown(&m.source))))?;
+    if after.len() != before.len()
+        || after.mtime() != before.mtime()
+        || after.mtime_nsec() != before.mtime_nsec()
+        || after.ctime() != before.ctime()
+        || after.ctime_nsec() != before.ctime_nsec()
+    {
+        return Err(changed(&m.source));
+    }
+    if let (Some(c), Some(h)) = (check, hasher) {
+        let d = h.finish();
+        let computed = match d.sparse_sha256 {
+            Some(s) if c.sparse => hex::sha256_digest(&s),
+            _ => hex::sha256_digest(&d.sha256),
+        };
+        if computed != c.digest {
+            return Err(HostError::Invalid(CoreError::Snapshot {
+                prefix: shown(&c.dir),
+                error: SnapshotError::DigestMismatch { manifest: c.digest.clone(), file: computed },
+            }));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_0_6_2() {
+        let o = ExportOptions::default();
+        assert!(!o.with_parents && !o.with_image && !o.plain_tar);
+        assert_eq!(o.level, 3);
+        assert_eq!(o.threads, 0);
+    }
+
+    #[test]
+    fn counting_counts() {
+        let mut c = Counting { inner: Vec::new(), count: 0 };
+        assert!(c.write_all(b"hello").is_ok());
+        assert_eq!(c.count, 5);
+    }
+}
