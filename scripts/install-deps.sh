@@ -17,7 +17,7 @@
 # is shown (tail) on failure.
 set -euo pipefail
 
-PKGS=(rustc-web cargo-web rust-web-src lld-22 zstd e2fsprogs qemu-utils hyperfine)
+PKGS=(rustc-web cargo-web rust-web-src lld-22 zstd e2fsprogs qemu-utils hyperfine time)
 MIN_RUSTC_MINOR=88   # workspace rust-version = 1.88 (sha2 0.11); bookworm's plain rustc-web 1.85 is too old
 
 CHECK_ONLY=0

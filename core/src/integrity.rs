@@ -7,7 +7,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::manifest::SPARSE_SHA256_V1;
+use crate::manifest::{SHA256, SPARSE_SHA256_V1};
 
 /// Zero bytes fed for holes, a page at a time.
 static ZEROS: [u8; 4096] = [0; 4096];
@@ -34,17 +34,83 @@ pub struct MemberDigests {
     pub sparse_sha256: Option<[u8; 32]>,
 }
 
+/// A SHA-256 state primed with the `msb-sparse-sha256-v1` prefix for `len` logical bytes.
+fn sparse_state(len: u64) -> Sha256 {
+    let mut h = Sha256::new();
+    h.update(SPARSE_SHA256_V1.as_bytes());
+    h.update([0u8]);
+    h.update(len.to_le_bytes());
+    h
+}
+
+/// Feeds `len` zero bytes to `update`, a page at a time.
+fn feed_zeros(mut len: u64, update: &mut impl FnMut(&[u8])) {
+    while len > 0 {
+        let n = len.min(ZEROS.len() as u64) as usize;
+        update(ZEROS.get(..n).unwrap_or(&[]));
+        len -= n as u64;
+    }
+}
+
+/// A recorded integrity algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// `sha256`: plain SHA-256 of the file.
+    Sha256,
+    /// `msb-sparse-sha256-v1`.
+    SparseSha256V1,
+}
+
+impl Algorithm {
+    /// The algorithm named in a manifest, if supported.
+    pub fn parse(name: &str) -> Option<Algorithm> {
+        match name {
+            SHA256 => Some(Algorithm::Sha256),
+            SPARSE_SHA256_V1 => Some(Algorithm::SparseSha256V1),
+            _ => None,
+        }
+    }
+}
+
+/// Computes exactly one integrity digest of a file (what `verify` and export need).
+#[derive(Clone)]
+pub struct IntegrityHasher(Sha256);
+
+impl core::fmt::Debug for IntegrityHasher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("IntegrityHasher")
+    }
+}
+
+impl IntegrityHasher {
+    /// A hasher for `algorithm` over `len` logical bytes.
+    pub fn new(algorithm: Algorithm, len: u64) -> Self {
+        IntegrityHasher(match algorithm {
+            Algorithm::Sha256 => Sha256::new(),
+            Algorithm::SparseSha256V1 => sparse_state(len),
+        })
+    }
+
+    /// Adds content bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// Adds `len` zero bytes (a hole) without materialising them.
+    pub fn update_zeros(&mut self, len: u64) {
+        feed_zeros(len, &mut |b| self.0.update(b));
+    }
+
+    /// The digest as `sha256:<hex>`.
+    pub fn finish(self) -> alloc::string::String {
+        crate::hex::sha256_digest(&self.0.finalize().into())
+    }
+}
+
 impl MemberHasher {
     /// A hasher for a member of `len` logical bytes; `sparse` also computes `msb-sparse-sha256-v1`.
     pub fn new(len: u64, sparse: bool) -> Self {
-        let sparse = sparse.then(|| {
-            let mut h = Sha256::new();
-            h.update(SPARSE_SHA256_V1.as_bytes());
-            h.update([0u8]);
-            h.update(len.to_le_bytes());
-            h
-        });
-        MemberHasher { plain: Sha256::new(), sparse }
+        MemberHasher { plain: Sha256::new(), sparse: sparse.then(|| sparse_state(len)) }
     }
 
     /// Adds content bytes.
@@ -56,12 +122,8 @@ impl MemberHasher {
     }
 
     /// Adds `len` zero bytes (a hole) without materialising them.
-    pub fn update_zeros(&mut self, mut len: u64) {
-        while len > 0 {
-            let n = len.min(ZEROS.len() as u64) as usize;
-            self.update(ZEROS.get(..n).unwrap_or(&[]));
-            len -= n as u64;
-        }
+    pub fn update_zeros(&mut self, len: u64) {
+        feed_zeros(len, &mut |b| self.update(b));
     }
 
     /// The finished digests.
@@ -90,5 +152,12 @@ mod tests {
         want.update(data);
         assert_eq!(d.sparse_sha256, Some(want.finalize().into()));
         assert_eq!(d.sha256, <[u8; 32]>::from(Sha256::digest(data)));
+        let mut one = IntegrityHasher::new(Algorithm::SparseSha256V1, 6);
+        one.update(&data[..3]);
+        one.update_zeros(3);
+        assert_eq!(one.finish(), crate::hex::sha256_digest(&d.sparse_sha256.unwrap()));
+        let mut plain = IntegrityHasher::new(Algorithm::Sha256, 6);
+        plain.update(&data);
+        assert_eq!(plain.finish(), crate::hex::sha256_digest(&d.sha256));
     }
 }

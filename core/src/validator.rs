@@ -21,9 +21,9 @@ use crate::error::{BundleError, ContainerError, Error, LimitError, Location, Sna
 use crate::events::{Event, MemberStart, Sink};
 use crate::hex;
 use crate::holes::{HoleSplitter, Piece};
-use crate::integrity::{MemberDigests, MemberHasher};
+use crate::integrity::{Algorithm, MemberDigests, MemberHasher};
 use crate::limits::Limits;
-use crate::manifest::{Manifest, MANIFEST_FILENAME, SHA256, SPARSE_SHA256_V1};
+use crate::manifest::{Manifest, MANIFEST_FILENAME, SPARSE_SHA256_V1};
 use crate::names::{self, Slot};
 use crate::report::{
     Area, CacheReport, Container, IntegrityStatus, PlannedFile, Report, Role, SnapshotReport,
@@ -496,13 +496,15 @@ fn conclude(b: &Bundle) -> Result<Report, Error> {
         let integrity = match &m.upper.integrity {
             None => IntegrityStatus::NotRecorded,
             Some(i) => {
-                let computed = match i.algorithm.as_str() {
-                    SHA256 => Some(hex::sha256_digest(&upper.digests.sha256)),
-                    SPARSE_SHA256_V1 => upper.digests.sparse_sha256.as_ref().map(hex::sha256_digest),
-                    other => {
+                let computed = match Algorithm::parse(&i.algorithm) {
+                    Some(Algorithm::Sha256) => Some(hex::sha256_digest(&upper.digests.sha256)),
+                    Some(Algorithm::SparseSha256V1) => {
+                        upper.digests.sparse_sha256.as_ref().map(hex::sha256_digest)
+                    }
+                    None => {
                         return Err(snapshot_err(
                             &p.name,
-                            SnapshotError::UnsupportedAlgorithm(other.to_string()),
+                            SnapshotError::UnsupportedAlgorithm(i.algorithm.clone()),
                         ))
                     }
                 };

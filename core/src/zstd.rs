@@ -365,7 +365,6 @@ impl ZstdGate {
 mod tests {
     use super::*;
     use alloc::string::ToString;
-    use alloc::vec;
 
     /// A frame (1 MiB window, 4-byte `Frame_Content_Size` = `fcs`) of one raw block holding `data`.
     fn raw_frame(fcs: u32, data: &[u8]) -> Vec<u8> {

@@ -93,14 +93,21 @@ fn import_inner(
     created: &mut Created,
 ) -> Result<ImportOutcome, HostError> {
     create_dirs(&home.snapshots, created).map_err(io_err(format!("creating {}", shown(&home.snapshots))))?;
-    let recovered = recover(home)?;
     let snaps =
         fsutil::open_dir(&home.snapshots).map_err(io_err(format!("opening {}", shown(&home.snapshots))))?;
     let token = fsutil::token();
     let stage_name = format!("{STAGE_PREFIX}{token}");
-    snaps.create_dir(&stage_name).map_err(io_err(format!("creating stage {stage_name}")))?;
-    let stage = snaps.open_dir(&stage_name).map_err(io_err("opening stage"))?;
-    let stage_lock = fsutil::try_lock(&stage).map_err(io_err("locking stage"))?;
+    // Recovery, and creating and locking our stage, under one hold of the store lock: recovery
+    // (of any process) removes every stage it can lock, so a stage must never be visible unlocked
+    // outside the store lock.
+    let (recovered, stage, stage_lock) = {
+        let _store_lock = fsutil::lock(&snaps).map_err(io_err("locking the store"))?;
+        let recovered = promote::recover(&home.snapshots, &snaps, &home.cache)?;
+        snaps.create_dir(&stage_name).map_err(io_err(format!("creating stage {stage_name}")))?;
+        let stage = snaps.open_dir(&stage_name).map_err(io_err("opening stage"))?;
+        let stage_lock = fsutil::lock(&stage).map_err(io_err("locking stage"))?;
+        (recovered, stage, stage_lock)
+    };
     let mut cache_stage = CacheStage {
         cache_dir: home.cache.clone(),
         name: format!("{CACHE_STAGE_PREFIX}{token}"),
@@ -108,7 +115,16 @@ fn import_inner(
         lock: None,
     };
     let result = stage_and_promote(reader, name, home, opts, &snaps, &stage, &mut cache_stage, created);
-    // Whatever happened, the stages go: promoted items were renamed out of them already.
+    // A failure after the commit point (a rename that failed) keeps both stages: they hold the
+    // journal and the rest of the bundle, which recovery rolls forward. Removing them would leave
+    // the bundle half promoted for good.
+    let result = match result {
+        Err(e) if matches!(promote::read_journal(&stage), Ok(Some(_))) => {
+            return Err(committed_but_failed(e))
+        }
+        r => r,
+    };
+    // Otherwise the stages go: promoted items were renamed out of them already.
     if let Some(d) = cache_stage.dir.take() {
         drop(d);
         cache_stage.lock = None;
@@ -168,6 +184,25 @@ fn stage_and_promote(
         let cache_dir =
             fsutil::open_dir(&home.cache).map_err(io_err(format!("opening {}", shown(&home.cache))))?;
         let mut metadata = None;
+        // Each `cache/<kind>` must be a real directory (or absent): never write through a symlink.
+        let mut kinds: Vec<&str> =
+            cache.files.iter().filter_map(|r| r.split_once('/').map(|k| k.0)).collect();
+        kinds.dedup();
+        for kind in kinds {
+            match cache_dir.symlink_metadata(kind) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(HostError::Conflict(format!(
+                        "cache directory is not a directory (a symlink?), refusing to write through it: {}",
+                        shown(&home.cache.join(kind))
+                    )))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(HostError::io(format!("checking {}", shown(&home.cache.join(kind))), e))
+                }
+            }
+        }
         for rel in &cache.files {
             let planned = report.files.iter().find(|f| f.area == Area::Cache && &f.path == rel);
             let Some(planned) = planned else { continue };
@@ -248,4 +283,13 @@ fn target_matches(
         }
     }
     Err(HostError::Conflict(format!("cache target already exists with different content: {shown_target}")))
+}
+
+/// An error raised after the journal was committed: the import completes on recovery.
+fn committed_but_failed(e: HostError) -> HostError {
+    const NOTE: &str = "the import is committed; `snapbundle gc` or the next import completes it";
+    match e {
+        HostError::Io { context, source } => HostError::Io { context: format!("{context} ({NOTE})"), source },
+        other => other,
+    }
 }

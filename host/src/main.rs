@@ -148,7 +148,7 @@ struct ExportArgs {
     /// zstd compression level (1-19; 0.6.2 uses 3).
     #[arg(long, default_value_t = snapbundle::export::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
     level: i32,
-    /// zstd worker threads (0: one per core).
+    /// zstd worker threads (0: one per core, at most 4).
     #[arg(long, default_value_t = 0)]
     threads: u32,
     /// Print a JSON summary on standard output (not with `-o -`).

@@ -28,6 +28,7 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use cap_fs_ext::DirExt;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
@@ -154,20 +155,27 @@ pub fn apply(
         if !exists(src, &m.from).map_err(io_err(format!("checking staged {}", m.from)))? {
             continue;
         }
+        // A cache target `<kind>/<file>` is renamed into a handle of `<kind>` opened without
+        // following a symlink, so nothing is ever written through a symlinked `cache/<kind>`.
+        let mut kind_dir = None;
+        let mut to = m.to.as_str();
         if m.tree == Tree::Cache {
-            if let Some((kind, _)) = m.to.split_once('/') {
+            if let Some((kind, file)) = m.to.split_once('/') {
                 match dst.create_dir(kind) {
                     Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
                         return Err(HostError::io(format!("creating cache/{kind}"), e))
                     }
                     _ => {}
                 }
+                let d = dst.open_dir_nofollow(kind).map_err(io_err(format!("opening cache/{kind}")))?;
+                kind_dir = Some(d);
+                to = file;
                 if !touched_kinds.contains(&kind) {
                     touched_kinds.push(kind);
                 }
             }
         }
-        match rename_noreplace(src, &m.from, dst, &m.to) {
+        match rename_noreplace(src, &m.from, kind_dir.as_ref().unwrap_or(dst), to) {
             Ok(()) => {
                 done += 1;
                 on_move(done);
@@ -241,6 +249,8 @@ pub fn recover(snapshots_path: &Path, snapshots: &Dir, cache_dir: &Path) -> Resu
     // or whose snapshot stage lives in another directory: removed when nobody holds their lock.
     let tmp = cache_dir.join("tmp");
     if let Ok(tmp_dir) = fsutil::open_dir(&tmp) {
+        // Importers create and lock their cache stages under this lock (see `stage.rs`).
+        let _tmp_lock = fsutil::lock(&tmp_dir).map_err(io_err(format!("locking {}", shown(&tmp))))?;
         for entry in tmp_dir.entries().map_err(io_err(format!("listing {}", shown(&tmp))))? {
             let entry = entry.map_err(io_err("listing cache tmp"))?;
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -88,9 +88,13 @@ impl<'a> Stager<'a> {
             let tmp = self.cache.cache_dir.join("tmp");
             fsutil::create_dirs(&tmp, self.created)?;
             let parent = fsutil::open_dir(&tmp)?;
+            // Recovery sweeps `<cache>/tmp` under this lock (and removes every stage it can lock),
+            // so the stage must never be visible there unlocked outside it.
+            let tmp_lock = fsutil::lock(&parent)?;
             parent.create_dir(&self.cache.name)?;
             let dir = parent.open_dir(&self.cache.name)?;
-            self.cache.lock = fsutil::try_lock(&dir)?;
+            self.cache.lock = Some(fsutil::lock(&dir)?);
+            drop(tmp_lock);
             self.cache.dir = Some(dir);
         }
         self.cache.dir.as_ref().ok_or_else(|| io::Error::other("cache stage missing"))

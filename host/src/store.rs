@@ -9,10 +9,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use snapbundle_core::error::{Error as CoreError, SnapshotError};
-use snapbundle_core::integrity::MemberHasher;
-use snapbundle_core::manifest::{Manifest, MANIFEST_FILENAME, SHA256, SPARSE_SHA256_V1};
+use snapbundle_core::integrity::{Algorithm, IntegrityHasher};
+use snapbundle_core::manifest::{Manifest, MANIFEST_FILENAME};
 use snapbundle_core::report::IntegrityStatus;
-use snapbundle_core::{hex, Limits};
+use snapbundle_core::Limits;
 
 use crate::error::{shown, HostError};
 use crate::home::Home;
@@ -93,14 +93,12 @@ pub fn verify(snap: &Snapshot) -> Result<IntegrityStatus, HostError> {
     let Some(integrity) = &snap.manifest.upper.integrity else {
         return Ok(IntegrityStatus::NotRecorded);
     };
-    let sparse = match integrity.algorithm.as_str() {
-        SHA256 => false,
-        SPARSE_SHA256_V1 => true,
-        other => return Err(invalid(&snap.dir, SnapshotError::UnsupportedAlgorithm(other.to_string()))),
+    let Some(algorithm) = Algorithm::parse(&integrity.algorithm) else {
+        return Err(invalid(&snap.dir, SnapshotError::UnsupportedAlgorithm(integrity.algorithm.clone())));
     };
     let upper = snap.upper_path();
     let file = File::open(&upper).map_err(|e| HostError::io(format!("opening {}", shown(&upper)), e))?;
-    let mut h = MemberHasher::new(snap.manifest.upper.size_bytes, sparse);
+    let mut h = IntegrityHasher::new(algorithm, snap.manifest.upper.size_bytes);
     sparse::read_logical(&file, snap.manifest.upper.size_bytes, &mut |c| {
         match c {
             Chunk::Data(b) => h.update(b),
@@ -109,11 +107,7 @@ pub fn verify(snap: &Snapshot) -> Result<IntegrityStatus, HostError> {
         Ok(())
     })
     .map_err(|e| HostError::io(format!("reading {}", shown(&upper)), e))?;
-    let d = h.finish();
-    let computed = match d.sparse_sha256 {
-        Some(s) if sparse => hex::sha256_digest(&s),
-        _ => hex::sha256_digest(&d.sha256),
-    };
+    let computed = h.finish();
     if computed != integrity.digest {
         return Err(invalid(
             &snap.dir,

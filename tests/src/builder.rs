@@ -347,7 +347,7 @@ impl Tar {
             Header::ustar_file(name, data.len() as u64)
         } else {
             let cut = name[..name.len().min(156)].rfind('/').expect("ustar names need a '/' to split");
-            Header::ustar_file(&name[cut + 1..], data.len() as u64).prefix_field(name[..cut].as_bytes())
+            Header::ustar_file(&name[cut + 1..], data.len() as u64).prefix_field(&name.as_bytes()[..cut])
         };
         self.member(&h, data)
     }
@@ -448,7 +448,8 @@ pub struct TarMember {
 }
 
 /// Reads the members of a well-formed, trusted tar stream (fixtures, builder output): octal
-/// sizes, GNU `L` names; stops at the first zero record. Not a validator: panics on nonsense.
+/// sizes, GNU `L` names; stops at the first zero record; a truncated last member keeps the data
+/// that is there. Not a validator: panics on nonsense.
 pub fn read_members(tar: &[u8]) -> Vec<TarMember> {
     let mut out = Vec::new();
     let mut pos = 0;
@@ -457,7 +458,7 @@ pub fn read_members(tar: &[u8]) -> Vec<TarMember> {
         let h = &tar[pos..pos + BLOCK];
         let text = std::str::from_utf8(&h[field::SIZE]).expect("size field");
         let size = usize::from_str_radix(text.trim_matches(|c| c == '\0' || c == ' '), 8).expect("octal");
-        let data = tar[pos + BLOCK..pos + BLOCK + size].to_vec();
+        let data = tar[(pos + BLOCK).min(tar.len())..(pos + BLOCK + size).min(tar.len())].to_vec();
         let type_flag = h[field::TYPEFLAG];
         let raw_name = &h[field::NAME];
         let short =

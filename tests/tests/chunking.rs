@@ -15,10 +15,10 @@ use snapbundle_core::{validate, Error, Event, Limits, NullSink, Report, Sink, St
 use snapbundle_tests::builder::*;
 
 /// Bytes of decompressed tar one property run may spend on a bundle (all its splits together).
-const BYTES_PER_BUNDLE: u64 = 2 << 20;
+const BYTES_PER_BUNDLE: u64 = 24 << 20;
 /// Most and fewest splits per bundle.
-const MAX_SPLITS: u64 = 300;
-const MIN_SPLITS: u64 = 1;
+const MAX_SPLITS: u64 = 400;
+const MIN_SPLITS: u64 = 4;
 
 /// A random chunk length: often 0 or 1, sometimes a few bytes around a record, sometimes large.
 fn chunk_len(rng: &mut Rng, remaining: usize) -> usize {
@@ -101,11 +101,19 @@ impl Sink for Rebuild {
     }
 }
 
-/// Checks the property on one bundle; `cost` is its decompressed size.
+/// `SNAPBUNDLE_CHUNKING_SCALE=<n>` multiplies the number of splits (for long runs in release).
+fn scale() -> u64 {
+    std::env::var("SNAPBUNDLE_CHUNKING_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+}
+
+/// Checks the property on one bundle; returns the number of splits tried.
 fn property(name: &str, bytes: &[u8], limits: Limits, seed: u64) -> u64 {
-    let cost = decompressed_len(bytes).max(1);
-    let splits = (BYTES_PER_BUNDLE / cost).clamp(MIN_SPLITS, MAX_SPLITS);
     let whole = validate(bytes, limits);
+    let cost = match &whole {
+        Ok(r) => r.decompressed_bytes,
+        Err(_) => decompressed_len(bytes),
+    };
+    let splits = (BYTES_PER_BUNDLE / cost.max(1)).clamp(MIN_SPLITS, MAX_SPLITS) * scale();
     let mut rng = Rng::new(seed ^ fnv(name));
     let mut rebuilt_reference: Option<Vec<(String, [u8; 32])>> = None;
     for split in 0..splits {
@@ -127,17 +135,14 @@ fn property(name: &str, bytes: &[u8], limits: Limits, seed: u64) -> u64 {
     splits
 }
 
-/// The tar-stream length a bundle decodes to (the bundle's length when it is not zstd or does
-/// not decode).
+/// About how many tar bytes an invalid bundle makes the validator read: what libzstd decodes
+/// of it, or its own length.
 fn decompressed_len(bytes: &[u8]) -> u64 {
-    match validate(bytes, Limits::default()) {
-        Ok(r) => r.decompressed_bytes,
-        Err(_) if bytes.starts_with(&ZSTD_MAGIC) => zstd::stream::decode_all(bytes)
-            .map(|v| v.len() as u64)
-            .unwrap_or(bytes.len() as u64)
-            .max(bytes.len() as u64),
-        Err(_) => bytes.len() as u64,
+    let mut decoded = Vec::new();
+    if let Ok(mut d) = zstd::stream::read::Decoder::new(bytes) {
+        let _ = std::io::Read::read_to_end(&mut std::io::Read::take(&mut d, 64 << 20), &mut decoded);
     }
+    (decoded.len() as u64).max(bytes.len() as u64)
 }
 
 fn fnv(s: &str) -> u64 {

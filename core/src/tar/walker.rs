@@ -190,19 +190,24 @@ impl Walker {
                     }
                 }
                 State::End { zeros } => {
-                    if let Some(i) = input.iter().position(|&b| b != 0) {
-                        self.advance(i);
-                        return Err(self.tar_err(self.here(), TarError::TrailingData));
-                    }
-                    let zeros = zeros.saturating_add(input.len() as u64);
-                    if zeros > self.limits.max_trailing_zeros {
+                    // Judge byte by byte, whatever the chunking: the zeros before the first
+                    // non-zero byte count against the cap first (the error is placed at the first
+                    // zero beyond the cap), then a non-zero byte is trailing data.
+                    let nonzero = input.iter().position(|&b| b != 0);
+                    let run = nonzero.unwrap_or(input.len());
+                    let max = self.limits.max_trailing_zeros;
+                    if zeros.saturating_add(run as u64) > max {
+                        self.pos = self.pos.saturating_add(max.saturating_sub(zeros));
                         return Err(Error::Limit {
                             at: Some(self.here()),
-                            error: LimitError::TrailingZeros(self.limits.max_trailing_zeros),
+                            error: LimitError::TrailingZeros(max),
                         });
                     }
-                    self.advance(input.len());
-                    self.state = State::End { zeros };
+                    self.advance(run);
+                    if nonzero.is_some() {
+                        return Err(self.tar_err(self.here(), TarError::TrailingData));
+                    }
+                    self.state = State::End { zeros: zeros.saturating_add(run as u64) };
                     *input = &[];
                 }
             }
@@ -384,5 +389,56 @@ impl Walker {
         let at = if matches!(self.state, State::Data { .. }) { self.current.clone() } else { self.here() };
         self.state = State::Failed;
         Err(self.tar_err(at, TarError::Truncated(inside)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    struct Nothing;
+
+    impl TarSink for Nothing {
+        fn member(&mut self, _: &Member) -> Result<(), Error> {
+            Ok(())
+        }
+        fn data(&mut self, _: &[u8]) -> Result<(), Error> {
+            Ok(())
+        }
+        fn member_end(&mut self) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    fn walk(bytes: &[u8], chunk: usize) -> Result<(), Error> {
+        let limits = Limits { max_trailing_zeros: 700, ..Limits::default() };
+        let mut w = Walker::new(limits);
+        for c in bytes.chunks(chunk) {
+            w.push(c, &mut Nothing)?;
+        }
+        w.finish()
+    }
+
+    fn at(e: &Error) -> Option<u64> {
+        match e {
+            Error::Limit { at: Some(at), .. } | Error::Tar { at, .. } => Some(at.offset),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn trailing_zero_cap_and_trailing_data_do_not_depend_on_chunking() {
+        let mut over = vec![0u8; 1024 + 800];
+        over.push(b'x');
+        let mut under = vec![0u8; 1024 + 600];
+        under.push(b'x');
+        for chunk in [1, 7, 512, 1100, 1900, 4096] {
+            let e = walk(&over, chunk).unwrap_err();
+            assert_eq!((e.code(), at(&e)), ("trailing_zeros_too_long", Some(1024 + 700)), "chunk {chunk}");
+            let e = walk(&under, chunk).unwrap_err();
+            assert_eq!((e.code(), at(&e)), ("trailing_data", Some(1024 + 600)), "chunk {chunk}");
+            assert_eq!(walk(&over[..1024 + 700], chunk), Ok(()), "chunk {chunk}");
+        }
     }
 }
