@@ -14,7 +14,7 @@
 //! - [`names`]: the closed name grammar of the bundle layout (snapshot and cache slots);
 //! - [`manifest`]: 0.6.2 manifest parsing, validation, canonical digest;
 //! - [`integrity`]: `sha256` and `msb-sparse-sha256-v1` over streamed data;
-//! - [`reference`] and [`cache_meta`]: OCI reference normalisation and image-cache rules;
+//! - [`reference`](mod@reference) and [`cache_meta`]: OCI reference normalisation and image-cache rules;
 //! - [`holes`]: zero-block detection so writers keep sparse files sparse;
 //! - [`validator`]: the state machine that ties them together, and [`report`]: its verdict.
 //!

@@ -136,7 +136,7 @@ fn import_inner(
     drop(stage_lock);
     let _ = remove_tree(&snaps, &stage_name);
     let (report, journal, cache_reused) = result?;
-    let index = index::update(home, &report)?;
+    let index = index::update(home, &report);
     let snapshots: Vec<PathBuf> = report.snapshots.iter().map(|s| home.snapshots.join(&s.prefix)).collect();
     let cache_installed =
         journal.moves.iter().filter(|m| m.tree == Tree::Cache).map(|m| m.to.clone()).collect();

@@ -28,6 +28,12 @@ pub enum IndexOutcome {
         /// How to build the index.
         hint: String,
     },
+    /// The update failed; the imported snapshots are in place all the same (the index is a
+    /// rebuildable cache, as in 0.6.2, whose own update is best-effort).
+    Failed {
+        /// What went wrong, and how to rebuild the index.
+        error: String,
+    },
 }
 
 /// `created_at` as 0.6.2 stores it: RFC 3339 parsed and converted to naive UTC, or "now" when it
@@ -43,8 +49,18 @@ fn db_err(db: &Path) -> impl Fn(rusqlite::Error) -> HostError + '_ {
     move |e| HostError::io(format!("updating index {}", shown(db)), std::io::Error::other(e))
 }
 
-/// Upserts the report's snapshots into the index, if there is one.
-pub fn update(home: &Home, report: &Report) -> Result<IndexOutcome, HostError> {
+/// Upserts the report's snapshots into the index, if there is one. Never fails: a failure is
+/// reported as [`IndexOutcome::Failed`].
+pub fn update(home: &Home, report: &Report) -> IndexOutcome {
+    match try_update(home, report) {
+        Ok(o) => o,
+        Err(e) => {
+            IndexOutcome::Failed { error: format!("{e}; run `msb snapshot reindex` to rebuild the index") }
+        }
+    }
+}
+
+fn try_update(home: &Home, report: &Report) -> Result<IndexOutcome, HostError> {
     let db = home.db_path();
     let hint = format!(
         "no microsandbox index at {}; run `msb snapshot reindex` to index the imported snapshots",

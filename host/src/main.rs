@@ -240,17 +240,14 @@ fn check(args: &CheckArgs, verbose: bool) -> Result<(), HostError> {
         out.write_all(text.as_bytes()).map_err(|e| HostError::io("writing to stdout", e))
     };
     match (&result, args.json) {
-        (Ok(report), true) => {
-            print(&mut out, json_line(&json!({ "valid": true, "bundle": src.name, "report": report })))?
-        }
-        (Err(e @ HostError::Invalid(_)), true) => print(
+        (Ok(report), true) => print(
             &mut out,
-            json_line(&json!({ "valid": false, "bundle": src.name, "error": error_json(e) })),
+            json_line(&json!({ "ok": true, "valid": true, "bundle": src.name, "report": report })),
         )?,
         (Ok(report), false) if verbose => print(&mut out, render::inspect(&src.name, report))?,
         (Ok(report), false) => print(&mut out, verdict_line(&src.name, report))?,
-        (Err(_), false) => {}
-        (Err(_), true) => {}
+        // Errors are printed by `main`, in JSON too when asked.
+        (Err(_), _) => {}
     }
     result.map(|_| ())
 }
@@ -323,6 +320,10 @@ fn import(a: &ImportArgs) -> Result<(), HostError> {
     match &out.index {
         IndexOutcome::Updated { rows } => text.push_str(&format!("index  {rows} row(s) updated\n")),
         IndexOutcome::Absent { hint } => text.push_str(&format!("index  {hint}\n")),
+        IndexOutcome::Failed { error } => {
+            eprintln!("snapbundle: warning: index not updated: {error}");
+            text.push_str("index  not updated (see the warning)\n");
+        }
     }
     print_out(&text)
 }
@@ -474,9 +475,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if json_mode && !matches!(e, HostError::Invalid(_)) {
-                let _ = std::io::stdout()
-                    .write_all(json_line(&json!({ "valid": false, "error": error_json(&e) })).as_bytes());
+            if json_mode {
+                let mut v = json!({ "ok": false, "error": error_json(&e) });
+                if matches!(e, HostError::Invalid(_)) {
+                    v["valid"] = json!(false);
+                }
+                let _ = std::io::stdout().write_all(json_line(&v).as_bytes());
             }
             eprintln!("snapbundle: {e}");
             ExitCode::from(e.exit_code())
