@@ -168,8 +168,22 @@ pub struct Plan {
 }
 
 /// Exports `snapshot_arg` (a path, a name in the store, or a `sha256:` digest or unique prefix)
-/// to `target`: [`plan`] then [`Plan::write`]. `progress` gets the tar stream's total up front
-/// and the bytes written as they go.
+/// to `target`.
+///
+/// ```no_run
+/// use snapbundle::export::{export, ExportOptions, ExportTarget};
+/// use snapbundle::home::Home;
+/// use snapbundle::progress::Progress;
+///
+/// let home = Home::resolve(None)?;
+/// let opts = ExportOptions { with_parents: true, ..Default::default() };
+/// let out = export(&home, "sha256:d04c4f19", ExportTarget::File("chain.tar.zst".as_ref()), &opts, &Progress::hidden())?;
+/// println!("{} snapshots, head {}", out.snapshots.len(), out.head);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// It runs [`plan`] then [`Plan::write`]; `progress` gets the tar stream's total up front and
+/// the bytes written as they go.
 pub fn export(
     home: &Home,
     snapshot_arg: &str,

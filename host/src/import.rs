@@ -28,6 +28,8 @@ pub struct ImportOptions {
     pub limits: Limits,
     /// Draw no progress bar.
     pub quiet: bool,
+    /// Length of the bundle when known (for the progress bar's total and ETA).
+    pub input_len: Option<u64>,
 }
 
 /// What an import did.
@@ -54,6 +56,17 @@ pub struct ImportOutcome {
 }
 
 /// Imports a bundle from `reader` into `home`.
+///
+/// ```no_run
+/// use snapbundle::home::Home;
+/// use snapbundle::import::{import, ImportOptions};
+///
+/// let home = Home::resolve(None)?; // $MSB_HOME or ~/.microsandbox
+/// let mut bundle = std::fs::File::open("chain.tar.zst")?;
+/// let out = import(&mut bundle, "chain.tar.zst", &home, &ImportOptions { quiet: true, ..Default::default() })?;
+/// println!("head {} at {}", out.head_digest, out.head_path.display());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn import(
     reader: &mut dyn Read,
     name: &str,
@@ -166,7 +179,7 @@ fn stage_and_promote(
 ) -> Result<(Report, Journal, Vec<String>), HostError> {
     stage.create_dir(STAGED_SNAPSHOTS).map_err(io_err("creating stage"))?;
     let staged = stage.open_dir(STAGED_SNAPSHOTS).map_err(io_err("opening stage"))?;
-    let progress = Progress::new("importing", None, opts.quiet);
+    let progress = Progress::new("importing", opts.input_len, opts.quiet);
     let report = {
         let mut stager = Stager::new(&staged, cache_stage, created);
         let r = check::run(reader, name, opts.limits, &mut stager, &progress, &mut |s| s.take_error());

@@ -294,7 +294,7 @@ fn print_out(text: &str) -> Result<(), HostError> {
 fn import(a: &ImportArgs) -> Result<(), HostError> {
     let home = Home::resolve(a.home.home.as_deref())?.with_snapshots_dir(a.dest.clone());
     let mut src = input::open_bundle(&a.bundle)?;
-    let opts = ImportOptions { limits: a.limits.limits(), quiet: a.quiet || a.json };
+    let opts = ImportOptions { limits: a.limits.limits(), quiet: a.quiet || a.json, input_len: src.len };
     let out = snapbundle::import::import(&mut src.reader, &src.name, &home, &opts)?;
     if a.json {
         return print_out(&json_line(&json!({ "ok": true, "bundle": src.name, "import": out })));
