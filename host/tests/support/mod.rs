@@ -2,6 +2,9 @@
 //! whole-tree snapshot (paths, types, sizes, content hashes) to prove "nothing written", the
 //! built binary, and a tiny GNU tar writer for bundles the fixture set does not have.
 
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
