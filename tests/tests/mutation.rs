@@ -405,9 +405,6 @@ fn mutated_compressed_bundles_never_panic_and_stay_bounded() {
 }
 
 #[test]
-#[ignore = "known differential: ruzstd 0.9.1 decodes single-stream Huffman literals without checking \
-            that the bitstream ends exactly (libzstd refuses such blocks as corrupt); needs the \
-            upstream fix, see the report"]
 fn accepted_compressed_bundles_are_readable_by_libzstd() {
     // Whatever the validator accepts must be readable by GNU tar, which decodes with libzstd.
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
