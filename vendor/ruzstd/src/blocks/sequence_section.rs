@@ -163,6 +163,16 @@ impl SequencesHeader {
             }
         }
 
+        // snapbundle patch: RFC 8878 3.1.1.3.2.1.2, the reserved low bits of
+        // Symbol_Compression_Modes must be zero (libzstd rejects them as corrupt).
+        if self.num_sequences != 0 {
+            if let Some(modes) = self.modes {
+                if modes.0 & 0x3 != 0 {
+                    return Err(SequencesHeaderParseError::ReservedModeBits { modes: modes.0 });
+                }
+            }
+        }
+
         Ok(bytes_read)
     }
 }

@@ -883,6 +883,8 @@ impl core::fmt::Display for LiteralsSectionType {
 #[non_exhaustive]
 pub enum SequencesHeaderParseError {
     NotEnoughBytes { need_at_least: u8, got: usize },
+    /// snapbundle patch: reserved bits of Symbol_Compression_Modes set.
+    ReservedModeBits { modes: u8 },
 }
 
 #[cfg(feature = "std")]
@@ -891,6 +893,9 @@ impl std::error::Error for SequencesHeaderParseError {}
 impl core::fmt::Display for SequencesHeaderParseError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            SequencesHeaderParseError::ReservedModeBits { modes } => {
+                write!(f, "reserved bits set in Symbol_Compression_Modes: {modes:#04x}")
+            }
             SequencesHeaderParseError::NotEnoughBytes { need_at_least, got } => {
                 write!(
                     f,
