@@ -13,43 +13,15 @@ allocated bytes <= 1.1x the data; peak RSS < 64 MiB everywhere.
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundlegen  # noqa: E402
+from measure import allocated, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1 << 20
-
-
-def run(cmd, shell=False, env=None):
-    """Runs a command; returns (seconds, peak RSS in MiB). The peak comes from GNU time, which
-    forks the command from its own small process: measuring from Python would report Python's
-    own high-water mark, which Linux carries into a vforked child across exec."""
-    if not os.path.exists("/usr/bin/time"):
-        sys.exit("GNU time is needed for peak RSS: apt-get install time (scripts/install-deps.sh does)")
-    argv = ["sh", "-c", cmd] if shell else list(cmd)
-    rss_file = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"snapbundle-bench-rss-{os.getpid()}")
-    t0 = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file] + argv, stdout=subprocess.DEVNULL, env=env)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"command failed ({p.returncode}): {cmd}")
-    with open(rss_file) as f:
-        peak_kib = int(f.read().strip().splitlines()[-1])
-    os.remove(rss_file)
-    return dt, peak_kib / 1024
-
-
-def allocated(path):
-    total = 0
-    for dp, _, files in os.walk(path):
-        for f in files:
-            total += os.lstat(os.path.join(dp, f)).st_blocks * 512
-    return total
 
 
 def main():
