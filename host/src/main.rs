@@ -32,12 +32,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(verbatim_doc_comment)]
     /// Validate a bundle and show what it holds: snapshots, chain, head, image cache, verdict.
     ///
     /// Examples:
     ///   snapbundle inspect bundle.tar.zst
     ///   curl -s https://host/b.tar.zst | snapbundle inspect - --json
     Inspect(CheckArgs),
+    #[command(verbatim_doc_comment)]
     /// Verify a bundle (one-line verdict) or a stored snapshot (0.6.2 `verify`).
     ///
     /// For a bundle every check import makes is made (tar grammar, manifests, digests, sizes,
@@ -49,6 +51,7 @@ enum Command {
     ///   snapbundle verify my-snapshot
     ///   snapbundle verify sha256:11edd654
     Verify(VerifyArgs),
+    #[command(verbatim_doc_comment)]
     /// Import a bundle into the store: one streaming pass, sparse, all-or-nothing.
     ///
     /// The bundle is validated while it is staged beneath a private directory of the store;
@@ -59,6 +62,7 @@ enum Command {
     ///   ssh host snapbundle export web -o - | snapbundle import -
     ///   snapbundle import b.tar.zst --home /srv/msb --dest /srv/msb/snapshots
     Import(ImportArgs),
+    #[command(verbatim_doc_comment)]
     /// Export a snapshot as a bundle that microsandbox 0.6.2 (and snapbundle) imports.
     ///
     /// The snapshot (and with --with-parents every ancestor, found by digest in the store) is
@@ -69,9 +73,11 @@ enum Command {
     ///   snapbundle export sha256:d04c4f19 --with-parents -o chain.tar.zst
     ///   snapbundle export web --with-image -o - | ssh host snapbundle import -
     Export(ExportArgs),
+    #[command(verbatim_doc_comment)]
     /// List the snapshots in the store.
     #[command(alias = "ls")]
     List(ListArgs),
+    #[command(verbatim_doc_comment)]
     /// Clean up after imports that were killed: roll committed ones forward, remove the rest.
     ///
     /// Imports still running are never touched. Every import does this first on its own.
