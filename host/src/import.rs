@@ -184,9 +184,10 @@ fn stage_and_promote(
         let mut stager = Stager::new(&staged, cache_stage, created);
         let r = check::run(reader, name, opts.limits, &mut stager, &progress, &mut |s| s.take_error());
         progress.finish();
-        r?
+        let report = r?;
+        stager.sync_dirs().map_err(io_err("syncing stage"))?;
+        report
     };
-    fsutil::sync_dir(&staged).map_err(io_err("syncing stage"))?;
     crate::crash::point("staged");
 
     // Target checks and promotion, serialised with every other snapbundle writer of this store.

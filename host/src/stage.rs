@@ -100,6 +100,27 @@ impl<'a> Stager<'a> {
         self.cache.dir.as_ref().ok_or_else(|| io::Error::other("cache stage missing"))
     }
 
+    /// fsyncs every directory the stager created, and the stage roots, so that the entries of the
+    /// (already fsynced) files are durable before the journal commits the import: a snapshot
+    /// directory renamed into the store after a crash must hold every file.
+    pub fn sync_dirs(&self) -> io::Result<()> {
+        for key in &self.dirs {
+            let (root, name) = match key.strip_prefix("cache/") {
+                Some(kind) => match self.cache.dir.as_ref() {
+                    Some(d) => (d, kind),
+                    None => continue,
+                },
+                None => (self.snapshots, key.as_str()),
+            };
+            fsutil::sync_dir(&root.open_dir(name)?)?;
+        }
+        fsutil::sync_dir(self.snapshots)?;
+        if let Some(d) = self.cache.dir.as_ref() {
+            fsutil::sync_dir(d)?;
+        }
+        Ok(())
+    }
+
     /// Returns the directory handle and relative path for a slot, creating parent directories.
     fn place(&mut self, slot: Slot<'_>) -> io::Result<Option<(bool, String)>> {
         let (cache, dir, file) = match slot {
