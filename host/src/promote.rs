@@ -2,7 +2,8 @@
 //!
 //! # Why the store ends up with none or all of a bundle
 //!
-//! 1. Every staged file is written beneath the stage and fsynced before verification ends.
+//! 1. Every staged file is written beneath the stage and fsynced, and so is every staged
+//!    directory, before the journal is written.
 //! 2. Under the store lock (an exclusive `flock` on the snapshots directory itself, so no lock
 //!    file is ever created in the store) every target is checked: no snapshot directory of the
 //!    same name, no cache file with different bytes.
