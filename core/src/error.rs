@@ -243,8 +243,13 @@ pub enum TarError {
     SizeOverflow,
     /// A name field has bytes after its terminating NUL.
     BytesAfterNul(&'static str),
-    /// The entry type is not accepted (links, devices, FIFOs, GNU sparse, ...).
+    /// The entry type is not accepted (links, devices, FIFOs, GNU dump directories, ...).
     UnsupportedType(u8),
+    /// An old-GNU sparse (`S`) member's map breaks a rule of [`crate::tar::sparse`].
+    SparseMap(&'static str),
+    /// An old-GNU sparse (`S`) member where only a regular entry is accepted (`manifest.json`
+    /// and image cache files are never sparse).
+    SparseNotAllowed(&'static str),
     /// A PAX extended header (`x` or `g`).
     Pax(u8),
     /// A GNU long-name record that is not in the strict form.
@@ -281,6 +286,8 @@ impl TarError {
             TarError::SizeOverflow => "size_overflow",
             TarError::BytesAfterNul(_) => "bytes_after_nul",
             TarError::UnsupportedType(_) => "unsupported_entry_type",
+            TarError::SparseMap(_) => "invalid_sparse_map",
+            TarError::SparseNotAllowed(_) => "sparse_not_allowed",
             TarError::Pax(_) => "pax_header",
             TarError::LongName(_) => "bad_long_name",
             TarError::LinkName => "link_name_set",
@@ -336,7 +343,7 @@ impl fmt::Display for TarError {
             }
             TarError::UnsupportedType(flag) => write!(
                 f,
-                "unsupported entry type '{}' ({}): only regular files and directories are accepted",
+                "unsupported entry type '{}' ({}): only regular files, old-GNU sparse files and directories are accepted",
                 char::from(*flag).escape_default(),
                 type_name(*flag)
             ),
@@ -345,6 +352,10 @@ impl fmt::Display for TarError {
                 "PAX header '{}' rejected: bundles never carry PAX records",
                 char::from(*flag)
             ),
+            TarError::SparseMap(why) => write!(f, "invalid sparse map: {why}"),
+            TarError::SparseNotAllowed(what) => {
+                write!(f, "sparse entry not allowed: {what} must be stored as a regular entry")
+            }
             TarError::LongName(why) => write!(f, "bad GNU long-name record: {why}"),
             TarError::LinkName => f.write_str("link name set on an entry that is not a link"),
             TarError::DirectoryData => f.write_str("directory entry with a non-zero size"),
@@ -558,6 +569,9 @@ pub enum LimitError {
     TrailingZeros(u64),
     /// A sparse map with more than `max_sparse_segments` segments.
     SparseSegments(u32),
+    /// The files' logical sizes (sparse members at their real size, holes included) together
+    /// would exceed `max_decompressed_bytes`.
+    LogicalBudget(u64),
     /// Manifests and cache metadata together exceed `max_json_total`.
     JsonTotal(u64),
 }
@@ -574,6 +588,7 @@ impl LimitError {
             LimitError::Snapshots(_) => "too_many_snapshots",
             LimitError::TrailingZeros(_) => "trailing_zeros_too_long",
             LimitError::SparseSegments(_) => "too_many_sparse_segments",
+            LimitError::LogicalBudget(_) => "logical_budget_exceeded",
             LimitError::JsonTotal(_) => "json_total_too_large",
         }
     }
@@ -600,6 +615,10 @@ impl fmt::Display for LimitError {
                 write!(f, "more than {max} bytes of padding after the end-of-archive blocks")
             }
             LimitError::SparseSegments(max) => write!(f, "sparse map has more than {max} segments"),
+            LimitError::LogicalBudget(max) => write!(
+                f,
+                "budget exceeded: the files' logical content (holes of sparse entries included) would pass {max} bytes"
+            ),
             LimitError::JsonTotal(max) => {
                 write!(f, "manifests and cache metadata together exceed {max} bytes")
             }

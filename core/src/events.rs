@@ -49,7 +49,9 @@ pub struct MemberStart<'a> {
     pub path: &'a str,
     /// Where it goes.
     pub slot: Slot<'a>,
-    /// Size in bytes.
+    /// Size in bytes; for an old-GNU sparse member the logical size, holes included (its holes
+    /// arrive as [`Event::Hole`]s like the zero blocks of a dense member, so a writer needs to
+    /// know nothing else).
     pub size: u64,
     /// Modification time (seconds since the epoch).
     pub mtime: u64,

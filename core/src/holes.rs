@@ -100,6 +100,42 @@ impl HoleSplitter {
         emit(piece)
     }
 
+    /// Feeds `len` zero bytes without materialising them (a hole of a sparse member): the same
+    /// pieces as pushing that many zeros, with at most one block of them copied.
+    pub fn hole<E>(
+        &mut self,
+        mut len: u64,
+        emit: &mut impl FnMut(Piece<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if !self.carry.is_empty() {
+            let fill = ((BLOCK - self.carry.len()) as u64).min(len);
+            self.carry.resize(self.carry.len() + fill as usize, 0);
+            len -= fill;
+            if self.carry.len() < BLOCK {
+                return Ok(());
+            }
+            let block = core::mem::take(&mut self.carry);
+            let r = emit(if is_zero(&block) {
+                Piece::Hole(self.offset, BLOCK as u64)
+            } else {
+                Piece::Data(self.offset, &block)
+            });
+            self.offset += BLOCK as u64;
+            self.carry = block;
+            self.carry.clear();
+            r?;
+        }
+        let tail = len % BLOCK as u64;
+        let whole = len - tail;
+        if whole > 0 {
+            let r = emit(Piece::Hole(self.offset, whole));
+            self.offset += whole;
+            r?;
+        }
+        self.carry.resize(tail as usize, 0);
+        Ok(())
+    }
+
     /// Emits the final partial block.
     pub fn finish<E>(&mut self, emit: &mut impl FnMut(Piece<'_>) -> Result<(), E>) -> Result<(), E> {
         if self.carry.is_empty() {
@@ -145,6 +181,49 @@ mod tests {
             }
         }
         merged
+    }
+
+    /// Pieces for `runs` of data (`Some`) and holes (`None` with a length), merged.
+    fn split_runs(runs: &[(Option<&[u8]>, u64)]) -> Vec<(bool, u64, u64)> {
+        let mut out = Vec::new();
+        let mut s = HoleSplitter::new();
+        let mut emit = |p: Piece<'_>| -> Result<(), ()> {
+            out.push(match p {
+                Piece::Data(o, b) => (false, o, b.len() as u64),
+                Piece::Hole(o, l) => (true, o, l),
+            });
+            Ok(())
+        };
+        for (data, len) in runs {
+            match data {
+                Some(d) => s.push(d, &mut emit).unwrap(),
+                None => s.hole(*len, &mut emit).unwrap(),
+            }
+        }
+        s.finish(&mut emit).unwrap();
+        let mut merged: Vec<(bool, u64, u64)> = Vec::new();
+        for p in out {
+            match merged.last_mut() {
+                Some(last) if last.0 == p.0 && last.1 + last.2 == p.1 => last.2 += p.2,
+                _ => merged.push(p),
+            }
+        }
+        merged
+    }
+
+    #[test]
+    fn a_hole_splits_like_the_zeros_it_stands_for() {
+        let a = vec![7u8; 1000];
+        let b = vec![9u8; 5000];
+        for (gap, tail) in [(3096u64, 0u64), (100, 10), (3 * 4096 + 17, 4096 * 2 + 5), (0, 4095)] {
+            let mut dense = a.clone();
+            dense.resize(dense.len() + gap as usize, 0);
+            dense.extend_from_slice(&b);
+            dense.resize(dense.len() + tail as usize, 0);
+            let runs = [(Some(&a[..]), 0), (None, gap), (Some(&b[..]), 0), (None, tail)];
+            assert_eq!(split_runs(&runs), split(&dense, 100_000), "gap {gap} tail {tail}");
+        }
+        assert_eq!(split_runs(&[(None, 3 * 4096 + 5)]), vec![(true, 0, 3 * 4096 + 5)]);
     }
 
     #[test]

@@ -10,13 +10,23 @@
 //!
 //! Layers, one module each:
 //! - [`zstd`]: frames, window cap, checksums, trailing data (the zstd gate);
-//! - [`tar`]: 512-byte records, numbers, long names, end of archive (the record walker);
+//! - [`tar`]: 512-byte records, numbers, long names, old-GNU sparse maps, end of archive (the
+//!   record walker);
 //! - [`names`]: the closed name grammar of the bundle layout (snapshot and cache slots);
 //! - [`manifest`]: 0.6.2 manifest parsing, validation, canonical digest;
 //! - [`integrity`]: `sha256` and `msb-sparse-sha256-v1` over streamed data;
 //! - [`reference`](mod@reference) and [`cache_meta`]: OCI reference normalisation and image-cache rules;
 //! - [`holes`]: zero-block detection so writers keep sparse files sparse;
 //! - [`validator`]: the state machine that ties them together, and [`report`]: its verdict.
+//!
+//! Sparse members (old-GNU `S` entries, as `snapbundle export --sparse` and `tar --sparse` write
+//! them) are accepted for snapshot files other than `manifest.json`: their maps are checked by
+//! [`tar::sparse`], their size everywhere is the logical size (`realsize`), their holes reach the
+//! sink as [`Event::Hole`] and are hashed as zeros without being materialised, so a sparse bundle
+//! gives the same report and digests as the dense bundle of the same snapshot. Hashing a hole
+//! still costs SHA-256 time for every logical byte (twice for an upper: plain and
+//! `msb-sparse-sha256-v1`), the same as the dense bundle without its decompression; the logical
+//! sizes count against [`Limits::max_decompressed_bytes`], which bounds that work.
 //!
 //! Every resource bound is a field of [`Limits`].
 #![no_std]

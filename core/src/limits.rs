@@ -12,7 +12,9 @@ pub struct Limits {
     /// Largest zstd window (bytes) a frame may declare; checked before anything is allocated.
     pub max_window_size: u64,
     /// Hard ceiling on the decompressed tar stream (bytes), checked against every member's
-    /// declared size before its data is read, so a zero bomb fails at its header.
+    /// declared size before its data is read, so a zero bomb fails at its header. The members'
+    /// logical sizes (a sparse member's `realsize`, holes included) are held to the same ceiling,
+    /// as if the bundle were dense: that bounds the hashing a few bytes of sparse map can ask for.
     pub max_decompressed_bytes: u64,
     /// Most tar members (headers, including directories and GNU long-name records).
     pub max_entries: u32,
@@ -26,7 +28,8 @@ pub struct Limits {
     pub max_snapshots: u32,
     /// Most zero bytes accepted after the end-of-archive marker (record padding).
     pub max_trailing_zeros: u64,
-    /// Most segments in one GNU sparse map.
+    /// Most segments in one old-GNU sparse map (slots read, the zero-length end marker
+    /// included). Each extension block must hold a segment, so this bounds them too.
     pub max_sparse_segments: u32,
     /// Most bytes of JSON (manifests and cache metadata together) held in memory at once.
     pub max_json_total: u64,

@@ -143,6 +143,18 @@ impl<S: Sink> TarSink for Router<'_, S> {
         let tar_err = |error| Error::Tar { at: at.clone(), error };
         let is_dir = m.entry_type == EntryType::Directory;
         let slot = names::classify(&m.name, is_dir).map_err(tar_err)?;
+        if m.sparse {
+            // Only the snapshot files that are disk images may be sparse: manifests and cache
+            // metadata are buffered JSON, and cache artifacts go to a shared cache that compares
+            // them byte for byte; neither 0.6.2 nor our export writes them sparse.
+            match slot {
+                Slot::SnapshotFile { file, .. } if file == MANIFEST_FILENAME => {
+                    return Err(tar_err(TarError::SparseNotAllowed("manifest.json")));
+                }
+                Slot::SnapshotFile { .. } => {}
+                _ => return Err(tar_err(TarError::SparseNotAllowed("an image cache file"))),
+            }
+        }
         let path = core::str::from_utf8(&m.name).map_err(|_| tar_err(TarError::NonUtf8Name))?;
         let key = path.strip_suffix('/').unwrap_or(path).to_ascii_lowercase();
         if !b.seen.insert(key) {
@@ -242,6 +254,24 @@ impl<S: Sink> TarSink for Router<'_, S> {
         if let Some(split) = cur.splitter.as_mut() {
             let sink = &mut *self.sink;
             split.push(bytes, &mut |p| emit_piece(sink, p))?;
+        }
+        Ok(())
+    }
+
+    fn hole(&mut self, len: u64) -> Result<(), Error> {
+        let Some(cur) = self.bundle.current.as_mut() else {
+            return Ok(());
+        };
+        if let Some(h) = cur.hasher.as_mut() {
+            h.update_zeros(len);
+        }
+        if let Some(buf) = cur.buffer.as_mut() {
+            // Not reached (buffered slots are never sparse); bounded by the slot's size check.
+            buf.resize(buf.len().saturating_add(usize::try_from(len).unwrap_or(0)), 0);
+        }
+        if let Some(split) = cur.splitter.as_mut() {
+            let sink = &mut *self.sink;
+            split.hole(len, &mut |p| emit_piece(sink, p))?;
         }
         Ok(())
     }

@@ -249,6 +249,96 @@ fn invalid_bundles() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
+/// An upper of `len` bytes, zero but for 4 KiB data blocks at `blocks` and its last byte.
+fn blocky_upper(len: usize, blocks: &[usize]) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    for &b in blocks {
+        for (j, byte) in v[b * 4096..(b + 1) * 4096].iter_mut().enumerate() {
+            *byte = (j as u8).wrapping_mul(13) | 1;
+        }
+    }
+    if let Some(last) = v.last_mut() {
+        *last = 9;
+    }
+    v
+}
+
+/// Bundles with old-GNU sparse uppers: `(name, bytes, the dense bundle of the same snapshots
+/// when the bundle is valid, else its error code and a word of its message)`.
+type Expect = Result<Vec<u8>, (&'static str, &'static str)>;
+
+fn sparse_bundles() -> Vec<(String, Vec<u8>, Expect)> {
+    use snapbundle_tests::sparse::{stored, Sparse};
+    let blocks: Vec<usize> = (0..40).map(|i| i * 3 + 1).collect();
+    let s = Snapshot::new(blocky_upper(130 * 4096 + 77, &blocks), Integrity::Sparse);
+    let manifest = || Tar::new().file(&s.manifest_path(), &s.manifest_bytes());
+    let sp = Sparse::of(&s.upper_path(), &s.upper);
+    let many = sp.append(manifest()).end().build();
+    let dense = bundle_tar(std::slice::from_ref(&s));
+    let holes = Snapshot::new(vec![0; 64 << 10], Integrity::Sha256);
+    let all_hole = Sparse::of(&holes.upper_path(), &holes.upper)
+        .append(Tar::new())
+        .file(&holes.manifest_path(), &holes.manifest_bytes());
+    let all_hole = all_hole.end().build();
+    let holes_dense = Tar::new().snapshot_upper_first(&holes).end().build();
+    let len = s.upper.len() as u64;
+    let slots = vec![(4096, 8192), (8192, 4096), (len, 0)];
+    let overlap = Sparse::with(&s.upper_path(), len, slots.clone(), stored(&s.upper, &slots));
+    let overlap = overlap.append(manifest()).end().build();
+    let huge = Sparse::with(&s.upper_path(), 1 << 50, vec![(1 << 50, 0)], Vec::new())
+        .append(manifest())
+        .end()
+        .build();
+    let ext_at = many.len() - 1024 - sp.data.len().div_ceil(BLOCK) * BLOCK - 2 * BLOCK;
+    let mut lying = sp.clone();
+    lying.size += 512;
+    lying.data.extend_from_slice(&[1; 512]);
+    vec![
+        ("sparse upper, 3 extension blocks".into(), many.clone(), Ok(dense.clone())),
+        ("sparse upper zstd".into(), zstd(&many), Ok(dense)),
+        ("sparse all hole, upper first".into(), all_hole, Ok(holes_dense)),
+        ("sparse overlap".into(), zstd(&overlap), Err(("invalid_sparse_map", "overlap"))),
+        ("sparse huge realsize".into(), huge, Err(("logical_budget_exceeded", "logical"))),
+        (
+            "sparse sum mismatch".into(),
+            lying.append(manifest()).end().build(),
+            Err(("invalid_sparse_map", "do not sum")),
+        ),
+        (
+            "sparse cut in an extension block".into(),
+            many[..ext_at + 100].to_vec(),
+            Err(("truncated", "extension block")),
+        ),
+        (
+            "sparse cut in its data".into(),
+            zstd(&many[..many.len() - 3000]),
+            Err(("truncated", "member data")),
+        ),
+    ]
+}
+
+#[test]
+fn sparse_bundles_give_the_same_verdict_for_every_chunking() {
+    let mut total = 0;
+    for (i, (name, bytes, expect)) in sparse_bundles().into_iter().enumerate() {
+        let r = validate(&bytes, Limits::default());
+        match expect {
+            Ok(dense) => {
+                let (sparse, dense) =
+                    (r.expect("valid"), validate(&dense, Limits::default()).expect("dense"));
+                assert_eq!((&sparse.snapshots, &sparse.files), (&dense.snapshots, &dense.files), "{name}");
+            }
+            Err((code, word)) => {
+                let e = r.expect_err("invalid");
+                assert_eq!(e.code(), code, "{name}: {e}");
+                assert!(e.to_string().contains(word), "{name}: {e}");
+            }
+        }
+        total += property(&name, &bytes, Limits::default(), 0x5a45_0000 + i as u64);
+    }
+    println!("sparse bundles: {total} random splits");
+}
+
 #[test]
 fn builder_bundles_give_the_same_verdict_for_every_chunking() {
     let mut total = 0;

@@ -10,12 +10,18 @@
 //!   after the end only zero bytes may follow (at most `max_trailing_zeros`);
 //! - input that ends inside a record, a member, its padding, or before the end-of-archive records
 //!   is truncated: a bundle cut exactly between members must not pass as a shorter bundle;
-//! - every member's padded extent is checked against the decompressed budget before its data is read.
+//! - every member's padded extent is checked against the decompressed budget before its data is read;
+//! - an old-GNU sparse `S` member is a regular file whose map (header slots, then extension blocks)
+//!   is read and checked by [`super::sparse`] before its member event; its data slices are passed
+//!   at their logical offsets, with [`TarSink::hole`] for the gaps, and its logical size counts
+//!   against the decompressed budget too ([`LimitError::LogicalBudget`]), so a huge `realsize`
+//!   with no data fails at its header instead of costing hours of hashing zeros.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::header::{self, EntryType, Format, BLOCK};
+use super::sparse::{MapError, MapReader, Segment};
 use crate::error::{Error, LimitError, Location, TarError};
 use crate::limits::Limits;
 
@@ -28,14 +34,18 @@ pub struct Member {
     pub offset: u64,
     /// Raw name bytes.
     pub name: Vec<u8>,
-    /// Regular or directory (other types never reach a sink).
+    /// Regular or directory (other types never reach a sink; a sparse member is `Regular`).
     pub entry_type: EntryType,
     /// Header dialect.
     pub format: Format,
     /// Mode bits as stored.
     pub mode: u64,
-    /// Data size.
+    /// Logical size: the data size, or a sparse member's `realsize` (holes included).
     pub size: u64,
+    /// Bytes stored in the archive (`size` unless the member is sparse).
+    pub stored_size: u64,
+    /// Whether this is an old-GNU sparse (`S`) member.
+    pub sparse: bool,
     /// Modification time.
     pub mtime: u64,
 }
@@ -46,6 +56,9 @@ pub trait TarSink {
     fn member(&mut self, member: &Member) -> Result<(), Error>;
     /// The next slice of the current member's data.
     fn data(&mut self, bytes: &[u8]) -> Result<(), Error>;
+    /// The next `len` bytes of the current member are a hole of a sparse member: zeros the
+    /// archive does not store. Holes and data slices arrive in logical order.
+    fn hole(&mut self, len: u64) -> Result<(), Error>;
     /// The current member's data is complete.
     fn member_end(&mut self) -> Result<(), Error>;
 }
@@ -58,6 +71,10 @@ enum State {
     Data { remaining: u64, pad: u64 },
     /// Collecting a GNU long name.
     LongName { remaining: u64, pad: u64 },
+    /// Collecting the next extension block of a sparse map.
+    SparseExtension,
+    /// Passing a sparse member's stored data, then skipping its padding.
+    SparseData { remaining: u64, pad: u64 },
     /// After the two end-of-archive records.
     End { zeros: u64 },
     /// An error was returned; nothing more is accepted.
@@ -77,6 +94,41 @@ pub struct Walker {
     long_name: Option<(Vec<u8>, u32, u64)>,
     /// Location of the member being read, for errors.
     current: Location,
+    /// The sparse member whose map is being read.
+    pending: Option<PendingSparse>,
+    /// Where the stored data of the current sparse member goes.
+    cursor: Option<Cursor>,
+    /// Logical bytes of the members so far (sparse members at their `realsize`).
+    logical: u64,
+}
+
+/// A sparse member whose map is still being read.
+#[derive(Debug)]
+struct PendingSparse {
+    member: Member,
+    at: Location,
+    pad: u64,
+    map: MapReader,
+}
+
+/// The place of the current sparse member's next stored byte.
+#[derive(Debug)]
+struct Cursor {
+    segments: Vec<Segment>,
+    /// Index of the next segment to open.
+    next: usize,
+    /// Bytes left in the open segment.
+    left: u64,
+    /// Logical offset of the next byte.
+    logical: u64,
+    real_size: u64,
+}
+
+fn map_error(at: Location, e: MapError) -> Error {
+    match e {
+        MapError::Tar(error) => Error::Tar { at, error },
+        MapError::Limit(error) => Error::Limit { at: Some(at), error },
+    }
 }
 
 fn lossy(name: &[u8]) -> String {
@@ -95,6 +147,9 @@ impl Walker {
             entries: 0,
             long_name: None,
             current: Location::default(),
+            pending: None,
+            cursor: None,
+            logical: 0,
         }
     }
 
@@ -135,17 +190,25 @@ impl Walker {
             match self.state {
                 State::Failed => return Err(Error::Finished),
                 State::Header { zero } => {
-                    let want = BLOCK - self.filled;
-                    let take = want.min(input.len());
-                    let (head, rest) = input.split_at(take);
-                    if let Some(dst) = self.record.get_mut(self.filled..self.filled + take) {
-                        dst.copy_from_slice(head);
-                    }
-                    self.filled += take;
-                    *input = rest;
-                    if self.filled == BLOCK {
-                        self.filled = 0;
+                    if self.fill_record(input) {
                         self.record_complete(zero, sink)?;
+                    }
+                }
+                State::SparseExtension => {
+                    if self.fill_record(input) {
+                        self.extension_complete(sink)?;
+                    }
+                }
+                State::SparseData { remaining, pad } => {
+                    if remaining > 0 {
+                        self.sparse_data(remaining, pad, input, sink)?;
+                    } else if pad > 0 {
+                        let take = usize::try_from(pad).unwrap_or(usize::MAX).min(input.len());
+                        *input = input.get(take..).unwrap_or(&[]);
+                        self.advance(take);
+                        self.state = State::SparseData { remaining: 0, pad: pad - take as u64 };
+                    } else {
+                        self.state = State::Header { zero: false };
                     }
                 }
                 State::Data { remaining, pad } => {
@@ -215,7 +278,9 @@ impl Walker {
         // A member whose data and padding are both zero-length ends as soon as its header is read;
         // settle states that need no more input so that `finish` sees a clean boundary.
         match self.state {
-            State::Data { remaining: 0, pad: 0 } => self.state = State::Header { zero: false },
+            State::Data { remaining: 0, pad: 0 } | State::SparseData { remaining: 0, pad: 0 } => {
+                self.state = State::Header { zero: false }
+            }
             State::LongName { remaining: 0, pad: 0 } => {
                 self.finish_long_name()?;
                 self.state = State::Header { zero: false };
@@ -227,6 +292,127 @@ impl Walker {
 
     fn advance(&mut self, n: usize) {
         self.pos = self.pos.saturating_add(n as u64);
+    }
+
+    /// Copies input into the record buffer; true when a whole record is there.
+    fn fill_record(&mut self, input: &mut &[u8]) -> bool {
+        let take = (BLOCK - self.filled).min(input.len());
+        let (head, rest) = input.split_at(take);
+        if let Some(dst) = self.record.get_mut(self.filled..self.filled + take) {
+            dst.copy_from_slice(head);
+        }
+        self.filled += take;
+        *input = rest;
+        if self.filled == BLOCK {
+            self.filled = 0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Adds a member's logical size to the running total, bounded by the decompressed budget.
+    fn count_logical(&mut self, size: u64, at: &Location) -> Result<(), Error> {
+        let max = self.limits.max_decompressed_bytes;
+        match self.logical.checked_add(size) {
+            Some(total) if total <= max => {
+                self.logical = total;
+                Ok(())
+            }
+            _ => Err(Error::Limit { at: Some(at.clone()), error: LimitError::LogicalBudget(max) }),
+        }
+    }
+
+    /// One extension block of the pending sparse map is in `record`.
+    fn extension_complete<S: TarSink>(&mut self, sink: &mut S) -> Result<(), Error> {
+        self.advance(BLOCK);
+        let Some(p) = self.pending.as_mut() else {
+            return Err(self.tar_err(self.here(), TarError::SparseMap("an extension block without a member")));
+        };
+        if let Err(e) = p.map.extension(&self.record) {
+            return Err(map_error(p.at.clone(), e));
+        }
+        let data = p.member.stored_size.saturating_add(p.pad);
+        if self.pos.checked_add(data).is_none_or(|end| end > self.limits.max_decompressed_bytes) {
+            return Err(Error::Limit {
+                at: Some(p.at.clone()),
+                error: LimitError::Budget(self.limits.max_decompressed_bytes),
+            });
+        }
+        if p.map.needs_extension() {
+            return Ok(());
+        }
+        self.begin_sparse(sink)
+    }
+
+    /// The pending sparse map is complete: checks it, announces the member, starts its data.
+    fn begin_sparse<S: TarSink>(&mut self, sink: &mut S) -> Result<(), Error> {
+        let Some(PendingSparse { mut member, at, pad, map }) = self.pending.take() else {
+            return Err(self.tar_err(self.here(), TarError::SparseMap("no pending sparse member")));
+        };
+        let map = map.finish().map_err(|e| map_error(at.clone(), e))?;
+        let (real, stored) = (map.real_size(), map.stored_size());
+        self.count_logical(real, &at)?;
+        member.size = real;
+        member.stored_size = stored;
+        self.current = at;
+        sink.member(&member)?;
+        self.state = State::SparseData { remaining: stored, pad };
+        if stored == 0 {
+            if real > 0 {
+                sink.hole(real)?;
+            }
+            sink.member_end()?;
+        } else {
+            self.cursor =
+                Some(Cursor { segments: map.into_segments(), next: 0, left: 0, logical: 0, real_size: real });
+        }
+        Ok(())
+    }
+
+    /// Passes stored bytes of a sparse member at their logical places, each hole before the
+    /// segment it precedes and the trailing hole before the member's end.
+    fn sparse_data<S: TarSink>(
+        &mut self,
+        remaining: u64,
+        pad: u64,
+        input: &mut &[u8],
+        sink: &mut S,
+    ) -> Result<(), Error> {
+        let past_map = TarError::SparseMap("stored data past the map");
+        let Some(cur) = self.cursor.as_mut() else {
+            return Err(Error::Tar { at: self.current.clone(), error: past_map });
+        };
+        if cur.left == 0 {
+            let seg = cur.segments.get(cur.next).copied();
+            let Some(gap) = seg.and_then(|s| s.offset.checked_sub(cur.logical)) else {
+                return Err(Error::Tar { at: self.current.clone(), error: past_map });
+            };
+            cur.next += 1;
+            cur.logical = cur.logical.saturating_add(gap);
+            cur.left = seg.map_or(0, |s| s.len);
+            if gap > 0 {
+                sink.hole(gap)?;
+            }
+        }
+        let take = usize::try_from(cur.left.min(remaining)).unwrap_or(usize::MAX).min(input.len());
+        let (head, rest) = input.split_at(take);
+        cur.left -= take as u64;
+        cur.logical = cur.logical.saturating_add(take as u64);
+        let remaining = remaining - take as u64;
+        let tail = if remaining == 0 { cur.real_size.saturating_sub(cur.logical) } else { 0 };
+        sink.data(head)?;
+        *input = rest;
+        self.advance(take);
+        self.state = State::SparseData { remaining, pad };
+        if remaining == 0 {
+            self.cursor = None;
+            if tail > 0 {
+                sink.hole(tail)?;
+            }
+            sink.member_end()?;
+        }
+        Ok(())
     }
 
     fn finish_long_name(&mut self) -> Result<(), Error> {
@@ -282,7 +468,10 @@ impl Walker {
         }
         let pad = padded - hdr.size;
         if hdr.has_link_name
-            && matches!(hdr.entry_type, EntryType::Regular | EntryType::Directory | EntryType::GnuLongName)
+            && matches!(
+                hdr.entry_type,
+                EntryType::Regular | EntryType::Directory | EntryType::GnuLongName | EntryType::GnuSparse
+            )
         {
             return Err(self.tar_err(at, TarError::LinkName));
         }
@@ -308,7 +497,7 @@ impl Walker {
                 self.state = State::LongName { remaining: hdr.size, pad };
                 Ok(())
             }
-            EntryType::Regular | EntryType::Directory => {
+            EntryType::Regular | EntryType::Directory | EntryType::GnuSparse => {
                 let (name, offset) = match self.long_name.take() {
                     Some((long, _, long_offset)) => {
                         if !long.starts_with(&hdr.name) {
@@ -334,16 +523,33 @@ impl Walker {
                         },
                     });
                 }
+                let sparse = hdr.entry_type == EntryType::GnuSparse;
                 let member = Member {
                     index,
                     offset,
                     name,
-                    entry_type: hdr.entry_type,
+                    entry_type: if sparse { EntryType::Regular } else { hdr.entry_type },
                     format: hdr.format,
                     mode: hdr.mode,
                     size: hdr.size,
+                    stored_size: hdr.size,
+                    sparse,
                     mtime: hdr.mtime,
                 };
+                if sparse {
+                    let map =
+                        MapReader::start(&self.record, hdr.format, hdr.size, self.limits.max_sparse_segments)
+                            .map_err(|e| map_error(at.clone(), e))?;
+                    self.current = at.clone();
+                    let more = map.needs_extension();
+                    self.pending = Some(PendingSparse { member, at, pad, map });
+                    if more {
+                        self.state = State::SparseExtension;
+                        return Ok(());
+                    }
+                    return self.begin_sparse(sink);
+                }
+                self.count_logical(hdr.size, &at)?;
                 self.current = at;
                 sink.member(&member)?;
                 if hdr.size == 0 {
@@ -352,7 +558,6 @@ impl Walker {
                 self.state = State::Data { remaining: hdr.size, pad };
                 Ok(())
             }
-            EntryType::GnuSparse => Err(self.tar_err(at, TarError::UnsupportedType(b'S'))),
             EntryType::Other(flag @ (b'x' | b'g')) => Err(self.tar_err(at, TarError::Pax(flag))),
             EntryType::Other(flag) => Err(self.tar_err(at, TarError::UnsupportedType(flag))),
         }
@@ -385,8 +590,14 @@ impl Walker {
             State::Data { remaining, .. } if *remaining > 0 => "member data",
             State::Data { .. } => "member padding",
             State::LongName { .. } => "a long-name record",
+            State::SparseExtension => "a sparse map extension block",
+            State::SparseData { remaining, .. } if *remaining > 0 => "member data",
+            State::SparseData { .. } => "member padding",
         };
-        let at = if matches!(self.state, State::Data { .. }) { self.current.clone() } else { self.here() };
+        let at = match self.state {
+            State::Data { .. } | State::SparseData { .. } | State::SparseExtension => self.current.clone(),
+            _ => self.here(),
+        };
         self.state = State::Failed;
         Err(self.tar_err(at, TarError::Truncated(inside)))
     }
@@ -404,6 +615,9 @@ mod tests {
             Ok(())
         }
         fn data(&mut self, _: &[u8]) -> Result<(), Error> {
+            Ok(())
+        }
+        fn hole(&mut self, _: u64) -> Result<(), Error> {
             Ok(())
         }
         fn member_end(&mut self) -> Result<(), Error> {
