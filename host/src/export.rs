@@ -16,6 +16,12 @@
 //!    export leaves no file; a stream target (standard output) gets no end-of-archive records
 //!    and no zstd frame end after a failure, so a consumer sees a truncated, invalid bundle.
 //!
+//! With [`ExportOptions::sparse`], snapshot files with holes (the uppers, in practice) are written
+//! as old-GNU sparse members (see [`crate::tar_writer`]): their holes are neither read, nor
+//! written, nor compressed, only hashed when integrity is recorded. Such bundles import here and
+//! extract with GNU tar, but microsandbox 0.6.2 rejects them; without the option the bundle is
+//! byte for byte the 0.6.2 layout.
+//!
 //! [`export`] runs both. Deliberate differences from 0.6.2 are listed on [`plan`].
 
 use std::collections::BTreeMap;
@@ -57,6 +63,10 @@ pub struct ExportOptions {
     pub with_image: bool,
     /// Write a plain tar instead of zstd.
     pub plain_tar: bool,
+    /// Write snapshot files that have holes (found with SEEK_DATA/SEEK_HOLE) as old-GNU sparse
+    /// members, as GNU tar and microsandbox 0.7 do. microsandbox 0.6.2 cannot import the result;
+    /// manifests and image cache files are never sparse.
+    pub sparse: bool,
     /// zstd level (default [`DEFAULT_LEVEL`]).
     pub level: i32,
     /// zstd worker threads; 0 uses one per available core, at most [`DEFAULT_MAX_THREADS`].
@@ -72,6 +82,7 @@ impl Default for ExportOptions {
             with_parents: false,
             with_image: false,
             plain_tar: false,
+            sparse: false,
             level: DEFAULT_LEVEL,
             threads: 0,
             limits: Limits::DEFAULT,
@@ -147,6 +158,18 @@ struct Member {
     /// `(st_dev, st_ino)` of the source, to notice a swapped file.
     identity: (u64, u64),
     content: Content,
+    /// The data segments of its old-GNU sparse map, when it is written sparse.
+    sparse: Option<Vec<(u64, u64)>>,
+}
+
+impl Member {
+    /// Bytes of tar the member takes, or `None` on overflow.
+    fn tar_len(&self) -> Option<u64> {
+        match &self.sparse {
+            Some(segments) => tar_writer::sparse_member_len(&self.name, segments),
+            None => tar_writer::member_len(&self.name, self.meta.size),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -281,7 +304,8 @@ fn check_member_name(name: &str, cache: bool, source: &Path, limits: &Limits) ->
 /// - a file target is written under a temporary name and renamed into place (0.6.2 truncates
 ///   the target in place and leaves a partial file on failure); a target that is one of the
 ///   exported files, or lies inside an exported snapshot directory, is refused;
-/// - a modification time before the epoch is written as 0.
+/// - a modification time before the epoch is written as 0;
+/// - with `opts.sparse`, files with holes are old-GNU sparse members (0.6.2 cannot read them).
 pub fn plan(home: &Home, snapshot_arg: &str, opts: &ExportOptions) -> Result<Plan, HostError> {
     if !zstd::compression_level_range().contains(&opts.level) {
         return Err(HostError::Usage(format!(
@@ -297,7 +321,7 @@ pub fn plan(home: &Home, snapshot_arg: &str, opts: &ExportOptions) -> Result<Pla
     let mut json_total: u64 = 0;
     let mut snapshots = Vec::with_capacity(chain.len());
     for snap in chain {
-        snapshots.push(plan_snapshot(snap, limits, &mut json_total)?);
+        snapshots.push(plan_snapshot(snap, limits, opts.sparse, &mut json_total)?);
     }
     let (cache, cache_files) = match (opts.with_image, snapshots.last()) {
         (true, Some(head)) => plan_cache(home, &head.snap, limits, &mut json_total)?,
@@ -308,14 +332,20 @@ pub fn plan(home: &Home, snapshot_arg: &str, opts: &ExportOptions) -> Result<Pla
     }
     let mut tar_bytes = END_OF_ARCHIVE.len() as u64;
     let mut entries: u32 = 0;
+    let mut logical: u64 = 0;
     let overflow = || limit(LimitError::Budget(limits.max_decompressed_bytes));
     for m in snapshots.iter().flat_map(|s| s.members.iter()).chain(cache.iter()) {
-        let len = tar_writer::member_len(&m.name, m.meta.size).ok_or_else(overflow)?;
+        let len = m.tar_len().ok_or_else(overflow)?;
         tar_bytes = tar_bytes.checked_add(len).ok_or_else(overflow)?;
         entries = entries.saturating_add(tar_writer::header_count(&m.name));
+        logical = logical.saturating_add(m.meta.size);
     }
     if entries > limits.max_entries {
         return Err(limit(LimitError::Entries(limits.max_entries)));
+    }
+    // The importer holds the files' logical sizes to the same budget (sparse holes included).
+    if logical > limits.max_decompressed_bytes {
+        return Err(limit(LimitError::LogicalBudget(limits.max_decompressed_bytes)));
     }
     // The importer counts members up to the end of their padded data, not the end records.
     if tar_bytes - END_OF_ARCHIVE.len() as u64 > limits.max_decompressed_bytes {
@@ -382,10 +412,12 @@ fn store_index(home: &Home) -> Result<(BTreeMap<String, Snapshot>, Vec<String>),
     Ok((index, unreadable))
 }
 
-/// Lists one snapshot directory: `manifest.json` first, then the other files by name.
+/// Lists one snapshot directory: `manifest.json` first, then the other files by name; with
+/// `sparse`, finds the data segments of every other file.
 fn plan_snapshot(
     snap: Snapshot,
     limits: &Limits,
+    sparse: bool,
     json_total: &mut u64,
 ) -> Result<PlannedSnapshot, HostError> {
     let dir = snap.dir.clone();
@@ -478,9 +510,30 @@ fn plan_snapshot(
         } else {
             (EntryMeta::from_metadata(&md), Content::File { check: None })
         };
-        members.push(Member { name: member_name, source: path, meta, identity, content });
+        let map = match (&content, sparse) {
+            (Content::File { .. }, true) => sparse_map_of(&path, identity, meta.size, limits)?,
+            _ => None,
+        };
+        members.push(Member { name: member_name, source: path, meta, identity, content, sparse: map });
     }
     Ok(PlannedSnapshot { snap, prefix, members })
+}
+
+/// The sparse map of the file at `path` (which must still be `identity`, `len` bytes long), or
+/// `None` when it has no hole.
+fn sparse_map_of(
+    path: &Path,
+    identity: (u64, u64),
+    len: u64,
+    limits: &Limits,
+) -> Result<Option<Vec<(u64, u64)>>, HostError> {
+    let file = open_nofollow(path).map_err(io_err(format!("opening {}", shown(path))))?;
+    let md = file.metadata().map_err(io_err(format!("reading {}", shown(path))))?;
+    if !md.is_file() || (md.dev(), md.ino()) != identity || md.len() != len {
+        return Err(changed(path));
+    }
+    let segments = sparse::data_segments(&file, len).map_err(io_err(format!("reading {}", shown(path))))?;
+    Ok(sparse::sparse_map(&segments, len, limits.max_sparse_segments))
 }
 
 /// Reads `manifest.json` once more and keeps its bytes: they must still describe the snapshot
@@ -565,6 +618,7 @@ fn plan_cache(
                 meta: EntryMeta::from_metadata(&fmd),
                 identity: (fmd.dev(), fmd.ino()),
                 content: Content::Bytes(bytes),
+                sparse: None,
             });
             rels.push(e.path);
             continue;
@@ -592,6 +646,7 @@ fn plan_cache(
             meta: EntryMeta::from_metadata(&amd),
             identity: (amd.dev(), amd.ino()),
             content: Content::File { check: None },
+            sparse: None,
         });
         rels.push(e.path);
     }
@@ -838,7 +893,9 @@ impl Plan {
     }
 }
 
-/// Writes one member; a file is read by its data segments, an upper's integrity checked.
+/// Writes one member; a file is read by its data segments, an upper's integrity checked. A
+/// sparse member's map must still be the planned one (the plan sized the stream with it); its
+/// holes are only hashed.
 fn write_member<W: Write>(
     tar: &mut TarWriter<W>,
     m: &Member,
@@ -861,14 +918,34 @@ fn write_member<W: Write>(
     }
     // Header fields from this handle; only the size had to stay as planned.
     let meta = EntryMeta::from_metadata(&before);
-    tar.begin(&m.name, &meta).map_err(io_err(wctx))?;
+    let reading = || format!("reading {}", shown(&m.source));
+    let segments = match &m.sparse {
+        Some(planned) => {
+            let found = sparse::data_segments(&file, meta.size).map_err(io_err(reading()))?;
+            let map = sparse::sparse_map(&found, meta.size, u32::MAX);
+            // The same map, or a subset of it (holes punched since, or coalesced at planning).
+            let covered = map.as_deref().unwrap_or(&[(0, meta.size)]).iter().all(|&(o, n)| {
+                planned.iter().any(|&(po, pn)| po <= o && o.saturating_add(n) <= po.saturating_add(pn))
+            });
+            if !covered {
+                return Err(changed(&m.source));
+            }
+            tar.begin_sparse(&m.name, &meta, planned).map_err(io_err(wctx))?;
+            planned.clone()
+        }
+        None => {
+            tar.begin(&m.name, &meta).map_err(io_err(wctx))?;
+            sparse::data_segments(&file, meta.size).map_err(io_err(reading()))?
+        }
+    };
+    let dense = m.sparse.is_none();
     let check = match &m.content {
         Content::File { check } => check.as_ref(),
         Content::Bytes(_) => None,
     };
     let mut hasher = check.map(|c| IntegrityHasher::new(c.algorithm, meta.size));
     let mut write_error: Option<io::Error> = None;
-    let read = sparse::read_logical(&file, meta.size, &mut |chunk| {
+    let read = sparse::read_segments(&file, &segments, meta.size, &mut |chunk| {
         let written = match chunk {
             Chunk::Data(bytes) => {
                 if let Some(h) = hasher.as_mut() {
@@ -880,7 +957,11 @@ fn write_member<W: Write>(
                 if let Some(h) = hasher.as_mut() {
                     h.update_zeros(n);
                 }
-                tar.zeros(n)
+                if dense {
+                    tar.zeros(n)
+                } else {
+                    Ok(())
+                }
             }
         };
         match written {
@@ -897,7 +978,7 @@ fn write_member<W: Write>(
     if let Some(e) = write_error {
         return Err(HostError::io(wctx, e));
     }
-    read.map_err(io_err(format!("reading {}", shown(&m.source))))?;
+    read.map_err(io_err(reading()))?;
     tar.end().map_err(io_err(wctx))?;
     let after = file.metadata().map_err(io_err(format!("reading {}", shown(&m.source))))?;
     if after.len() != before.len()
@@ -927,7 +1008,7 @@ mod tests {
     #[test]
     fn defaults_match_0_6_2() {
         let o = ExportOptions::default();
-        assert!(!o.with_parents && !o.with_image && !o.plain_tar);
+        assert!(!o.with_parents && !o.with_image && !o.plain_tar && !o.sparse);
         assert_eq!(o.level, 3);
         assert_eq!(o.threads, 0);
     }

@@ -151,6 +151,11 @@ struct ExportArgs {
     /// Write a plain tar instead of zstd.
     #[arg(long)]
     plain_tar: bool,
+    /// Write files with holes (sparse disk images) as GNU sparse entries: only their data is
+    /// read, stored and compressed. microsandbox 0.6.2 cannot read sparse bundles (snapbundle
+    /// and GNU tar can); without --sparse the bundle is exactly the 0.6.2 layout.
+    #[arg(long)]
+    sparse: bool,
     /// zstd compression level (1-19; 0.6.2 uses 3).
     #[arg(long, default_value_t = snapbundle::export::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
     level: i32,
@@ -351,6 +356,7 @@ fn export(a: &ExportArgs) -> Result<(), HostError> {
         with_parents: a.with_parents,
         with_image: a.with_image,
         plain_tar: a.plain_tar,
+        sparse: a.sparse,
         level: a.level,
         threads: a.threads,
         ..ExportOptions::default()

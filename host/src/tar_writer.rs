@@ -19,6 +19,16 @@
 //!
 //! Data is padded with zeros to 512 bytes and the archive ends with exactly two zero records,
 //! without rounding up to a 10 240-byte tar record.
+//!
+//! With `export --sparse`, a file with holes becomes an old-GNU sparse member instead, as GNU tar
+//! (`--sparse --format=gnu`) writes it: type `'S'`, `size` = the stored bytes, `realsize` (483) =
+//! the apparent size, the map's first 4 slots (offset and length, 12 bytes each, from 386) in
+//! the header with `isextended` (482) set when more follow in extension blocks of 21 slots (each
+//! with its own `isextended` at 504), and GNU's last slot: a zero-length segment at `realsize`.
+//! Numbers are written like the other fields (octal, base-256 from 8 GiB up). The other header
+//! fields stay as for a regular member (tar-rs style `mode`, device fields), and the stored data
+//! follows the map, segment after segment, padded to a record once at the end. microsandbox 0.6.2
+//! rejects type `'S'`; GNU tar, tar-rs and snapbundle read it.
 
 use std::fs::Metadata;
 use std::io::{self, Write};
@@ -51,6 +61,14 @@ const MAGIC: usize = 257;
 const VERSION: usize = 263;
 const DEVMAJOR: usize = 329;
 const DEVMINOR: usize = 337;
+// Old-GNU sparse fields (GNU tar's `oldgnu_header` and `sparse_header`).
+const SPARSE_MAP: usize = 386;
+const SPARSE_EXTENDED: usize = 482;
+const REAL_SIZE: usize = 483;
+const INLINE_SLOTS: usize = 4;
+const EXTENSION_SLOTS: usize = 21;
+const SLOT: usize = 24;
+const EXTENSION_EXTENDED: usize = 504;
 
 /// The header fields 0.6.2 copies from the source file's `stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +127,23 @@ pub fn header_count(name: &str) -> u32 {
 /// Bytes a whole member (headers, data, padding) takes, or `None` on overflow.
 pub fn member_len(name: &str, size: u64) -> Option<u64> {
     padded(size)?.checked_add(headers_len(name))
+}
+
+/// Extension blocks a sparse map of `segments` data segments (plus GNU's end marker) needs.
+pub fn extension_blocks(segments: usize) -> usize {
+    (segments + 1).saturating_sub(INLINE_SLOTS).div_ceil(EXTENSION_SLOTS)
+}
+
+/// Bytes the data segments of a sparse map store.
+pub fn stored_len(segments: &[(u64, u64)]) -> u64 {
+    segments.iter().map(|s| s.1).sum()
+}
+
+/// Bytes a whole sparse member (headers, extension blocks, stored data, padding) takes, or
+/// `None` on overflow.
+pub fn sparse_member_len(name: &str, segments: &[(u64, u64)]) -> Option<u64> {
+    let ext = u64::try_from(extension_blocks(segments.len())).ok()?.checked_mul(BLOCK as u64)?;
+    padded(stored_len(segments))?.checked_add(headers_len(name))?.checked_add(ext)
 }
 
 /// tar-rs `octal_into`: right-aligned octal digits, zero-filled, closed by a NUL.
@@ -173,6 +208,26 @@ fn set_name(b: &mut [u8; BLOCK], bytes: &[u8]) {
 /// The header records of a regular-file member named `name`: the member header alone, or a
 /// `././@LongLink` record, its name data, and the member header.
 pub fn member_headers(name: &str, meta: &EntryMeta) -> io::Result<Vec<u8>> {
+    headers(name, meta, None)
+}
+
+/// The header records of an old-GNU sparse member named `name` of `meta.size` logical bytes
+/// whose data is at `segments` (sorted, not overlapping, inside the file; see
+/// [`crate::sparse::sparse_map`]): as [`member_headers`], with type `'S'`, then its extension
+/// blocks.
+pub fn sparse_member_headers(name: &str, meta: &EntryMeta, segments: &[(u64, u64)]) -> io::Result<Vec<u8>> {
+    headers(name, meta, Some(segments))
+}
+
+/// Writes `slots` into 24-byte slot fields starting at `at`.
+fn put_slots(b: &mut [u8; BLOCK], at: usize, slots: &[(u64, u64)]) {
+    for (i, &(offset, len)) in slots.iter().enumerate() {
+        number_into(field(b, at + i * SLOT, 12), offset);
+        number_into(field(b, at + i * SLOT + 12, 12), len);
+    }
+}
+
+fn headers(name: &str, meta: &EntryMeta, sparse: Option<&[(u64, u64)]>) -> io::Result<Vec<u8>> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.contains(&0) {
         return Err(io::Error::new(
@@ -180,7 +235,9 @@ pub fn member_headers(name: &str, meta: &EntryMeta) -> io::Result<Vec<u8>> {
             format!("unusable tar member name {name:?}"),
         ));
     }
-    let mut out = Vec::with_capacity(usize::try_from(headers_len(name)).unwrap_or(BLOCK));
+    let ext_blocks = sparse.map_or(0, |s| extension_blocks(s.len()));
+    let capacity = headers_len(name).saturating_add(ext_blocks as u64 * BLOCK as u64);
+    let mut out = Vec::with_capacity(usize::try_from(capacity).unwrap_or(BLOCK));
     let mut header = new_gnu();
     if bytes.len() > NAME_LEN {
         let mut long = new_gnu();
@@ -210,12 +267,41 @@ pub fn member_headers(name: &str, meta: &EntryMeta) -> io::Result<Vec<u8>> {
     number_into(field(&mut header, UID, 8), meta.uid);
     number_into(field(&mut header, GID, 8), meta.gid);
     octal_into(field(&mut header, MODE, 8), u64::from(meta.mode));
-    header[TYPEFLAG] = b'0';
-    number_into(field(&mut header, SIZE, 12), meta.size);
+    let mut extension_slots: &[(u64, u64)] = &[];
+    let slots: Vec<(u64, u64)>;
+    match sparse {
+        None => {
+            header[TYPEFLAG] = b'0';
+            number_into(field(&mut header, SIZE, 12), meta.size);
+        }
+        Some(segments) => {
+            if segments.windows(2).any(|w| w[1].0 < w[0].0.saturating_add(w[0].1))
+                || segments.last().is_some_and(|l| l.0.saturating_add(l.1) > meta.size)
+            {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "unusable sparse map"));
+            }
+            // GNU tar ends every map with a zero-length segment at the real size.
+            slots = segments.iter().copied().chain([(meta.size, 0)]).collect();
+            let (inline, rest) = slots.split_at(slots.len().min(INLINE_SLOTS));
+            header[TYPEFLAG] = b'S';
+            number_into(field(&mut header, SIZE, 12), stored_len(segments));
+            put_slots(&mut header, SPARSE_MAP, inline);
+            header[SPARSE_EXTENDED] = u8::from(!rest.is_empty());
+            number_into(field(&mut header, REAL_SIZE, 12), meta.size);
+            extension_slots = rest;
+        }
+    }
     octal_into(field(&mut header, DEVMAJOR, 8), 0);
     octal_into(field(&mut header, DEVMINOR, 8), 0);
     set_checksum(&mut header);
     out.extend_from_slice(&header);
+    let mut chunks = extension_slots.chunks(EXTENSION_SLOTS).peekable();
+    while let Some(chunk) = chunks.next() {
+        let mut block = [0u8; BLOCK];
+        put_slots(&mut block, 0, chunk);
+        block[EXTENSION_EXTENDED] = u8::from(chunks.peek().is_some());
+        out.extend_from_slice(&block);
+    }
     Ok(out)
 }
 
@@ -270,6 +356,20 @@ impl<W: Write> TarWriter<W> {
             Some(_) => Err(misuse("more data than the header declares")),
             None => Err(misuse("data outside a member")),
         }
+    }
+
+    /// Writes the header records and the map of an old-GNU sparse member of `meta.size` logical
+    /// bytes whose data is at `segments`; exactly the segments' bytes must follow, in order.
+    pub fn begin_sparse(&mut self, name: &str, meta: &EntryMeta, segments: &[(u64, u64)]) -> io::Result<()> {
+        if self.open.is_some() {
+            return Err(misuse("a member is still open"));
+        }
+        let stored = stored_len(segments);
+        let pad = padded(stored).ok_or_else(|| misuse("member size overflows"))? - stored;
+        let headers = sparse_member_headers(name, meta, segments)?;
+        self.put(&headers)?;
+        self.open = Some((stored, pad));
+        Ok(())
     }
 
     /// Writes member data.
@@ -363,6 +463,86 @@ mod tests {
         let end = own.iter().position(|&b| b == 0).unwrap_or(100);
         assert!(end <= 100 && long.as_bytes().starts_with(&own[..end]));
         assert!(std::str::from_utf8(&own[..end]).is_ok());
+    }
+
+    /// Reads a sparse member's headers back with the core's strict map reader.
+    fn read_map(h: &[u8]) -> snapbundle_core::tar::sparse::SparseMap {
+        use snapbundle_core::tar::{header, sparse::MapReader};
+        let block =
+            |i: usize| -> [u8; BLOCK] { h[i * BLOCK..(i + 1) * BLOCK].try_into().unwrap_or([0; BLOCK]) };
+        let first = block(0);
+        let hdr = header::parse(&first).expect("header");
+        let mut r = MapReader::start(&first, hdr.format, hdr.size, 1000).expect("map");
+        let mut i = 1;
+        while r.needs_extension() {
+            r.extension(&block(i)).expect("extension");
+            i += 1;
+        }
+        assert_eq!(i * BLOCK, h.len(), "every block read");
+        r.finish().expect("checked map")
+    }
+
+    #[test]
+    fn sparse_headers_follow_gnu_tar() {
+        let meta = EntryMeta { mode: 0o100644, uid: 0, gid: 0, mtime: 1, size: 1 << 20 };
+        // What GNU tar 1.34 writes for this file (see host/tests/sparse.rs for the comparison).
+        let h = sparse_member_headers("a", &meta, &[(8192, 8192), (98304, 4096)]).unwrap_or_default();
+        assert_eq!(h.len(), BLOCK);
+        assert_eq!(h[156], b'S');
+        assert_eq!(&h[124..136], b"00000030000\0");
+        assert_eq!(&h[386..410], b"00000020000\x0000000020000\0");
+        assert_eq!(&h[410..434], b"00000300000\x0000000010000\0");
+        assert_eq!(&h[434..458], b"00004000000\x0000000000000\0");
+        assert!(h[458..482].iter().all(|&b| b == 0));
+        assert_eq!(h[482], 0);
+        assert_eq!(&h[483..495], b"00004000000\0");
+        let m = read_map(&h);
+        assert_eq!((m.real_size(), m.stored_size(), m.segments().len()), (1 << 20, 12288, 2));
+    }
+
+    #[test]
+    fn long_sparse_maps_get_extension_blocks() {
+        for n in [3usize, 4, 24, 25, 46, 100] {
+            let segs: Vec<(u64, u64)> = (0..n as u64).map(|i| (i * 8192, 4096)).collect();
+            let meta = EntryMeta { mode: 0o100644, uid: 0, gid: 0, mtime: 1, size: n as u64 * 8192 + 1 };
+            let h = sparse_member_headers("x/y", &meta, &segs).unwrap_or_default();
+            assert_eq!(h.len(), (1 + extension_blocks(n)) * BLOCK, "{n}");
+            let m = read_map(&h);
+            let got: Vec<(u64, u64)> = m.segments().iter().map(|s| (s.offset, s.len)).collect();
+            assert_eq!(got, segs, "{n}");
+            assert_eq!(
+                sparse_member_len("x/y", &segs),
+                Some(h.len() as u64 + padded(n as u64 * 4096).unwrap_or(0))
+            );
+        }
+        // 4 + 21 slots (24 segments and the marker) fill the header and one block exactly.
+        assert_eq!(
+            (extension_blocks(3), extension_blocks(4), extension_blocks(24), extension_blocks(25)),
+            (0, 1, 1, 2)
+        );
+        // Base-256 from 8 GiB up, as GNU writes.
+        let meta = EntryMeta { mode: 0o100644, uid: 0, gid: 0, mtime: 1, size: 9 << 30 };
+        let h = sparse_member_headers("z", &meta, &[(8 << 30, 4096)]).unwrap_or_default();
+        assert_eq!(h[386], 0x80);
+        assert_eq!(h[483], 0x80);
+        assert_eq!(read_map(&h).real_size(), 9 << 30);
+    }
+
+    #[test]
+    fn sparse_writer_takes_exactly_the_stored_bytes() {
+        let meta = EntryMeta { mode: 0o100644, uid: 0, gid: 0, mtime: 0, size: 10_000 };
+        let mut w = TarWriter::new(Vec::new());
+        assert!(w.begin_sparse("a/b", &meta, &[(0, 512), (9000, 1000)]).is_ok());
+        assert!(w.data(&[1; 1000]).is_ok());
+        assert!(w.end().is_err(), "512 bytes short");
+        let mut w = TarWriter::new(Vec::new());
+        assert!(w.begin_sparse("a/b", &meta, &[(0, 512), (9000, 1000)]).is_ok());
+        assert!(w.data(&[1; 1512]).is_ok());
+        assert!(w.end().is_ok());
+        assert_eq!(w.position(), sparse_member_len("a/b", &[(0, 512), (9000, 1000)]).unwrap_or(0));
+        let mut w = TarWriter::new(Vec::new());
+        assert!(w.begin_sparse("a/b", &meta, &[(0, 512), (100, 10)]).is_err(), "overlap");
+        assert!(w.begin_sparse("a/b", &meta, &[(9999, 2)]).is_err(), "past the end");
     }
 
     #[test]
