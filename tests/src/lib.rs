@@ -1,4 +1,6 @@
 //! Cross-cutting test support.
 pub mod builder;
+#[path = "../corpus/generator.rs"]
+pub mod corpus;
 pub mod fixtures;
 pub mod sparse;
