@@ -66,6 +66,8 @@ def write_upper(path, size, mix=("random", "zero", "text"), sparse_data=None):
 
 
 def manifest(size, integrity, parent=None, upper="upper.ext4"):
+    """Canonical manifest bytes and digest; `integrity` is the msb-sparse-sha256-v1 digest, or
+    None for `"integrity": null`."""
     m = {
         "schema": 1,
         "format": "raw",
@@ -76,7 +78,7 @@ def manifest(size, integrity, parent=None, upper="upper.ext4"):
         "created_at": "2026-05-01T12:00:00.123456789+00:00",
         "labels": {},
         "upper": {"file": upper, "size_bytes": size,
-                  "integrity": {"algorithm": "msb-sparse-sha256-v1", "digest": integrity}},
+                  "integrity": {"algorithm": "msb-sparse-sha256-v1", "digest": integrity} if integrity else None},
         "source_sandbox": "bench",
     }
     data = json.dumps(m, separators=(",", ":"), ensure_ascii=False).encode()
