@@ -9,6 +9,7 @@
 #                                             library source for -Zbuild-std, wasm-ld-22);
 #                                             these come from bookworm-security
 #   zstd e2fsprogs qemu-utils hyperfine       fixtures / image tooling / benchmarks
+#   chromium                                  the validation page's browser test (wasm/js-tests)
 #   python3                                   only if no python3 is on PATH at all
 #
 # When everything is already present it makes no network access and takes well under a second.
@@ -17,7 +18,7 @@
 # is shown (tail) on failure.
 set -euo pipefail
 
-PKGS=(rustc-web cargo-web rust-web-src lld-22 zstd e2fsprogs qemu-utils hyperfine time)
+PKGS=(rustc-web cargo-web rust-web-src lld-22 zstd e2fsprogs qemu-utils hyperfine time chromium)
 MIN_RUSTC_MINOR=88   # workspace rust-version = 1.88 (sha2 0.11); bookworm's plain rustc-web 1.85 is too old
 
 CHECK_ONLY=0

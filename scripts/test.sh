@@ -7,7 +7,12 @@
 # 2. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo doc with warnings denied;
 # 3. cargo test for the whole workspace (unit tests, fixtures, hostile inputs, import/export);
 # 4. builds the no_std core for the host without default features and for wasm32-unknown-unknown
-#    (scripts/build-wasm-core.sh, Debian rustc-web 1.96 with -Zbuild-std).
+#    (scripts/build-wasm-core.sh, Debian rustc-web 1.96 with -Zbuild-std);
+# 5. WebAssembly: rebuilds the sandbox component and checks it is byte-identical to the committed
+#    one, builds the browser/node package (scripts/build-wasm.sh --check), tests the npm tarball
+#    in node (install, streaming API, errors, TypeScript, imports) and the page in headless
+#    Chromium (screenshots in target/artifacts/), and the parity of native and node on every case
+#    (native and wasmtime are compared by `cargo test`).
 # It prints a closing line "N passed, N failed" over the steps and exits non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,11 +36,15 @@ step() {
 }
 
 step "install dependencies" scripts/install-deps.sh
+step "install wasm tools" scripts/install-wasm-tools.sh
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "cargo test" cargo test --workspace --locked
 step "core: no_std builds (host and wasm32)" scripts/build-wasm-core.sh
+step "wasm: build, component reproducible" scripts/build-wasm.sh --check
+step "wasm: npm package and page (node --test)" env -C wasm/js-tests node --test package.test.mjs page.test.mjs
+step "wasm: parity native = node" cargo test -p snapbundle-tests --test wasm_parity --locked -- --ignored
 
 echo
 if ((failed > 0)); then

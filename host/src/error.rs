@@ -23,6 +23,23 @@ pub enum HostError {
     NotFound(String),
     /// The target already exists (a snapshot directory, or a cache file with other bytes).
     Conflict(String),
+    /// The bundle is invalid, as judged by the sandboxed validator (the core's code, kind and
+    /// message, carried across the sandbox boundary as text).
+    Rejected(Rejection),
+    /// The sandbox could not deliver a verdict (memory cap, deadline, trap, inconsistency).
+    #[cfg(feature = "sandbox")]
+    Sandbox(crate::sandbox::SandboxError),
+}
+
+/// A rejection by the core, as text: what crosses the sandbox boundary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The core's `Error::code()`.
+    pub code: String,
+    /// The core's `Error::kind()`.
+    pub kind: String,
+    /// The core's `Display` text.
+    pub message: String,
 }
 
 impl HostError {
@@ -31,19 +48,39 @@ impl HostError {
         HostError::Io { context: context.into(), source }
     }
 
+    /// The layer that failed: the core's kind for invalid bundles, else `io`, `usage`,
+    /// `not_found`, `conflict` or `sandbox`.
+    pub fn kind(&self) -> &str {
+        match self {
+            HostError::Invalid(e) => e.kind(),
+            HostError::Rejected(r) => &r.kind,
+            #[cfg(feature = "sandbox")]
+            HostError::Sandbox(_) => "sandbox",
+            HostError::Io { .. } => "io",
+            HostError::NotFound(_) => "not_found",
+            HostError::Conflict(_) => "conflict",
+            HostError::Usage(_) => "usage",
+        }
+    }
+
     /// Process exit code: 1 invalid bundle or snapshot, 2 usage, I/O or not found, 3 conflict.
     pub fn exit_code(&self) -> u8 {
         match self {
-            HostError::Invalid(_) => 1,
+            HostError::Invalid(_) | HostError::Rejected(_) => 1,
+            #[cfg(feature = "sandbox")]
+            HostError::Sandbox(_) => 1,
             HostError::Io { .. } | HostError::Usage(_) | HostError::NotFound(_) => 2,
             HostError::Conflict(_) => 3,
         }
     }
 
     /// Stable identifier: the core's code for invalid bundles, `io` or `usage` otherwise.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             HostError::Invalid(e) => e.code(),
+            HostError::Rejected(r) => &r.code,
+            #[cfg(feature = "sandbox")]
+            HostError::Sandbox(e) => e.code(),
             HostError::Io { .. } => "io",
             HostError::Usage(_) => "usage",
             HostError::NotFound(_) => "not_found",
@@ -56,6 +93,9 @@ impl fmt::Display for HostError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HostError::Invalid(e) => write!(f, "invalid bundle: {e}"),
+            HostError::Rejected(r) => write!(f, "invalid bundle: {}", r.message),
+            #[cfg(feature = "sandbox")]
+            HostError::Sandbox(e) => write!(f, "{e}"),
             HostError::Io { context, source } => write!(f, "{context}: {source}"),
             HostError::Usage(msg) | HostError::NotFound(msg) | HostError::Conflict(msg) => f.write_str(msg),
         }
@@ -67,7 +107,12 @@ impl std::error::Error for HostError {
         match self {
             HostError::Invalid(e) => Some(e),
             HostError::Io { source, .. } => Some(source),
-            HostError::Usage(_) | HostError::NotFound(_) | HostError::Conflict(_) => None,
+            HostError::Usage(_)
+            | HostError::NotFound(_)
+            | HostError::Conflict(_)
+            | HostError::Rejected(_) => None,
+            #[cfg(feature = "sandbox")]
+            HostError::Sandbox(_) => None,
         }
     }
 }

@@ -30,6 +30,10 @@ pub struct ImportOptions {
     pub quiet: bool,
     /// Length of the bundle when known (for the progress bar's total and ETA).
     pub input_len: Option<u64>,
+    /// Validate inside the wasmtime sandbox with these bounds (files are still written here,
+    /// from the sandbox's checked events, and promoted only on its verdict and file plan).
+    #[cfg(feature = "sandbox")]
+    pub sandbox: Option<crate::sandbox::SandboxOptions>,
 }
 
 /// What an import did.
@@ -182,7 +186,7 @@ fn stage_and_promote(
     let progress = Progress::new("importing", opts.input_len, opts.quiet);
     let report = {
         let mut stager = Stager::new(&staged, cache_stage, created);
-        let r = check::run(reader, name, opts.limits, &mut stager, &progress, &mut |s| s.take_error());
+        let r = validate_into(reader, name, opts, &mut stager, &progress);
         progress.finish();
         let report = r?;
         stager.sync_dirs().map_err(io_err("syncing stage"))?;
@@ -262,6 +266,23 @@ fn stage_and_promote(
     })?;
     crate::crash::point("promoted");
     Ok((report, journal, reused))
+}
+
+/// Streams the bundle through the validator (native, or sandboxed when asked) into the stager.
+fn validate_into(
+    reader: &mut dyn Read,
+    name: &str,
+    opts: &ImportOptions,
+    stager: &mut Stager<'_>,
+    progress: &Progress,
+) -> Result<Report, HostError> {
+    #[cfg(feature = "sandbox")]
+    if let Some(sandbox) = &opts.sandbox {
+        return crate::sandbox::run(reader, name, opts.limits, sandbox, stager, progress, &mut |s| {
+            s.take_error()
+        });
+    }
+    check::run(reader, name, opts.limits, stager, progress, &mut |s| s.take_error())
 }
 
 /// Whether a cache target already holds exactly the planned bytes; a conflict if it holds others.

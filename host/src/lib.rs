@@ -23,6 +23,8 @@ pub mod input;
 pub mod progress;
 pub mod promote;
 pub mod render;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod sparse;
 pub mod stage;
 pub mod store;

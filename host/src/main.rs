@@ -110,6 +110,8 @@ struct VerifyArgs {
     #[command(flatten)]
     home: HomeArgs,
     #[command(flatten)]
+    sandbox: SandboxArgs,
+    #[command(flatten)]
     limits: LimitArgs,
 }
 
@@ -128,6 +130,8 @@ struct ImportArgs {
     quiet: bool,
     #[command(flatten)]
     home: HomeArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -207,7 +211,41 @@ struct CheckArgs {
     #[arg(short, long)]
     quiet: bool,
     #[command(flatten)]
+    sandbox: SandboxArgs,
+    #[command(flatten)]
     limits: LimitArgs,
+}
+
+#[derive(Args, Clone)]
+struct SandboxArgs {
+    /// Validate inside a wasmtime sandbox (the core compiled to WebAssembly); files are
+    /// written outside it, from its checked events, and promoted only on its verdict.
+    #[cfg(feature = "sandbox")]
+    #[arg(long)]
+    sandbox: bool,
+    /// Memory cap of the sandbox, in MiB.
+    #[cfg(feature = "sandbox")]
+    #[arg(long, value_name = "MIB", default_value_t = snapbundle::sandbox::SandboxOptions::DEFAULT.memory_limit >> 20)]
+    sandbox_memory_mib: u64,
+    /// Most seconds the sandbox may compute on one chunk (waiting for writes does not count).
+    #[cfg(feature = "sandbox")]
+    #[arg(long, value_name = "SECS", default_value_t = snapbundle::sandbox::SandboxOptions::DEFAULT.deadline.as_secs_f64())]
+    sandbox_deadline_secs: f64,
+}
+
+impl SandboxArgs {
+    #[cfg(feature = "sandbox")]
+    fn options(&self) -> Result<Option<snapbundle::sandbox::SandboxOptions>, HostError> {
+        if !self.sandbox {
+            return Ok(None);
+        }
+        let deadline = std::time::Duration::try_from_secs_f64(self.sandbox_deadline_secs)
+            .map_err(|_| HostError::Usage("--sandbox-deadline-secs must be a non-negative number".into()))?;
+        Ok(Some(snapbundle::sandbox::SandboxOptions {
+            memory_limit: self.sandbox_memory_mib.saturating_mul(1 << 20),
+            deadline,
+        }))
+    }
 }
 
 #[derive(Args, Clone)]
@@ -231,20 +269,13 @@ impl LimitArgs {
 }
 
 fn error_json(e: &HostError) -> serde_json::Value {
-    let kind = match e {
-        HostError::Invalid(inner) => inner.kind(),
-        HostError::Io { .. } => "io",
-        HostError::NotFound(_) => "not_found",
-        HostError::Conflict(_) => "conflict",
-        _ => "usage",
-    };
-    json!({ "code": e.code(), "kind": kind, "message": e.to_string() })
+    json!({ "code": e.code(), "kind": e.kind(), "message": e.to_string() })
 }
 
 fn check(args: &CheckArgs, verbose: bool) -> Result<(), HostError> {
     let mut src = input::open_bundle(&args.bundle)?;
     let progress = Progress::new("validating", src.len, args.quiet || args.json);
-    let result = check::verify_stream(&mut src.reader, &src.name, args.limits.limits(), &progress);
+    let result = verify_bundle(&mut src.reader, &src.name, args, &progress);
     progress.finish();
     let mut out = std::io::stdout().lock();
     let print = |out: &mut dyn Write, text: String| -> Result<(), HostError> {
@@ -263,6 +294,19 @@ fn check(args: &CheckArgs, verbose: bool) -> Result<(), HostError> {
     result.map(|_| ())
 }
 
+fn verify_bundle(
+    reader: &mut dyn std::io::Read,
+    name: &str,
+    args: &CheckArgs,
+    progress: &Progress,
+) -> Result<Report, HostError> {
+    #[cfg(feature = "sandbox")]
+    if let Some(opts) = args.sandbox.options()? {
+        return snapbundle::sandbox::verify_stream(reader, name, args.limits.limits(), &opts, progress);
+    }
+    check::verify_stream(reader, name, args.limits.limits(), progress)
+}
+
 /// Whether a verify target names a bundle rather than a stored snapshot.
 fn is_bundle_target(a: &VerifyArgs) -> bool {
     if a.bundle || a.target == "-" {
@@ -279,8 +323,13 @@ fn is_bundle_target(a: &VerifyArgs) -> bool {
 
 fn verify(a: &VerifyArgs) -> Result<(), HostError> {
     if is_bundle_target(a) {
-        let args =
-            CheckArgs { bundle: a.target.clone(), json: a.json, quiet: a.quiet, limits: a.limits.clone() };
+        let args = CheckArgs {
+            bundle: a.target.clone(),
+            json: a.json,
+            quiet: a.quiet,
+            sandbox: a.sandbox.clone(),
+            limits: a.limits.clone(),
+        };
         return check(&args, false);
     }
     let home = Home::resolve(a.home.home.as_deref())?;
@@ -305,7 +354,13 @@ fn print_out(text: &str) -> Result<(), HostError> {
 fn import(a: &ImportArgs) -> Result<(), HostError> {
     let home = Home::resolve(a.home.home.as_deref())?.with_snapshots_dir(a.dest.clone());
     let mut src = input::open_bundle(&a.bundle)?;
-    let opts = ImportOptions { limits: a.limits.limits(), quiet: a.quiet || a.json, input_len: src.len };
+    let opts = ImportOptions {
+        limits: a.limits.limits(),
+        quiet: a.quiet || a.json,
+        input_len: src.len,
+        #[cfg(feature = "sandbox")]
+        sandbox: a.sandbox.options()?,
+    };
     let out = snapbundle::import::import(&mut src.reader, &src.name, &home, &opts)?;
     if a.json {
         return print_out(&json_line(&json!({ "ok": true, "bundle": src.name, "import": out })));
@@ -489,7 +544,7 @@ fn main() -> ExitCode {
         Err(e) => {
             if json_mode {
                 let mut v = json!({ "ok": false, "error": error_json(&e) });
-                if matches!(e, HostError::Invalid(_)) {
+                if matches!(e, HostError::Invalid(_) | HostError::Rejected(_)) {
                     v["valid"] = json!(false);
                 }
                 let _ = std::io::stdout().write_all(json_line(&v).as_bytes());

@@ -3,4 +3,5 @@ pub mod builder;
 #[path = "../corpus/generator.rs"]
 pub mod corpus;
 pub mod fixtures;
+pub mod parity;
 pub mod sparse;

@@ -1,2 +1,240 @@
-#![no_std]
-//! WebAssembly bindings (stub until the wasm issue).
+//! The snapbundle validation core for JavaScript (browsers and node), through wasm-bindgen.
+//!
+//! Bindings only: every decision is the core's. The API streams like the core's:
+//!
+//! ```js
+//! const v = new Validator({ max_window_size: 64 << 20 });   // limits: the core's Limits fields
+//! for await (const chunk of file.stream()) v.push(chunk);     // Uint8Array chunks of any size
+//! const report = v.finish();                                  // the CLI's --json "report" object
+//! ```
+//!
+//! A rejected bundle throws an `Error` whose `message`, `code` and `kind` are the core's
+//! `Display`, `Error::code()` and `Error::kind()`, the same as natively. The report is the core's
+//! `Report` serialised by `serde_json` and parsed by `JSON.parse`, so its fields are exactly those
+//! of `snapbundle inspect --json`. TypeScript types for both are declared in the source's
+//! `TYPESCRIPT` section and ship in the generated `.d.ts`.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+
+use snapbundle_core::{Error, Limits, NullSink};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+/// A panic is a bug; it traps (a `RuntimeError: unreachable` in JavaScript). Nothing is formatted.
+#[cfg(target_arch = "wasm32")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+/// TypeScript declarations of the objects that cross as JSON: limits, report, error.
+/// `tests/report_fields.rs` checks that every field of a real report is declared here. (The
+/// constant is consumed by wasm-bindgen: it appears only in the generated `.d.ts`.)
+#[wasm_bindgen(typescript_custom_section)]
+pub const TYPESCRIPT: &str = r#"
+/** Resource bounds: any subset of the core's `Limits` fields (the rest keep their defaults). */
+export interface LimitsOptions {
+  max_window_size?: number;
+  max_decompressed_bytes?: number;
+  max_entries?: number;
+  max_path_len?: number;
+  max_manifest_size?: number;
+  max_metadata_size?: number;
+  max_snapshots?: number;
+  max_trailing_zeros?: number;
+  max_sparse_segments?: number;
+  max_json_total?: number;
+}
+
+/** The integrity verdict of a snapshot's upper. */
+export type IntegrityStatus =
+  | { status: "not_recorded" }
+  | { status: "verified"; algorithm: string; digest: string };
+
+/** One snapshot of the bundle. */
+export interface SnapshotReport {
+  prefix: string;
+  digest: string;
+  prefix_matches_digest: boolean;
+  parent: string | null;
+  parent_in_bundle: boolean;
+  is_head: boolean;
+  image_ref: string;
+  image_manifest_digest: string;
+  format: string;
+  fstype: string;
+  created_at: string;
+  labels: Record<string, string>;
+  source_sandbox: string | null;
+  upper_file: string;
+  size_bytes: number;
+  integrity: IntegrityStatus;
+}
+
+/** The image cache carried by the bundle. */
+export interface CacheReport {
+  image_ref: string;
+  manifest_digest: string;
+  layers: number;
+  files: string[];
+}
+
+/** One file an import writes, in archive order. */
+export interface PlannedFile {
+  index: number;
+  area: "snapshots" | "cache";
+  path: string;
+  role: "manifest" | "upper" | "extra" | "cache_metadata" | "cache_artifact";
+  size: number;
+  sha256: string;
+  mtime: number;
+}
+
+/** The verdict on a valid bundle: the same fields as `snapbundle inspect --json`'s "report". */
+export interface Report {
+  container: "zstd" | "tar";
+  zstd_frames: number;
+  compressed_bytes: number;
+  decompressed_bytes: number;
+  entries: number;
+  snapshots: SnapshotReport[];
+  head: string;
+  head_prefix: string;
+  cache: CacheReport | null;
+  files: PlannedFile[];
+}
+
+/** What a rejected bundle throws: the core's message, code and kind. */
+export interface SnapbundleError extends Error {
+  /** Stable snake_case identifier, e.g. "unsafe_path". */
+  code: string;
+  /** The layer that rejected the bundle, e.g. "tar". */
+  kind: string;
+}
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// Limits as a plain object (`LimitsOptions`).
+    #[wasm_bindgen(typescript_type = "LimitsOptions")]
+    pub type LimitsOptions;
+
+    /// The report as a plain object (`Report`).
+    #[wasm_bindgen(typescript_type = "Report")]
+    pub type ReportObject;
+
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse)]
+    fn json_parse(text: &str) -> JsValue;
+
+    #[wasm_bindgen(catch, js_namespace = JSON, js_name = stringify)]
+    fn json_stringify(value: &JsValue) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(js_namespace = Reflect, js_name = set)]
+    fn reflect_set(target: &JsValue, key: &str, value: &str) -> bool;
+}
+
+/// A JavaScript `Error` with `code` and `kind` properties.
+fn throwable(message: &str, code: &str, kind: &str) -> JsValue {
+    let err: JsValue = JsError::new(message).into();
+    reflect_set(&err, "code", code);
+    reflect_set(&err, "kind", kind);
+    err
+}
+
+fn core_error(e: &Error) -> JsValue {
+    throwable(&e.to_string(), e.code(), e.kind())
+}
+
+fn invalid_limits(detail: &str) -> JsValue {
+    throwable(&format!("invalid limits: {detail}"), "invalid_limits", "caller")
+}
+
+/// Reads limits from a plain object: missing fields keep the core's defaults, unknown ones fail.
+fn limits_from(options: Option<LimitsOptions>) -> Result<Limits, JsValue> {
+    let Some(options) = options else { return Ok(Limits::DEFAULT) };
+    let value: &JsValue = options.as_ref();
+    if value.is_undefined() || value.is_null() {
+        return Ok(Limits::DEFAULT);
+    }
+    let text = json_stringify(value)
+        .ok()
+        .and_then(|t| t.as_string())
+        .ok_or_else(|| invalid_limits("not a plain object of numbers"))?;
+    serde_json::from_str(&text).map_err(|e| invalid_limits(&e.to_string()))
+}
+
+fn report_object(report: &snapbundle_core::Report) -> Result<ReportObject, JsValue> {
+    let text = serde_json::to_string(report)
+        .map_err(|e| throwable(&format!("report serialisation failed: {e}"), "internal", "caller"))?;
+    Ok(json_parse(&text).unchecked_into())
+}
+
+/// A streaming validator for one bundle: `push` chunks, then `finish`.
+#[wasm_bindgen]
+pub struct Validator {
+    inner: Option<snapbundle_core::Validator>,
+    compressed: u64,
+    decompressed: u64,
+}
+
+#[wasm_bindgen]
+impl Validator {
+    /// A validator bounded by `limits` (any subset of `LimitsOptions`; defaults otherwise).
+    /// Throws `invalid_limits` for unknown fields or values that are not numbers.
+    #[wasm_bindgen(constructor)]
+    pub fn new(limits: Option<LimitsOptions>) -> Result<Validator, JsValue> {
+        let limits = limits_from(limits)?;
+        Ok(Validator { inner: Some(snapbundle_core::Validator::new(limits)), compressed: 0, decompressed: 0 })
+    }
+
+    /// Feeds the next chunk (any size). Throws the core's error for an invalid bundle; after an
+    /// error or `finish`, every call throws (code `finished`).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        let v = self.inner.as_mut().ok_or_else(|| core_error(&Error::Finished))?;
+        let r = v.push(chunk, &mut NullSink);
+        self.compressed = v.compressed_bytes();
+        self.decompressed = v.decompressed_bytes();
+        r.map_err(|e| core_error(&e))
+    }
+
+    /// Input bytes consumed so far (for progress).
+    #[wasm_bindgen(getter, js_name = compressedBytes)]
+    pub fn compressed_bytes(&self) -> f64 {
+        self.compressed as f64
+    }
+
+    /// Tar stream bytes produced so far.
+    #[wasm_bindgen(getter, js_name = decompressedBytes)]
+    pub fn decompressed_bytes(&self) -> f64 {
+        self.decompressed as f64
+    }
+
+    /// Declares the end of input: returns the report of a valid bundle, or throws why it is not.
+    pub fn finish(&mut self) -> Result<ReportObject, JsValue> {
+        let v = self.inner.take().ok_or_else(|| core_error(&Error::Finished))?;
+        let report = v.finish().map_err(|e| core_error(&e))?;
+        report_object(&report)
+    }
+}
+
+/// Validates a whole in-memory bundle in one call (same report and errors as `Validator`).
+#[wasm_bindgen]
+pub fn validate(bundle: &[u8], limits: Option<LimitsOptions>) -> Result<ReportObject, JsValue> {
+    let report = snapbundle_core::validate(bundle, limits_from(limits)?).map_err(|e| core_error(&e))?;
+    report_object(&report)
+}
+
+/// The version of this package (the workspace version).
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}

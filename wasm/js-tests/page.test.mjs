@@ -1,0 +1,77 @@
+// The validation page in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core): fixtures go through the real file input; screenshots are kept in
+// target/artifacts/ for a person to look at.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { serve } from "./serve.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const fixtures = join(root, "tests", "fixtures", "microsandbox-0.6.2");
+const artifacts = join(root, "target", "artifacts");
+mkdirSync(artifacts, { recursive: true });
+
+let server;
+let browser;
+let page;
+
+before(async () => {
+  server = await serve();
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const offline = [];
+  page.on("request", (r) => { if (!r.url().startsWith(server.url)) offline.push(r.url()); });
+  await page.goto(server.url);
+  await page.waitForSelector("body[data-ready=true]");
+  assert.deepEqual(offline, [], "the page must load nothing from elsewhere");
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+async function choose(name) {
+  await page.evaluate(() => { document.body.dataset.state = ""; });
+  await page.setInputFiles("#file", join(fixtures, name));
+  await page.waitForSelector("body[data-state=valid], body[data-state=invalid]");
+}
+
+test("a chain bundle shows its head digest, the chain with the head marked, and the files", async () => {
+  const name = "b-chain3-with-parents.tar.zst";
+  const expect = JSON.parse(readFileSync(join(fixtures, `${name}.expect.json`), "utf8"));
+  await choose(name);
+  assert.equal(await page.textContent("#verdict-word"), "valid");
+  assert.equal(await page.textContent("#head-digest"), expect.head_digest);
+  const chain = await page.$$eval("#chain li", (lis) => lis.map((li) => [li.textContent, li.className]));
+  assert.equal(chain.length, 3);
+  assert.deepEqual(chain[2], [`${expect.head_name}head`, "head"]);
+  assert.equal(await page.getAttribute("#bar", "value"), "1");
+  await page.screenshot({ path: join(artifacts, "wasm-page-valid.png"), fullPage: true });
+});
+
+test("a bundle with an image cache shows the cache", async () => {
+  await choose("d-with-image-2layers.tar.zst");
+  assert.equal(await page.textContent("#verdict-word"), "valid");
+  assert.match(await page.textContent("#verdict"), /2 layer\(s\)/);
+  await page.screenshot({ path: join(artifacts, "wasm-page-image.png"), fullPage: true });
+});
+
+test("a hostile bundle shows the precise error", async () => {
+  await choose("r-dotdot-path.tar.zst");
+  assert.equal(await page.textContent("#verdict-word"), "invalid");
+  assert.equal(
+    await page.textContent("#error-message"),
+    "entry #2 'sha256-871b1eb5f43ec07e/../../evil.txt' at byte 67072: unsafe path: '.' or '..' component",
+  );
+  assert.equal(await page.textContent("#error-code"), "unsafe_path");
+  await page.screenshot({ path: join(artifacts, "wasm-page-invalid.png"), fullPage: true });
+});

@@ -1,0 +1,55 @@
+//! The TypeScript declarations are written by hand: check that every field of real reports (every
+//! valid reference fixture, which between them carry a cache, labels, both integrity states and
+//! parents in and out of the bundle) is declared in them, so the types cannot drift from the core.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+fn keys(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.insert(k.clone());
+                // Label keys are data, not fields.
+                if k != "labels" {
+                    keys(v, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_report_field_is_declared_in_the_typescript_types() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/microsandbox-0.6.2");
+    let mut fields = BTreeSet::new();
+    let mut valid = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixture dir") {
+        let path = entry.expect("dir entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if !(name.ends_with(".tar.zst") || name.ends_with(".tar")) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("fixture");
+        if let Ok(report) = snapbundle_core::validate(&bytes, Default::default()) {
+            valid += 1;
+            keys(&serde_json::to_value(&report).expect("report json"), &mut fields);
+        }
+    }
+    assert!(valid >= 5, "expected the valid reference fixtures, found {valid}");
+    assert!(fields.contains("integrity") && fields.contains("layers"), "fixtures lack a cache or integrity");
+    // wasm-bindgen consumes the `typescript_custom_section` constant (it only exists in the
+    // generated .d.ts), so read its text from the source.
+    let src = include_str!("../src/lib.rs");
+    let start = src.find("pub const TYPESCRIPT").expect("TYPESCRIPT section");
+    let ts = &src[start..];
+    let missing: Vec<&String> = fields
+        .iter()
+        .filter(|f| !ts.contains(&format!(" {f}:")) && !ts.contains(&format!(" {f}?:")))
+        .collect();
+    assert!(missing.is_empty(), "report fields not declared in the TypeScript types: {missing:?}");
+}
