@@ -262,12 +262,16 @@ impl<S: Sink> TarSink for Router<'_, S> {
         let Some(cur) = self.bundle.current.as_mut() else {
             return Ok(());
         };
+        if cur.buffer.is_some() {
+            // Buffered slots (manifests, cache metadata) are refused as sparse in `member`; never
+            // grow a buffer from a hole's length.
+            return Err(Error::Tar {
+                at: cur.loc.clone(),
+                error: TarError::SparseNotAllowed("a buffered file"),
+            });
+        }
         if let Some(h) = cur.hasher.as_mut() {
             h.update_zeros(len);
-        }
-        if let Some(buf) = cur.buffer.as_mut() {
-            // Not reached (buffered slots are never sparse); bounded by the slot's size check.
-            buf.resize(buf.len().saturating_add(usize::try_from(len).unwrap_or(0)), 0);
         }
         if let Some(split) = cur.splitter.as_mut() {
             let sink = &mut *self.sink;
