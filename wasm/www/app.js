@@ -106,7 +106,7 @@ function showReport(file, report) {
     ));
   v.append(
     el("h3", {}, `Files (${report.files.length})`),
-    el("table", {},
+    el("table", { class: "files" },
       el("thead", {}, el("tr", {}, ...["path", "role", "size", "sha256"].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...files)),
   );
