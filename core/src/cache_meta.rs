@@ -360,9 +360,13 @@ pub fn normalized_reference(image_ref: &str) -> Result<String, CacheError> {
 }
 
 /// Parses a cached metadata file as 0.6.2 does (`read_to_string` then `serde_json::from_str`).
+///
+/// Once the bytes are known to be UTF-8, `from_slice` accepts and rejects exactly what
+/// `from_str` does, with the same messages; it is used because the manifest parser uses it too,
+/// so the WebAssembly modules carry one JSON reader instead of two (about 10 KB).
 pub fn parse_metadata(bytes: &[u8]) -> Result<CachedImageMetadata, CacheError> {
-    let text = core::str::from_utf8(bytes).map_err(|_| CacheError::MetadataNotUtf8)?;
-    serde_json::from_str(text).map_err(|e| CacheError::MetadataParse { message: e.to_string() })
+    core::str::from_utf8(bytes).map_err(|_| CacheError::MetadataNotUtf8)?;
+    serde_json::from_slice(bytes).map_err(|e| CacheError::MetadataParse { message: e.to_string() })
 }
 
 /// Checks metadata against the head snapshot's pinned image digest, in 0.6.2's order

@@ -4,6 +4,13 @@
 //! - `msb-sparse-sha256-v1`: `SHA256(b"msb-sparse-sha256-v1\0" || u64_le(len) || content)`, where
 //!   holes count as zero bytes. The length is known from the tar header before the data, so both
 //!   digests are computed in the same single pass.
+//!
+//! Who performs SHA-256 is a [`Sha256Backend`]: by default [`Sha2`] (the `sha2` crate, with the
+//! CPU's SHA instructions natively when it has them, portable code in WebAssembly). A host that
+//! runs the validator in a sandbox may provide its own ([`crate::Validator::with_sha256`]); the
+//! validator still decides what is hashed and what the digests must be.
+
+use alloc::boxed::Box;
 
 use sha2::{Digest as _, Sha256};
 
@@ -12,11 +19,51 @@ use crate::manifest::{SHA256, SPARSE_SHA256_V1};
 /// Zero bytes fed for holes, a page at a time.
 static ZEROS: [u8; 4096] = [0; 4096];
 
+/// One SHA-256 computation in progress.
+pub trait Sha256State: Send {
+    /// Adds bytes.
+    fn update(&mut self, bytes: &[u8]);
+    /// Adds `len` zero bytes; by default a page of zeros at a time.
+    fn update_zeros(&mut self, len: u64) {
+        feed_zeros(len, &mut |b| self.update(b));
+    }
+    /// The digest.
+    fn finish(self: Box<Self>) -> [u8; 32];
+}
+
+/// Where the validator's SHA-256 computations come from.
+pub trait Sha256Backend: Sync + core::fmt::Debug {
+    /// A fresh computation.
+    fn start(&self) -> Box<dyn Sha256State>;
+}
+
+/// SHA-256 by the `sha2` crate: the default backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sha2;
+
+/// A computation of [`Sha2`].
+struct Sha2State(Sha256);
+
+impl Sha256State for Sha2State {
+    fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(self: Box<Self>) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
+impl Sha256Backend for Sha2 {
+    fn start(&self) -> Box<dyn Sha256State> {
+        Box::new(Sha2State(Sha256::new()))
+    }
+}
+
 /// The digests of one member, computed incrementally.
-#[derive(Clone)]
 pub struct MemberHasher {
-    plain: Sha256,
-    sparse: Option<Sha256>,
+    plain: Box<dyn Sha256State>,
+    sparse: Option<Box<dyn Sha256State>>,
 }
 
 impl core::fmt::Debug for MemberHasher {
@@ -34,12 +81,17 @@ pub struct MemberDigests {
     pub sparse_sha256: Option<[u8; 32]>,
 }
 
+/// The `msb-sparse-sha256-v1` prefix for `len` logical bytes.
+fn sparse_prefix(len: u64, update: &mut impl FnMut(&[u8])) {
+    update(SPARSE_SHA256_V1.as_bytes());
+    update(&[0u8]);
+    update(&len.to_le_bytes());
+}
+
 /// A SHA-256 state primed with the `msb-sparse-sha256-v1` prefix for `len` logical bytes.
 fn sparse_state(len: u64) -> Sha256 {
     let mut h = Sha256::new();
-    h.update(SPARSE_SHA256_V1.as_bytes());
-    h.update([0u8]);
-    h.update(len.to_le_bytes());
+    sparse_prefix(len, &mut |b| h.update(b));
     h
 }
 
@@ -110,7 +162,17 @@ impl IntegrityHasher {
 impl MemberHasher {
     /// A hasher for a member of `len` logical bytes; `sparse` also computes `msb-sparse-sha256-v1`.
     pub fn new(len: u64, sparse: bool) -> Self {
-        MemberHasher { plain: Sha256::new(), sparse: sparse.then(|| sparse_state(len)) }
+        Self::with_backend(&Sha2, len, sparse)
+    }
+
+    /// [`MemberHasher::new`] with SHA-256 from `backend`.
+    pub fn with_backend(backend: &dyn Sha256Backend, len: u64, sparse: bool) -> Self {
+        let sparse = sparse.then(|| {
+            let mut h = backend.start();
+            sparse_prefix(len, &mut |b| h.update(b));
+            h
+        });
+        MemberHasher { plain: backend.start(), sparse }
     }
 
     /// Adds content bytes.
@@ -123,15 +185,15 @@ impl MemberHasher {
 
     /// Adds `len` zero bytes (a hole) without materialising them.
     pub fn update_zeros(&mut self, len: u64) {
-        feed_zeros(len, &mut |b| self.update(b));
+        self.plain.update_zeros(len);
+        if let Some(s) = self.sparse.as_mut() {
+            s.update_zeros(len);
+        }
     }
 
     /// The finished digests.
     pub fn finish(self) -> MemberDigests {
-        MemberDigests {
-            sha256: self.plain.finalize().into(),
-            sparse_sha256: self.sparse.map(|s| s.finalize().into()),
-        }
+        MemberDigests { sha256: self.plain.finish(), sparse_sha256: self.sparse.map(|s| s.finish()) }
     }
 }
 

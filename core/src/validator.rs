@@ -21,7 +21,7 @@ use crate::error::{BundleError, ContainerError, Error, LimitError, Location, Sna
 use crate::events::{Event, MemberStart, Sink};
 use crate::hex;
 use crate::holes::{HoleSplitter, Piece};
-use crate::integrity::{Algorithm, MemberDigests, MemberHasher};
+use crate::integrity::{Algorithm, MemberDigests, MemberHasher, Sha2, Sha256Backend};
 use crate::limits::Limits;
 use crate::manifest::{Manifest, MANIFEST_FILENAME, SPARSE_SHA256_V1};
 use crate::names::{self, Slot};
@@ -90,6 +90,7 @@ struct Current {
 #[derive(Debug)]
 struct Bundle {
     limits: Limits,
+    sha256: &'static dyn Sha256Backend,
     seen: BTreeSet<String>,
     prefixes: Vec<Prefix>,
     prefix_by_name: BTreeMap<String, usize>,
@@ -161,7 +162,8 @@ impl<S: Sink> TarSink for Router<'_, S> {
             return Err(tar_err(TarError::Duplicate));
         }
         let wants = self.sink.wants_data();
-        let hashed = |sparse: bool| Some(MemberHasher::new(m.size, sparse));
+        let sha256 = b.sha256;
+        let hashed = |sparse: bool| Some(MemberHasher::with_backend(sha256, m.size, sparse));
         let (target, hasher, buffer) = match slot {
             Slot::SnapshotDir { prefix } => {
                 b.prefix(prefix);
@@ -352,11 +354,18 @@ pub struct Validator {
 impl Validator {
     /// A validator bounded by `limits`.
     pub fn new(limits: Limits) -> Self {
+        Self::with_sha256(limits, &Sha2)
+    }
+
+    /// A validator bounded by `limits` that computes SHA-256 with `backend` (a sandbox's host
+    /// may provide a faster one than the guest's portable code; see [`crate::integrity`]).
+    pub fn with_sha256(limits: Limits, backend: &'static dyn Sha256Backend) -> Self {
         Validator {
             input: Input::Detect { buf: [0; 4], len: 0 },
             walker: Walker::new(limits),
             bundle: Bundle {
                 limits,
+                sha256: backend,
                 seen: BTreeSet::new(),
                 prefixes: Vec::new(),
                 prefix_by_name: BTreeMap::new(),
@@ -572,9 +581,18 @@ fn conclude(b: &Bundle) -> Result<Report, Error> {
         });
     }
     // Head: the last snapshot in archive order that is no imported snapshot's parent.
-    let digests: BTreeSet<String> = snapshots.iter().map(|s| s.digest.clone()).collect();
-    let parents: BTreeSet<String> =
-        snapshots.iter().filter_map(|s| s.parent.clone()).filter(|p| digests.contains(p)).collect();
+    // (Sets filled by insert, not collect: collect sorts first, which adds a stable sort of
+    // strings to the WebAssembly modules for nothing.)
+    let mut digests = BTreeSet::new();
+    for s in snapshots.iter() {
+        digests.insert(s.digest.clone());
+    }
+    let mut parents = BTreeSet::new();
+    for p in snapshots.iter().filter_map(|s| s.parent.as_ref()) {
+        if digests.contains(p) {
+            parents.insert(p.clone());
+        }
+    }
     let head_pos = snapshots
         .iter()
         .rposition(|s| !parents.contains(&s.digest))

@@ -169,7 +169,8 @@ fn limits_from(options: Option<LimitsOptions>) -> Result<Limits, JsValue> {
         .ok()
         .and_then(|t| t.as_string())
         .ok_or_else(|| invalid_limits("not a plain object of numbers"))?;
-    serde_json::from_str(&text).map_err(|e| invalid_limits(&e.to_string()))
+    // from_slice: the same reader the core uses for manifests (one JSON reader in the module).
+    serde_json::from_slice(text.as_bytes()).map_err(|e| invalid_limits(&e.to_string()))
 }
 
 fn report_object(report: &snapbundle_core::Report) -> Result<ReportObject, JsValue> {
