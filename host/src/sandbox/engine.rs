@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sha2::Digest as _;
+use snapbundle_core::integrity::{Sha2, Sha256Backend as _};
 use wasmtime::component::{Component, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
@@ -50,12 +50,12 @@ pub enum Owned {
 /// Receives the guest's events (on the thread that runs the guest).
 pub type EventFn = Box<dyn FnMut(Owned) -> bool + Send>;
 
-/// A SHA-256 computation the guest runs through the `digest` import: the `sha2` crate natively
-/// (SHA-NI where the CPU has it), several times faster than the same code compiled to
-/// WebAssembly. Only the arithmetic moves out of the sandbox: what is hashed, and what the
-/// digests must match, stay the core's decisions inside it. The host is trusted (it runs the
-/// sandbox and writes the files), so computing digests for the guest adds no trust.
-pub struct Sha256State(sha2::Sha256);
+/// A SHA-256 computation the guest runs through the `digest` import: the core's default
+/// backend, natively (the `sha2` crate, SHA-NI where the CPU has it), several times faster than
+/// the same code compiled to WebAssembly. Only the arithmetic moves out of the sandbox: what is
+/// hashed, and what the digests must match, stay the core's decisions inside it. The host is
+/// trusted (it runs the sandbox and writes the files), so computing digests for it adds no trust.
+pub struct Sha256State(Box<dyn snapbundle_core::integrity::Sha256State>);
 
 /// The most SHA-256 computations a guest may hold at once (it needs two per file).
 const MAX_SHA256_STATES: usize = 64;
@@ -122,7 +122,7 @@ impl self::snapbundle::sandbox::digest::Host for State {}
 impl self::snapbundle::sandbox::digest::HostSha256 for State {
     fn new(&mut self) -> wasmtime::Result<Resource<Sha256State>> {
         // Fails (a trap) beyond MAX_SHA256_STATES live computations.
-        Ok(self.table.push(Sha256State(sha2::Sha256::new()))?)
+        Ok(self.table.push(Sha256State(Sha2.start()))?)
     }
 
     fn update(&mut self, state: Resource<Sha256State>, bytes: Vec<u8>) -> wasmtime::Result<()> {
@@ -131,19 +131,12 @@ impl self::snapbundle::sandbox::digest::HostSha256 for State {
     }
 
     fn update_zeros(&mut self, state: Resource<Sha256State>, len: u64) -> wasmtime::Result<()> {
-        static ZEROS: [u8; 4096] = [0; 4096];
-        let h = &mut self.table.get_mut(&state)?.0;
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(ZEROS.len() as u64);
-            h.update(ZEROS.get(..n as usize).unwrap_or_default());
-            left -= n;
-        }
+        self.table.get_mut(&state)?.0.update_zeros(len);
         Ok(())
     }
 
     fn finish(&mut self, state: Resource<Sha256State>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.table.delete(state)?.0.finalize().to_vec())
+        Ok(self.table.delete(state)?.0.finish().to_vec())
     }
 
     fn drop(&mut self, state: Resource<Sha256State>) -> wasmtime::Result<()> {
