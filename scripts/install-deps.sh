@@ -10,6 +10,9 @@
 #                                             these come from bookworm-security
 #   zstd e2fsprogs qemu-utils hyperfine       fixtures / image tooling / benchmarks
 #   chromium                                  the validation page's browser test (wasm/js-tests)
+#   docker-registry apache2-utils openssl     the registry tests (host/tests/registry.rs): the CNCF
+#                                             distribution registry, htpasswd -B, a self-signed cert
+#   libssl-dev pkg-config                     the registry client's TLS (native-tls: system OpenSSL)
 #   python3                                   only if no python3 is on PATH at all
 #
 # When everything is already present it makes no network access and takes well under a second.
@@ -18,7 +21,8 @@
 # is shown (tail) on failure.
 set -euo pipefail
 
-PKGS=(rustc-web cargo-web rust-web-src lld-22 zstd e2fsprogs qemu-utils hyperfine time chromium)
+PKGS=(rustc-web cargo-web rust-web-src lld-22 zstd e2fsprogs qemu-utils hyperfine time chromium
+      docker-registry apache2-utils openssl libssl-dev pkg-config)
 MIN_RUSTC_MINOR=88   # workspace rust-version = 1.88 (sha2 0.11); bookworm's plain rustc-web 1.85 is too old
 
 CHECK_ONLY=0
@@ -57,7 +61,7 @@ verify() {
     add 'deb http://deb.debian.org/debian-security bookworm-security main' to the apt sources and rerun")
     fi
   fi
-  for c in zstd mke2fs qemu-img hyperfine python3; do
+  for c in zstd mke2fs qemu-img hyperfine python3 docker-registry htpasswd openssl; do
     command -v "$c" >/dev/null 2>&1 || problems+=("command '$c' not found")
   done
   if ((${#problems[@]})); then

@@ -29,6 +29,15 @@ pub enum HostError {
     /// The sandbox could not deliver a verdict (memory cap, deadline, trap, inconsistency).
     #[cfg(feature = "sandbox")]
     Sandbox(crate::sandbox::SandboxError),
+    /// An OCI registry refused a request, could not be reached, or served something that is not
+    /// a snapbundle artifact or not the bytes its digest names (see [`crate::registry`]).
+    Registry {
+        /// Stable identifier: `registry_auth`, `registry_unreachable`, `registry_not_found`,
+        /// `registry_error`, `blob_digest_mismatch` or `invalid_artifact`.
+        code: &'static str,
+        /// What failed, naming the registry, repository and blob.
+        message: String,
+    },
 }
 
 /// A rejection by the core, as text: what crosses the sandbox boundary.
@@ -60,10 +69,12 @@ impl HostError {
             HostError::NotFound(_) => "not_found",
             HostError::Conflict(_) => "conflict",
             HostError::Usage(_) => "usage",
+            HostError::Registry { .. } => "registry",
         }
     }
 
-    /// Process exit code: 1 invalid bundle or snapshot, 2 usage, I/O or not found, 3 conflict.
+    /// Process exit code: 1 invalid bundle, snapshot or registry artifact (a blob that does not
+    /// match its digest included), 2 usage, I/O, registry access or not found, 3 conflict.
     pub fn exit_code(&self) -> u8 {
         match self {
             HostError::Invalid(_) | HostError::Rejected(_) => 1,
@@ -71,6 +82,10 @@ impl HostError {
             HostError::Sandbox(_) => 1,
             HostError::Io { .. } | HostError::Usage(_) | HostError::NotFound(_) => 2,
             HostError::Conflict(_) => 3,
+            HostError::Registry { code, .. } => match *code {
+                "blob_digest_mismatch" | "invalid_artifact" => 1,
+                _ => 2,
+            },
         }
     }
 
@@ -85,6 +100,7 @@ impl HostError {
             HostError::Usage(_) => "usage",
             HostError::NotFound(_) => "not_found",
             HostError::Conflict(_) => "already_exists",
+            HostError::Registry { code, .. } => code,
         }
     }
 }
@@ -98,6 +114,7 @@ impl fmt::Display for HostError {
             HostError::Sandbox(e) => write!(f, "{e}"),
             HostError::Io { context, source } => write!(f, "{context}: {source}"),
             HostError::Usage(msg) | HostError::NotFound(msg) | HostError::Conflict(msg) => f.write_str(msg),
+            HostError::Registry { message, .. } => f.write_str(message),
         }
     }
 }
@@ -110,7 +127,8 @@ impl std::error::Error for HostError {
             HostError::Usage(_)
             | HostError::NotFound(_)
             | HostError::Conflict(_)
-            | HostError::Rejected(_) => None,
+            | HostError::Rejected(_)
+            | HostError::Registry { .. } => None,
             #[cfg(feature = "sandbox")]
             HostError::Sandbox(_) => None,
         }

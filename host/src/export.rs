@@ -658,9 +658,9 @@ fn plan_cache(
 }
 
 /// Counts bytes on their way to the target.
-struct Counting<W> {
-    inner: W,
-    count: u64,
+pub(crate) struct Counting<W> {
+    pub(crate) inner: W,
+    pub(crate) count: u64,
 }
 
 impl<W: Write> Write for Counting<W> {
@@ -676,7 +676,7 @@ impl<W: Write> Write for Counting<W> {
 }
 
 /// The tar stream's destination: plain, or a zstd frame.
-enum Compressor<W: Write> {
+pub(crate) enum Compressor<W: Write> {
     Plain(W),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
@@ -706,7 +706,7 @@ impl<W: Write> Write for Compressor<W> {
 
 impl<W: Write> Compressor<W> {
     /// Ends the zstd frame (if any) and returns the writer below.
-    fn finish(self) -> io::Result<W> {
+    pub(crate) fn finish(self) -> io::Result<W> {
         match self {
             Compressor::Plain(w) => Ok(w),
             Compressor::Zstd(w) => w.finish(),
@@ -714,7 +714,76 @@ impl<W: Write> Compressor<W> {
     }
 }
 
+/// The bundle's compressor as `opts` ask for it (plain, or one zstd frame declaring
+/// `tar_bytes` and carrying a checksum), so that the same tar stream always gives the same bytes.
+pub(crate) fn compressor<W: Write>(
+    out: W,
+    opts: &ExportOptions,
+    tar_bytes: u64,
+) -> io::Result<Compressor<W>> {
+    if opts.plain_tar {
+        return Ok(Compressor::Plain(out));
+    }
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(DEFAULT_MAX_THREADS),
+        n => n as usize,
+    };
+    let threads = u32::try_from(threads).unwrap_or(u32::MAX);
+    let mut enc = zstd::stream::write::Encoder::new(out, opts.level)?;
+    enc.include_checksum(true)?;
+    enc.set_pledged_src_size(Some(tar_bytes))?;
+    enc.multithread(threads)?;
+    // Small jobs keep memory flat (about 4 MiB per worker at level 3) at no measurable cost in
+    // ratio or speed; the default job size (4x the window, larger still at high levels) tripled
+    // peak RSS.
+    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+    Ok(Compressor::Zstd(enc))
+}
+
+/// One member of a [`Plan`], as [`crate::registry`] stores it (one blob per member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMember {
+    /// Member name in the bundle (`sha256-<16 hex>/manifest.json`, `cache/layers/…`).
+    pub name: String,
+    /// Its tar header fields (size = the file's apparent size).
+    pub meta: EntryMeta,
+    /// The file it is read from.
+    pub source: PathBuf,
+}
+
 impl Plan {
+    /// The members in archive order, with the header fields the tar stream gives them.
+    pub fn planned_members(&self) -> Vec<PlannedMember> {
+        self.members()
+            .map(|m| PlannedMember { name: m.name.clone(), meta: m.meta, source: m.source.clone() })
+            .collect()
+    }
+
+    /// The head snapshot's digest.
+    pub fn head(&self) -> &str {
+        self.snapshots.last().map(|s| s.snap.digest.as_str()).unwrap_or_default()
+    }
+
+    /// Streams member `index` (of [`Plan::planned_members`]) into `f`, densely (holes as
+    /// [`Chunk::Zeros`]), with the checks the bundle writer makes: the file must still be the
+    /// planned one and an upper's recorded integrity must match.
+    pub fn read_member(
+        &self,
+        index: usize,
+        f: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+    ) -> Result<(), HostError> {
+        let Some(m) = self.members().nth(index) else {
+            return Err(HostError::Usage(format!("no member #{index} in the export plan")));
+        };
+        if let Content::Bytes(bytes) = &m.content {
+            return f(Chunk::Data(bytes)).map_err(io_err(format!("reading {}", shown(&m.source))));
+        }
+        let (file, before) = open_member(m)?;
+        let segments = sparse::data_segments(&file, before.len())
+            .map_err(io_err(format!("reading {}", shown(&m.source))))?;
+        read_checked(m, &file, &before, &segments, f)
+    }
+
     /// Exact size of the tar stream (headers, data, padding, end-of-archive records).
     pub fn tar_bytes(&self) -> u64 {
         self.tar_bytes
@@ -845,30 +914,7 @@ impl Plan {
     fn stream<W: Write>(&self, out: W, label: &str, progress: &Progress) -> Result<u64, HostError> {
         let wctx = format!("writing {label}");
         let buffered = BufWriter::with_capacity(1 << 20, Counting { inner: out, count: 0 });
-        let sink = if self.opts.plain_tar {
-            Compressor::Plain(buffered)
-        } else {
-            let threads = match self.opts.threads {
-                0 => std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-                    .min(DEFAULT_MAX_THREADS),
-                n => n as usize,
-            };
-            let threads = u32::try_from(threads).unwrap_or(u32::MAX);
-            let setup = || -> io::Result<_> {
-                let mut enc = zstd::stream::write::Encoder::new(buffered, self.opts.level)?;
-                enc.include_checksum(true)?;
-                enc.set_pledged_src_size(Some(self.tar_bytes))?;
-                enc.multithread(threads)?;
-                // Small jobs keep memory flat (about 4 MiB per worker at level 3) at no
-                // measurable cost in ratio or speed; the default job size (4x the window, larger
-                // still at high levels) tripled peak RSS.
-                enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
-                Ok(enc)
-            };
-            Compressor::Zstd(setup().map_err(io_err("setting up zstd"))?)
-        };
+        let sink = compressor(buffered, &self.opts, self.tar_bytes).map_err(io_err("setting up zstd"))?;
         let mut tar = TarWriter::new(sink);
         for m in self.members() {
             write_member(&mut tar, m, &wctx, progress)?;
@@ -902,20 +948,12 @@ fn write_member<W: Write>(
     wctx: &str,
     progress: &Progress,
 ) -> Result<(), HostError> {
-    let file = match &m.content {
-        Content::Bytes(bytes) => {
-            tar.append(&m.name, &m.meta, bytes).map_err(io_err(wctx))?;
-            progress.set(tar.position());
-            return Ok(());
-        }
-        Content::File { .. } => {
-            open_nofollow(&m.source).map_err(io_err(format!("opening {}", shown(&m.source))))?
-        }
-    };
-    let before = file.metadata().map_err(io_err(format!("reading {}", shown(&m.source))))?;
-    if !before.is_file() || (before.dev(), before.ino()) != m.identity || before.len() != m.meta.size {
-        return Err(changed(&m.source));
+    if let Content::Bytes(bytes) = &m.content {
+        tar.append(&m.name, &m.meta, bytes).map_err(io_err(wctx))?;
+        progress.set(tar.position());
+        return Ok(());
     }
+    let (file, before) = open_member(m)?;
     // Header fields from this handle; only the size had to stay as planned.
     let meta = EntryMeta::from_metadata(&before);
     let reading = || format!("reading {}", shown(&m.source));
@@ -939,30 +977,12 @@ fn write_member<W: Write>(
         }
     };
     let dense = m.sparse.is_none();
-    let check = match &m.content {
-        Content::File { check } => check.as_ref(),
-        Content::Bytes(_) => None,
-    };
-    let mut hasher = check.map(|c| IntegrityHasher::new(c.algorithm, meta.size));
     let mut write_error: Option<io::Error> = None;
-    let read = sparse::read_segments(&file, &segments, meta.size, &mut |chunk| {
+    let read = read_checked(m, &file, &before, &segments, &mut |chunk| {
         let written = match chunk {
-            Chunk::Data(bytes) => {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(bytes);
-                }
-                tar.data(bytes)
-            }
-            Chunk::Zeros(n) => {
-                if let Some(h) = hasher.as_mut() {
-                    h.update_zeros(n);
-                }
-                if dense {
-                    tar.zeros(n)
-                } else {
-                    Ok(())
-                }
-            }
+            Chunk::Data(bytes) => tar.data(bytes),
+            Chunk::Zeros(n) if dense => tar.zeros(n),
+            Chunk::Zeros(_) => Ok(()),
         };
         match written {
             Ok(()) => {
@@ -978,8 +998,45 @@ fn write_member<W: Write>(
     if let Some(e) = write_error {
         return Err(HostError::io(wctx, e));
     }
-    read.map_err(io_err(reading()))?;
-    tar.end().map_err(io_err(wctx))?;
+    read?;
+    tar.end().map_err(io_err(wctx))
+}
+
+/// Opens a file member's source and checks it is still the planned file with the planned size.
+fn open_member(m: &Member) -> Result<(File, Metadata), HostError> {
+    let file = open_nofollow(&m.source).map_err(io_err(format!("opening {}", shown(&m.source))))?;
+    let before = file.metadata().map_err(io_err(format!("reading {}", shown(&m.source))))?;
+    if !before.is_file() || (before.dev(), before.ino()) != m.identity || before.len() != m.meta.size {
+        return Err(changed(&m.source));
+    }
+    Ok((file, before))
+}
+
+/// Reads a file member by `segments` (holes as [`Chunk::Zeros`]) into `f`, hashing it when its
+/// integrity is recorded; fails if the file changed during the read or its digest does not match.
+fn read_checked(
+    m: &Member,
+    file: &File,
+    before: &Metadata,
+    segments: &[(u64, u64)],
+    f: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+) -> Result<(), HostError> {
+    let check = match &m.content {
+        Content::File { check } => check.as_ref(),
+        Content::Bytes(_) => None,
+    };
+    let size = before.len();
+    let mut hasher = check.map(|c| IntegrityHasher::new(c.algorithm, size));
+    sparse::read_segments(file, segments, size, &mut |chunk| {
+        if let Some(h) = hasher.as_mut() {
+            match chunk {
+                Chunk::Data(bytes) => h.update(bytes),
+                Chunk::Zeros(n) => h.update_zeros(n),
+            }
+        }
+        f(chunk)
+    })
+    .map_err(io_err(format!("reading {}", shown(&m.source))))?;
     let after = file.metadata().map_err(io_err(format!("reading {}", shown(&m.source))))?;
     if after.len() != before.len()
         || after.mtime() != before.mtime()

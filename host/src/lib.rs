@@ -22,6 +22,7 @@ pub mod index;
 pub mod input;
 pub mod progress;
 pub mod promote;
+pub mod registry;
 pub mod render;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

@@ -46,6 +46,20 @@ impl Progress {
         }
     }
 
+    /// Advances the position by `bytes` (several workers may report into one bar).
+    pub fn inc(&self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+
+    /// Prints a line above the bar (one per finished item); nothing when the bar is not drawn.
+    pub fn line(&self, text: &str) {
+        if let Some(b) = &self.bar {
+            b.println(text);
+        }
+    }
+
     /// Sets the total once it is known (turns a spinner into a bar with an ETA).
     pub fn set_total(&self, total: u64) {
         if let Some(b) = &self.bar {

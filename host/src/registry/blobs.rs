@@ -1,0 +1,261 @@
+//! The pull side's blob cache: `<home>/cache/snapbundle/blobs/sha256/<hex>`, a directory of
+//! snapbundle's own beside microsandbox's cache kinds.
+//!
+//! A blob is downloaded into `<hex>.part` (resumed with a range request when a previous pull
+//! was interrupted), hashed as its bytes arrive, and renamed to `<hex>` only when its sha256 is
+//! the one it is named by; so a file named by a digest has been verified once. Pull still hashes
+//! it again while rebuilding the bundle from it, so a cache file changed on disk since is caught
+//! too. A blob whose bytes do not match is deleted and fails the pull, naming it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use oci_client::client::BlobResponse;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{shown, HostError};
+use crate::home::Home;
+use crate::progress::Progress;
+use crate::registry::client::{error_text, Registry};
+use crate::registry::format::Layer;
+
+/// The blob cache of a home.
+#[derive(Debug, Clone)]
+pub struct BlobCache {
+    dir: PathBuf,
+}
+
+/// How a blob got into the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// It was there already (an earlier, interrupted pull, or an earlier layer of the same
+    /// artifact with the same blob).
+    Cached,
+    /// Downloaded whole.
+    Downloaded,
+    /// A partial download was resumed.
+    Resumed,
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+impl BlobCache {
+    /// The cache of `home`.
+    pub fn new(home: &Home) -> BlobCache {
+        BlobCache { dir: home.cache.join("snapbundle").join("blobs").join("sha256") }
+    }
+
+    /// Where a verified blob lives (`digest` is a checked `sha256:<64 hex>`).
+    pub fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(hex_of(digest))
+    }
+
+    fn part_path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{}.part", hex_of(digest)))
+    }
+
+    /// Whether a verified blob of `size` bytes is in the cache.
+    pub fn has(&self, digest: &str, size: u64) -> bool {
+        fs::symlink_metadata(self.path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Removes a blob (after a successful pull); a missing one is fine.
+    pub fn remove(&self, digest: &str) {
+        let _ = fs::remove_file(self.path(digest));
+    }
+
+    /// Removes the cache's directories if they are empty (`sha256`, `blobs`, `snapbundle`).
+    pub fn remove_empty_dirs(&self) {
+        for dir in self.dir.ancestors().take(3) {
+            if fs::remove_dir(dir).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Downloads `layer`'s blob into the cache unless it is there; see the module docs.
+    pub(crate) async fn fetch(
+        &self,
+        reg: &Registry,
+        layer: &Layer,
+        progress: &Progress,
+    ) -> Result<Fetched, HostError> {
+        if self.has(&layer.digest, layer.size) {
+            return Ok(Fetched::Cached);
+        }
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| HostError::io(format!("creating {}", shown(&self.dir)), e))?;
+        let part = self.part_path(&layer.digest);
+        let what = format!("downloading blob {} ({}) from {}", layer.digest, layer.path, reg.repository());
+        let mut resumed = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.download(reg, layer, &part, &what, progress).await {
+                Ok((hasher, r)) => {
+                    resumed |= r;
+                    let got = format!("sha256:{}", snapbundle_core::hex::encode(&hasher.finalize()));
+                    if got != layer.digest {
+                        let _ = fs::remove_file(&part);
+                        return Err(mismatch(layer, &got, reg));
+                    }
+                    fs::rename(&part, self.path(&layer.digest))
+                        .map_err(|e| HostError::io(format!("renaming {}", shown(&part)), e))?;
+                    return Ok(if resumed { Fetched::Resumed } else { Fetched::Downloaded });
+                }
+                Err(Step::Fatal(e)) => return Err(e),
+                Err(Step::Retry(e)) if attempt >= 4 => {
+                    return Err(HostError::Registry {
+                        code: "registry_unreachable",
+                        message: format!(
+                            "{what}: {e} (gave up after {attempt} attempts; run the pull again to resume)"
+                        ),
+                    })
+                }
+                Err(Step::Retry(_)) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// One download attempt: resumes `part` with a range request if it holds a prefix.
+    async fn download(
+        &self,
+        reg: &Registry,
+        layer: &Layer,
+        part: &Path,
+        what: &str,
+        progress: &Progress,
+    ) -> Result<(Sha256, bool), Step> {
+        let io_fatal = |ctx: String| move |e: io::Error| Step::Fatal(HostError::io(ctx, e));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(part)
+            .map_err(io_fatal(format!("opening {}", shown(part))))?;
+        // Hash what an earlier attempt left, so the blob is verified as a whole.
+        let mut hasher = Sha256::new();
+        let mut have = 0u64;
+        let len = file.metadata().map_err(io_fatal(format!("reading {}", shown(part))))?.len();
+        if len > 0 && len < layer.size {
+            file.seek(SeekFrom::Start(0)).map_err(io_fatal(format!("reading {}", shown(part))))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).map_err(io_fatal(format!("reading {}", shown(part))))?;
+                let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else { break };
+                hasher.update(chunk);
+                have = have.saturating_add(n as u64);
+            }
+        } else if len != 0 {
+            file.set_len(0).map_err(io_fatal(format!("truncating {}", shown(part))))?;
+        }
+        let response = reg
+            .client
+            .pull_blob_stream_partial(&reg.reference, layer.digest.as_str(), have, None)
+            .await
+            .map_err(|e| match crate::registry::client::classify(&e) {
+                crate::registry::client::Failure::Transient => Step::Retry(error_text(&e)),
+                f => Step::Fatal(reg.error(what, f, &e, 1)),
+            })?;
+        let (mut stream, resumed) = match response {
+            BlobResponse::Partial(s) if have > 0 => (s.stream, true),
+            BlobResponse::Partial(s) | BlobResponse::Full(s) => {
+                if have > 0 {
+                    file.set_len(0).map_err(io_fatal(format!("truncating {}", shown(part))))?;
+                    hasher = Sha256::new();
+                    have = 0;
+                }
+                (s.stream, false)
+            }
+        };
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Step::Retry(error_text(&e)))?;
+            have = have.saturating_add(chunk.len() as u64);
+            if have > layer.size {
+                let _ = fs::remove_file(part);
+                return Err(Step::Fatal(HostError::Registry {
+                    code: "blob_digest_mismatch",
+                    message: format!(
+                        "blob {} ({}) from {}: the registry sent more than its {} bytes",
+                        layer.digest,
+                        layer.path,
+                        reg.repository(),
+                        layer.size
+                    ),
+                }));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).map_err(io_fatal(format!("writing {}", shown(part))))?;
+            progress.inc(chunk.len() as u64);
+        }
+        if have < layer.size {
+            return Err(Step::Retry(format!("the registry sent {have} of {} bytes", layer.size)));
+        }
+        file.sync_all().map_err(io_fatal(format!("syncing {}", shown(part))))?;
+        Ok((hasher, resumed))
+    }
+}
+
+enum Step {
+    Retry(String),
+    Fatal(HostError),
+}
+
+/// The error for a blob whose bytes are not the ones its digest names.
+pub(crate) fn mismatch(layer: &Layer, got: &str, reg_name: &impl RepoName) -> HostError {
+    HostError::Registry {
+        code: "blob_digest_mismatch",
+        message: format!(
+            "blob {} ({}) from {}: its bytes have digest {got}; nothing was imported",
+            layer.digest,
+            layer.path,
+            reg_name.repo_name()
+        ),
+    }
+}
+
+/// Something that names a repository in messages.
+pub(crate) trait RepoName {
+    fn repo_name(&self) -> String;
+}
+
+impl RepoName for Registry {
+    fn repo_name(&self) -> String {
+        self.repository()
+    }
+}
+
+impl RepoName for String {
+    fn repo_name(&self) -> String {
+        self.clone()
+    }
+}
+
+/// A reader that hashes what passes through it.
+pub(crate) struct HashingReader<R> {
+    pub(crate) inner: R,
+    pub(crate) hasher: Sha256,
+    pub(crate) count: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let got = buf.get(..n).unwrap_or(&[]);
+        self.hasher.update(got);
+        self.count = self.count.saturating_add(n as u64);
+        Ok(n)
+    }
+}
+
+/// Opens a cached blob for reading.
+pub(crate) fn open(cache: &BlobCache, digest: &str) -> Result<File, HostError> {
+    let path = cache.path(digest);
+    File::open(&path).map_err(|e| HostError::io(format!("opening {}", shown(&path)), e))
+}

@@ -1,0 +1,251 @@
+//! The connection to one repository of a registry: oci-client on a small tokio runtime, the
+//! credentials, and the retry policy (backoff on transient failures, never on 401/403).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+
+use crate::error::HostError;
+use crate::registry::auth::Credentials;
+
+/// How to reach a registry.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// Speak plain HTTP instead of HTTPS (TLS is the default).
+    pub plain_http: bool,
+    /// Extra PEM certificate(s) to trust (a private CA or a self-signed registry).
+    pub ca_file: Option<PathBuf>,
+    /// Credentials; see [`crate::registry::auth`].
+    pub credentials: Credentials,
+    /// Blobs transferred at once (0: the default, 4).
+    pub jobs: usize,
+    /// Attempts per request before giving up on a transient failure (0: the default, 4).
+    pub attempts: u32,
+}
+
+/// Default blobs in flight.
+pub const DEFAULT_JOBS: usize = 4;
+/// Default attempts per request.
+pub const DEFAULT_ATTEMPTS: u32 = 4;
+/// First backoff delay; doubled on each retry.
+const BACKOFF: Duration = Duration::from_millis(250);
+
+/// A repository of a registry, ready for requests.
+pub struct Registry {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) client: Client,
+    pub(crate) auth: RegistryAuth,
+    /// The reference as given, normalised (`host/repo:tag` or `host/repo@digest`).
+    pub(crate) reference: Reference,
+    pub(crate) jobs: usize,
+    attempts: u32,
+    retries: AtomicU64,
+}
+
+/// Why a request failed, for the retry decision and the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// 401/403: wrong or missing credentials. Never retried.
+    Auth,
+    /// 404 / unknown manifest or blob.
+    NotFound,
+    /// Connection refused, reset, timed out, 5xx, 429: retried with backoff.
+    Transient,
+    /// Anything else (4xx, protocol violations): not retried.
+    Other,
+}
+
+fn status_failure(code: u16) -> Failure {
+    match code {
+        401 | 403 => Failure::Auth,
+        404 => Failure::NotFound,
+        408 | 429 => Failure::Transient,
+        c if c >= 500 => Failure::Transient,
+        _ => Failure::Other,
+    }
+}
+
+/// Classifies an oci-client error.
+pub(crate) fn classify(e: &OciDistributionError) -> Failure {
+    match e {
+        OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
+            Failure::Auth
+        }
+        OciDistributionError::ImageManifestNotFoundError(_) => Failure::NotFound,
+        OciDistributionError::ServerError { code, .. } => status_failure(*code),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            use oci_client::errors::OciErrorCode as C;
+            let codes: Vec<&C> = envelope.errors.iter().map(|e| &e.code).collect();
+            if codes.iter().any(|c| matches!(c, C::Unauthorized | C::Denied)) {
+                Failure::Auth
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, C::BlobUnknown | C::ManifestUnknown | C::NameUnknown | C::NotFound))
+            {
+                Failure::NotFound
+            } else {
+                Failure::Other
+            }
+        }
+        OciDistributionError::RequestError(r) => match r.status() {
+            Some(s) => status_failure(s.as_u16()),
+            None if r.is_builder() => Failure::Other,
+            None => Failure::Transient,
+        },
+        OciDistributionError::IoError(_) => Failure::Transient,
+        _ => Failure::Other,
+    }
+}
+
+impl Registry {
+    /// Connects to the repository of `reference` (nothing is sent until the first request).
+    pub fn connect(reference: Reference, conn: &Connection) -> Result<Registry, HostError> {
+        let mut config = ClientConfig {
+            protocol: if conn.plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(120)),
+            user_agent: concat!("snapbundle/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        if let Some(ca) = &conn.ca_file {
+            let data =
+                std::fs::read(ca).map_err(|e| HostError::io(format!("reading {}", ca.display()), e))?;
+            config.extra_root_certificates.push(Certificate { encoding: CertificateEncoding::Pem, data });
+        }
+        let client = Client::try_from(config).map_err(|e| HostError::Registry {
+            code: "registry_error",
+            message: format!("cannot set up the registry client: {e}"),
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| HostError::io("starting the network runtime", e))?;
+        Ok(Registry {
+            rt,
+            client,
+            auth: conn.credentials.to_auth(),
+            reference,
+            jobs: if conn.jobs == 0 { DEFAULT_JOBS } else { conn.jobs },
+            attempts: if conn.attempts == 0 { DEFAULT_ATTEMPTS } else { conn.attempts },
+            retries: AtomicU64::new(0),
+        })
+    }
+
+    /// `registry/repository`, for messages.
+    pub fn repository(&self) -> String {
+        format!("{}/{}", self.reference.resolve_registry(), self.reference.repository())
+    }
+
+    /// Requests retried so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Authenticates for `op` (basic credentials, or a bearer token from the registry's token
+    /// endpoint when it asks for one), then proves the credentials with one cheap request (a
+    /// HEAD for a blob no one has), so that wrong ones fail before any work, in two requests.
+    pub(crate) async fn login(&self, op: RegistryOperation) -> Result<(), HostError> {
+        let what = format!("authenticating to {}", self.repository());
+        self.retry(
+            &what,
+            || async move { self.client.auth(&self.reference, &self.auth, op).await.map(|_| ()) },
+        )
+        .await?;
+        let probe = format!("sha256:{}", "0".repeat(64));
+        self.retry(&what, || self.client.blob_exists(&self.reference, &probe)).await.map(|_| ())
+    }
+
+    /// Runs `f` until it succeeds, fails for good, or the attempts are used up; waits
+    /// 250 ms, 500 ms, 1 s, … between attempts. 401/403 and other client errors fail at once.
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, HostError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut delay = BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let failure = classify(&e);
+                    if failure != Failure::Transient || attempt >= self.attempts {
+                        return Err(self.error(what, failure, &e, attempt));
+                    }
+                }
+            }
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            delay = delay.saturating_mul(2);
+            attempt += 1;
+        }
+    }
+
+    /// The error for a failed request.
+    pub(crate) fn error(
+        &self,
+        what: &str,
+        failure: Failure,
+        e: &OciDistributionError,
+        attempts: u32,
+    ) -> HostError {
+        let detail = error_text(e);
+        match failure {
+            Failure::Auth => HostError::Registry {
+                code: "registry_auth",
+                message: format!(
+                    "{what}: access denied by {} ({detail}); check the credentials (--username with --password-stdin, or `docker login {}`)",
+                    self.reference.resolve_registry(),
+                    self.reference.resolve_registry()
+                ),
+            },
+            Failure::NotFound => HostError::Registry { code: "registry_not_found", message: format!("{what}: not found ({detail})") },
+            Failure::Transient => HostError::Registry {
+                code: "registry_unreachable",
+                message: format!("{what}: {detail} (gave up after {attempts} attempt{})", if attempts == 1 { "" } else { "s" }),
+            },
+            Failure::Other => HostError::Registry { code: "registry_error", message: format!("{what}: {detail}") },
+        }
+    }
+
+    /// Runs a future on the connection's runtime.
+    pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+/// An error's text with its causes (reqwest hides the useful part in `source()`).
+pub(crate) fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        cur = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_failures_are_never_transient() {
+        assert_eq!(status_failure(401), Failure::Auth);
+        assert_eq!(status_failure(403), Failure::Auth);
+        assert_eq!(status_failure(503), Failure::Transient);
+        assert_eq!(status_failure(400), Failure::Other);
+        let e = OciDistributionError::UnauthorizedError { url: "u".into() };
+        assert_eq!(classify(&e), Failure::Auth);
+    }
+}

@@ -1,0 +1,36 @@
+//! Snapshots through an OCI registry: [`push`] and [`pull`].
+//!
+//! A pushed chain is one OCI image manifest whose layers are the bundle's members, one blob
+//! each ([`format`](mod@format); the layout is documented in `docs/registry-format.md`), so a
+//! parent or an image file shared by many snapshots is stored and uploaded once. Pull rebuilds the exact
+//! 0.6.2 tar stream from the layers and runs it through [`crate::import`], so validation,
+//! staging and promotion are import's own. Requests go through `oci-client`
+//! ([`client`]: TLS by default, retries with backoff, never on 401/403; [`auth`]: credentials
+//! from the command line or the Docker configuration).
+//!
+//! ```no_run
+//! use snapbundle::home::Home;
+//! use snapbundle::registry::{pull, push, Connection, PullOptions, PullTarget, PushOptions};
+//!
+//! let home = Home::resolve(None)?;
+//! let conn = Connection::default(); // HTTPS, anonymous or ~/.docker/config.json credentials
+//! let opts = PushOptions { with_parents: true, ..Default::default() };
+//! let pushed = push::push(&home, "web", "registry.example/snaps/web:v1", &conn, &opts)?;
+//! println!("{} uploaded, {} skipped", pushed.uploaded, pushed.skipped);
+//! let other = Home::at("/srv/msb");
+//! pull::pull(&other, "registry.example/snaps/web:v1", &conn, &PullOptions::default(), PullTarget::Import { dest: None })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod auth;
+pub mod blobs;
+pub mod client;
+pub mod format;
+pub mod pull;
+pub mod push;
+pub mod reference;
+
+pub use auth::Credentials;
+pub use client::Connection;
+pub use pull::{PullOptions, PullOutcome, PullTarget};
+pub use push::{PushOptions, PushOutcome};

@@ -1,0 +1,455 @@
+//! `pull`: a pushed chain back into a store (or into a bundle file), through the same pipeline
+//! as `import`.
+//!
+//! The manifest and config are fetched and checked ([`format::parse_manifest`]); then three
+//! things run at once:
+//!
+//! 1. a downloader fetches the blobs into the blob cache ([`BlobCache`]), several at a time,
+//!    hashing each as it arrives, and hands them on in layer order;
+//! 2. a rebuilder turns each blob, as soon as it is there, back into its tar member (header from
+//!    the annotations, bytes decompressed, hashed again: blob digest and member sha256), so the
+//!    layers become exactly the plain 0.6.2 tar stream `export --plain-tar` writes;
+//! 3. that stream goes through a pipe into [`crate::import::import`] (validation core,
+//!    staging, promotion: nothing duplicated), or with `-o` through the validation core into a
+//!    bundle compressed exactly as `export` compresses.
+//!
+//! The end-of-archive records are written only after every blob has been verified, so a blob
+//! that does not match its digest leaves the importer with a truncated stream: nothing is
+//! promoted, and the error names the blob. Verified blobs stay in the cache when a pull fails,
+//! so running it again fetches only what is missing (a partial blob is resumed with a range
+//! request); a successful pull removes its blobs (unless asked to keep them).
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{stream, StreamExt};
+use oci_client::RegistryOperation;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use snapbundle_core::Limits;
+
+use crate::error::{shown, HostError};
+use crate::export::{self, Counting, ExportOptions};
+use crate::home::Home;
+use crate::import::{ImportOptions, ImportOutcome};
+use crate::progress::Progress;
+use crate::registry::blobs::{self, BlobCache, Fetched, HashingReader};
+use crate::registry::client::{Connection, Registry};
+use crate::registry::format::{self, ChainConfig, Layer};
+use crate::tar_writer::TarWriter;
+
+/// Pull settings.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Validator limits (also bound the manifest before anything is fetched).
+    pub limits: Limits,
+    /// Keep the downloaded blobs in the cache after a successful pull.
+    pub keep_blobs: bool,
+    /// With a bundle target: write a plain tar instead of zstd.
+    pub plain_tar: bool,
+    /// Draw no progress.
+    pub quiet: bool,
+}
+
+/// Where a pull goes.
+pub enum PullTarget<'a> {
+    /// Into the store of the home (snapshots into this directory if given, as `import --dest`).
+    Import {
+        /// Snapshots directory (default `<home>/snapshots`).
+        dest: Option<PathBuf>,
+    },
+    /// A bundle file, written under a temporary name and renamed into place on success.
+    File(&'a Path),
+    /// A bundle on standard output.
+    Stdout,
+}
+
+/// A bundle written by a pull.
+#[derive(Debug, Clone, Serialize)]
+pub struct PulledBundle {
+    /// The file, for a file target.
+    pub path: Option<PathBuf>,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Bytes of the tar stream.
+    pub tar_bytes: u64,
+    /// The head snapshot, as the validation core found it.
+    pub head: String,
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullOutcome {
+    /// The reference pulled (normalised).
+    pub reference: String,
+    /// The manifest's digest.
+    pub manifest_digest: String,
+    /// The head snapshot named by the artifact's config.
+    pub head: String,
+    /// Blobs of the artifact (members).
+    pub blobs: usize,
+    /// Blobs downloaded whole.
+    pub downloaded: usize,
+    /// Blobs whose interrupted download was resumed.
+    pub resumed: usize,
+    /// Blobs already in the cache: from an interrupted pull, or shared with an earlier layer.
+    pub cached: usize,
+    /// Bytes received for blobs.
+    pub bytes_downloaded: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// The import, for a store target.
+    pub import: Option<ImportOutcome>,
+    /// The bundle, for `-o`.
+    pub bundle: Option<PulledBundle>,
+}
+
+/// Pulls `source` (`REGISTRY/REPO:TAG` or `REGISTRY/REPO@sha256:…`) into `target`.
+pub fn pull(
+    home: &Home,
+    source: &str,
+    conn: &Connection,
+    opts: &PullOptions,
+    target: PullTarget<'_>,
+) -> Result<PullOutcome, HostError> {
+    let started = Instant::now();
+    let reference = crate::registry::reference::parse(source, false)?;
+    let reg = Registry::connect(reference, conn)?;
+    let (manifest_digest, parsed, config) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
+    let layers = parsed.layers;
+    let cache = BlobCache::new(home);
+    let to_fetch: u64 = layers.iter().filter(|l| !cache.has(&l.digest, l.size)).map(|l| l.size).sum();
+    let progress = Arc::new(Progress::new("pulling", Some(to_fetch), opts.quiet));
+    let name = reg.reference.to_string();
+
+    // 1. The downloader: blobs in layer order on a channel, several in flight.
+    let (tx, rx) = mpsc::channel::<Result<Fetched, HostError>>();
+    let downloader = {
+        let (layers, cache, progress) = (layers.clone(), cache.clone(), progress.clone());
+        std::thread::spawn(move || {
+            // Authenticated already (fetch_metadata): the client keeps the token.
+            reg.block_on(async {
+                // A blob two layers share (identical files) is fetched once, for the first; the
+                // later one is handed over after it, in order, so it is in the cache by then.
+                let fetched = layers.iter().enumerate().map(|(i, l)| {
+                    let first = layers.iter().position(|o| o.digest == l.digest).unwrap_or(i);
+                    (first == i).then_some(l)
+                });
+                let (reg, cache, progress) = (&reg, &cache, &progress);
+                let mut fetched = stream::iter(fetched)
+                    .map(|l| async move {
+                        match l {
+                            Some(l) => cache.fetch(reg, l, progress).await,
+                            None => Ok(Fetched::Cached),
+                        }
+                    })
+                    .buffered(reg.jobs);
+                while let Some(r) = fetched.next().await {
+                    let failed = r.is_err();
+                    if tx.send(r).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            reg
+        })
+    };
+    // 2. The rebuilder: the plain tar stream into a pipe.
+    let (pipe_reader, pipe_writer) = io::pipe().map_err(|e| HostError::io("creating a pipe", e))?;
+    let rebuilder = {
+        let (layers, cache, name) = (layers.clone(), cache.clone(), name.clone());
+        std::thread::spawn(move || rebuild(&layers, &cache, &rx, pipe_writer, &name))
+    };
+    // 3. The consumer: import, or a bundle.
+    let mut reader = pipe_reader;
+    let consumed = consume(&mut reader, &name, home, opts, target, &layers);
+    drop(reader);
+    progress.finish();
+    let rebuilt = rebuilder
+        .join()
+        .map_err(|_| HostError::io("rebuilding", io::Error::other("the rebuild thread panicked")))?;
+    let reg = downloader
+        .join()
+        .map_err(|_| HostError::io("downloading", io::Error::other("the download thread panicked")))?;
+    let fetched = match rebuilt {
+        Ok(f) => f,
+        // The registry or the cache failed us: that is the error, not the importer's view of a
+        // stream that stopped short.
+        Err(Some(e)) => return Err(e),
+        Err(None) => Vec::new(),
+    };
+    let (import, bundle) = consumed?;
+    let count = |k: Fetched| fetched.iter().filter(|f| **f == k).count();
+    let bytes_downloaded =
+        layers.iter().zip(&fetched).filter(|(_, f)| **f != Fetched::Cached).map(|(l, _)| l.size).sum();
+    if !opts.keep_blobs {
+        for l in &layers {
+            cache.remove(&l.digest);
+        }
+        cache.remove_empty_dirs();
+    }
+    Ok(PullOutcome {
+        reference: reg.reference.to_string(),
+        manifest_digest,
+        head: config.head,
+        blobs: layers.len(),
+        downloaded: count(Fetched::Downloaded),
+        resumed: count(Fetched::Resumed),
+        cached: count(Fetched::Cached),
+        bytes_downloaded,
+        seconds: started.elapsed().as_secs_f64(),
+        import,
+        bundle,
+    })
+}
+
+/// The manifest (digest checked when pulling by digest), its layers, and the config blob.
+async fn fetch_metadata(
+    reg: &Registry,
+    limits: &Limits,
+) -> Result<(String, format::Parsed, ChainConfig), HostError> {
+    reg.login(RegistryOperation::Pull).await?;
+    let what = format!("fetching the manifest of {}", reg.reference);
+    let (bytes, _) = reg
+        .retry(&what, || {
+            reg.client.pull_manifest_raw(&reg.reference, &reg.auth, &[format::OCI_MANIFEST_MEDIA_TYPE])
+        })
+        .await?;
+    let digest = format::sha256_digest(&bytes);
+    if let Some(want) = reg.reference.digest() {
+        if want != digest {
+            return Err(HostError::Registry {
+                code: "blob_digest_mismatch",
+                message: format!("the manifest served for {} has digest {digest}", reg.reference),
+            });
+        }
+    }
+    let parsed = format::parse_manifest(&bytes, &reg.reference.to_string(), limits)?;
+    let config_bytes = fetch_small(reg, &parsed.config_digest, parsed.config_size).await?;
+    let config: ChainConfig = serde_json::from_slice(&config_bytes).map_err(|e| HostError::Registry {
+        code: "invalid_artifact",
+        message: format!("{}: the config blob is not a snapbundle config: {e}", reg.reference),
+    })?;
+    let paths_match = config.members.len() == parsed.layers.len()
+        && config.members.iter().zip(&parsed.layers).all(|(m, l)| m.path == l.path);
+    if config.schema != 1 || config.format != format::BUNDLE_FORMAT || !paths_match {
+        return Err(HostError::Registry {
+            code: "invalid_artifact",
+            message: format!("{}: the config blob does not describe the layers", reg.reference),
+        });
+    }
+    Ok((digest, parsed, config))
+}
+
+/// A small blob (the config), at most `size` bytes, checked against its digest.
+async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>, HostError> {
+    let what = format!("fetching blob {digest} (config) from {}", reg.repository());
+    let bytes = reg
+        .retry(&what, || async move {
+            let mut s = reg.client.pull_blob_stream(&reg.reference, digest).await?;
+            let mut out = Vec::new();
+            while let Some(chunk) = s.next().await {
+                let chunk = chunk?;
+                if (out.len() as u64).saturating_add(chunk.len() as u64) > size {
+                    return Err(oci_client::errors::OciDistributionError::GenericError(Some(format!(
+                        "the config blob is larger than its {size} bytes"
+                    ))));
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(out)
+        })
+        .await?;
+    let got = format::sha256_digest(&bytes);
+    if got != digest {
+        return Err(HostError::Registry {
+            code: "blob_digest_mismatch",
+            message: format!("blob {digest} (config) from {}: its bytes have digest {got}", reg.repository()),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Rebuilds the plain tar stream from the cached blobs as the downloader hands them over.
+/// `Err(None)`: the consumer stopped reading (its own error is the one to report).
+fn rebuild(
+    layers: &[Layer],
+    cache: &BlobCache,
+    rx: &mpsc::Receiver<Result<Fetched, HostError>>,
+    out: io::PipeWriter,
+    repo: &str,
+) -> Result<Vec<Fetched>, Option<HostError>> {
+    let mut tar = TarWriter::new(BufWriter::with_capacity(1 << 20, out));
+    let mut fetched = Vec::with_capacity(layers.len());
+    let gone = |_: io::Error| None;
+    for layer in layers {
+        match rx.recv() {
+            Ok(Ok(f)) => fetched.push(f),
+            Ok(Err(e)) => return Err(Some(e)),
+            Err(_) => {
+                return Err(Some(HostError::io("downloading", io::Error::other("the downloader stopped"))))
+            }
+        }
+        let file = blobs::open(cache, &layer.digest).map_err(Some)?;
+        let mut blob =
+            HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new(), count: 0 };
+        tar.begin(&layer.path, &layer.meta).map_err(gone)?;
+        let mut member = Sha256::new();
+        let mut remaining = layer.meta.size;
+        let mut buf = vec![0u8; 1 << 20];
+        let invalid = |why: String| {
+            Some(HostError::Registry {
+                code: "invalid_artifact",
+                message: format!(
+                    "blob {} ({}) from {repo}: {why}; nothing was imported",
+                    layer.digest, layer.path
+                ),
+            })
+        };
+        let read_err = |e: io::Error| invalid(format!("cannot be read: {e}"));
+        {
+            let mut pump = |src: &mut dyn Read| -> Result<(), Option<HostError>> {
+                loop {
+                    let n = src.read(&mut buf).map_err(read_err)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    let chunk = buf.get(..n).unwrap_or(&[]);
+                    if n as u64 > remaining {
+                        return Err(invalid(format!("holds more than its {} bytes", layer.meta.size)));
+                    }
+                    remaining -= n as u64;
+                    member.update(chunk);
+                    tar.data(chunk).map_err(gone)?;
+                }
+            };
+            if layer.zstd {
+                let mut dec = zstd::stream::read::Decoder::new(&mut blob).map_err(read_err)?.single_frame();
+                pump(&mut dec)?;
+                // Whatever follows the frame must still be read, so the digest covers it all.
+                let mut rest = dec.finish();
+                io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
+            } else {
+                pump(&mut blob)?;
+            }
+        }
+        let got = format!("sha256:{}", snapbundle_core::hex::encode(&blob.hasher.finalize()));
+        if got != layer.digest || blob.count != layer.size {
+            return Err(Some(blobs::mismatch(layer, &got, &repo.to_string())));
+        }
+        if remaining != 0 {
+            return Err(invalid(format!(
+                "holds {} bytes, not {}",
+                layer.meta.size - remaining,
+                layer.meta.size
+            )));
+        }
+        let sum = format!("sha256:{}", snapbundle_core::hex::encode(&member.finalize()));
+        if sum != layer.sha256 {
+            return Err(invalid(format!("its member has digest {sum}, the manifest says {}", layer.sha256)));
+        }
+        tar.end().map_err(gone)?;
+    }
+    let mut out = tar.finish().map_err(gone)?;
+    out.flush().map_err(gone)?;
+    Ok(fetched)
+}
+
+/// Feeds the rebuilt stream to the import, or through the validator into a bundle.
+fn consume(
+    reader: &mut io::PipeReader,
+    name: &str,
+    home: &Home,
+    opts: &PullOptions,
+    target: PullTarget<'_>,
+    layers: &[Layer],
+) -> Result<(Option<ImportOutcome>, Option<PulledBundle>), HostError> {
+    match target {
+        PullTarget::Import { dest } => {
+            let home = home.clone().with_snapshots_dir(dest);
+            let iopts = ImportOptions { limits: opts.limits, quiet: true, ..ImportOptions::default() };
+            let out = crate::import::import(reader, name, &home, &iopts)?;
+            Ok((Some(out), None))
+        }
+        PullTarget::File(path) => Ok((None, Some(write_file(reader, name, opts, path, layers)?))),
+        PullTarget::Stdout => {
+            let (written, tar_bytes, head) = write_bundle(reader, name, opts, io::stdout().lock(), layers)?;
+            Ok((None, Some(PulledBundle { path: None, bytes_written: written, tar_bytes, head })))
+        }
+    }
+}
+
+fn write_file(
+    reader: &mut io::PipeReader,
+    name: &str,
+    opts: &PullOptions,
+    path: &Path,
+    layers: &[Layer],
+) -> Result<PulledBundle, HostError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if path.file_name().is_none() || path.is_dir() {
+        return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".snapbundle-pull-")
+        .suffix(".tmp")
+        .tempfile_in(&parent)
+        .map_err(|e| HostError::io(format!("creating a temporary file in {}", shown(&parent)), e))?;
+    let (written, tar_bytes, head) = write_bundle(reader, name, opts, tmp.as_file(), layers)?;
+    tmp.as_file().sync_all().map_err(|e| HostError::io(format!("syncing {}", shown(path)), e))?;
+    tmp.persist(path)
+        .map_err(|e| HostError::io(format!("renaming the bundle to {}", shown(path)), e.error))?;
+    Ok(PulledBundle { path: Some(path.to_path_buf()), bytes_written: written, tar_bytes, head })
+}
+
+/// Validates the stream while compressing it into `out` exactly as `export` would.
+fn write_bundle<W: Write>(
+    reader: &mut io::PipeReader,
+    name: &str,
+    opts: &PullOptions,
+    out: W,
+    layers: &[Layer],
+) -> Result<(u64, u64, String), HostError> {
+    let tar_bytes = format::tar_len(layers).unwrap_or(u64::MAX);
+    let eopts = ExportOptions { plain_tar: opts.plain_tar, ..ExportOptions::default() };
+    let counting = Counting { inner: BufWriter::with_capacity(1 << 20, out), count: 0 };
+    let sink =
+        export::compressor(counting, &eopts, tar_bytes).map_err(|e| HostError::io("setting up zstd", e))?;
+    let mut tee = Tee { inner: reader, out: sink, error: None };
+    let report = crate::check::verify_stream(&mut tee, name, opts.limits, &Progress::hidden());
+    if let Some(e) = tee.error.take() {
+        return Err(HostError::io(format!("writing {name}"), e));
+    }
+    let report = report?;
+    let ctx = || format!("writing the bundle of {name}");
+    io::copy(&mut tee.inner, &mut tee.out).map_err(|e| HostError::io(ctx(), e))?;
+    let counting = tee.out.finish().map_err(|e| HostError::io(ctx(), e))?;
+    let Counting { inner, count } = counting;
+    let mut w = inner.into_inner().map_err(|e| HostError::io(ctx(), e.into_error()))?;
+    w.flush().map_err(|e| HostError::io(ctx(), e))?;
+    Ok((count, tar_bytes, report.head))
+}
+
+/// Passes what it reads on to `out` (the bundle being written); remembers a write error.
+struct Tee<'a, W: Write> {
+    inner: &'a mut io::PipeReader,
+    out: W,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Read for Tee<'_, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.out.write_all(buf.get(..n).unwrap_or(&[])) {
+            self.error = Some(e);
+            return Err(io::Error::other("the output failed"));
+        }
+        Ok(n)
+    }
+}

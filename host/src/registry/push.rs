@@ -1,0 +1,487 @@
+//! `push`: a snapshot (with its parents and image files, as `export` would bundle them) to a
+//! registry, one blob per member.
+//!
+//! The members come from [`crate::export::plan`], so a push refuses exactly what an export
+//! refuses and verifies uppers the same way (recorded integrity checked while they are read).
+//! Each member becomes a blob: JSON files as they are, everything else as one zstd frame
+//! (single-threaded, fixed level and pledged size, so the same file always gives the same blob
+//! and the same digest: that is what makes a parent or a shared image layer dedupe). Blobs are
+//! prepared (compressed into a private spool directory, hashed) and sent several at a time: a
+//! HEAD first (skipped if the repository has it), then a cross-repository mount when
+//! `--mount-from` names a repository that may have it, else a chunked upload, retried with
+//! backoff on transient failures. The config blob and then the manifest are put last, so a
+//! failed push never leaves a tag pointing at missing blobs; running it again skips every blob
+//! that made it.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use oci_client::RegistryOperation;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use snapbundle_core::Limits;
+
+use crate::error::{shown, HostError};
+use crate::export::{self, ExportOptions, Plan};
+use crate::home::Home;
+use crate::progress::Progress;
+use crate::registry::client::{Connection, Registry};
+use crate::registry::format::{self, ChainConfig, ConfigMember, ConfigSnapshot, Layer};
+use crate::sparse::Chunk;
+
+/// Push settings.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Also push every ancestor (as `export --with-parents`).
+    pub with_parents: bool,
+    /// Also push the head's image cache files (as `export --with-image`).
+    pub with_image: bool,
+    /// zstd level of compressed blobs (default 3; another level gives other blobs, which do not
+    /// dedupe with those pushed at level 3).
+    pub level: i32,
+    /// Limits the artifact must stay within (the puller's).
+    pub limits: Limits,
+    /// A repository of the same registry to mount missing blobs from before uploading them.
+    pub mount_from: Option<String>,
+    /// Draw no progress.
+    pub quiet: bool,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            with_parents: false,
+            with_image: false,
+            level: export::DEFAULT_LEVEL,
+            limits: Limits::DEFAULT,
+            mount_from: None,
+            quiet: false,
+        }
+    }
+}
+
+/// What happened to a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobAction {
+    /// Sent.
+    Uploaded,
+    /// The repository had it.
+    Skipped,
+    /// Mounted from `--mount-from` without sending it.
+    Mounted,
+}
+
+/// One pushed blob.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushedBlob {
+    /// The member it holds (`config` for the config blob).
+    pub member: String,
+    /// Its digest.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// What was done.
+    pub action: BlobAction,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushOutcome {
+    /// The reference pushed to (normalised).
+    pub reference: String,
+    /// The manifest's digest: pull `REPO@<digest>` for exactly this artifact.
+    pub manifest_digest: String,
+    /// The head snapshot.
+    pub head: String,
+    /// The snapshots pushed, root first.
+    pub snapshots: Vec<String>,
+    /// Every blob (members in bundle order, then the config).
+    pub blobs: Vec<PushedBlob>,
+    /// Blobs uploaded.
+    pub uploaded: usize,
+    /// Blobs the repository already had.
+    pub skipped: usize,
+    /// Blobs mounted from another repository.
+    pub mounted: usize,
+    /// Bytes of blobs uploaded (the manifest not counted).
+    pub bytes_uploaded: u64,
+    /// Bytes of all blobs.
+    pub bytes_total: u64,
+    /// Requests retried after transient failures.
+    pub retries: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// A member ready to send.
+struct Prepared {
+    index: usize,
+    layer: Layer,
+    data: Data,
+}
+
+enum Data {
+    Bytes(bytes::Bytes),
+    Spooled(PathBuf),
+}
+
+/// Pushes `snapshot_arg` (as `export` resolves it) to `target` (`REGISTRY/REPO:TAG`).
+pub fn push(
+    home: &Home,
+    snapshot_arg: &str,
+    target: &str,
+    conn: &Connection,
+    opts: &PushOptions,
+) -> Result<PushOutcome, HostError> {
+    let started = Instant::now();
+    let reference = crate::registry::reference::parse(target, true)?;
+    if !zstd::compression_level_range().contains(&opts.level) {
+        return Err(HostError::Usage(format!("zstd level {} is out of range", opts.level)));
+    }
+    let eopts = ExportOptions {
+        with_parents: opts.with_parents,
+        with_image: opts.with_image,
+        limits: opts.limits,
+        ..ExportOptions::default()
+    };
+    let plan = Arc::new(export::plan(home, snapshot_arg, &eopts)?);
+    let members = plan.planned_members();
+    let spool_parent = home.cache.join("snapbundle").join("tmp");
+    std::fs::create_dir_all(&spool_parent)
+        .map_err(|e| HostError::io(format!("creating {}", shown(&spool_parent)), e))?;
+    let spool = tempfile::Builder::new()
+        .prefix("push-")
+        .tempdir_in(&spool_parent)
+        .map_err(|e| HostError::io(format!("creating a spool directory in {}", shown(&spool_parent)), e))?;
+    let reg = Registry::connect(reference, conn)?;
+    let mount_from = match &opts.mount_from {
+        Some(repo) => Some(
+            format!("{}/{repo}:latest", reg.reference.registry())
+                .parse::<oci_client::Reference>()
+                .map_err(|e| HostError::Usage(format!("--mount-from {repo:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    let total: u64 = members.iter().map(|m| m.meta.size).sum();
+    let progress = Arc::new(Progress::new("pushing", Some(total), opts.quiet));
+    let cancel = Arc::new(AtomicBool::new(false));
+    let claimed = std::sync::Mutex::new(std::collections::HashSet::new());
+    let result = reg.block_on(async {
+        reg.login(RegistryOperation::Push).await?;
+        let sent = stream::iter(0..members.len())
+            .map(|index| {
+                let (plan, spool, progress, cancel) =
+                    (plan.clone(), spool.path().to_path_buf(), progress.clone(), cancel.clone());
+                let level = opts.level;
+                let reg = &reg;
+                let mount_from = mount_from.as_ref();
+                let claimed = &claimed;
+                async move {
+                    let prepared = tokio::task::spawn_blocking(move || {
+                        prepare(&plan, index, &spool, level, &progress, &cancel)
+                    })
+                    .await
+                    .map_err(|e| HostError::io("preparing a blob", io::Error::other(e.to_string())))??;
+                    // Two members with the same bytes (identical uppers) are one blob: the first
+                    // to get here sends it, the other counts as skipped. The manifest is put only
+                    // after every send has succeeded, so the blob is there by then.
+                    let first =
+                        claimed.lock().map(|mut c| c.insert(prepared.layer.digest.clone())).unwrap_or(true);
+                    let action =
+                        if first { send(reg, &prepared, mount_from).await? } else { BlobAction::Skipped };
+                    Ok::<_, HostError>((prepared, action))
+                }
+            })
+            .buffer_unordered(reg.jobs)
+            .inspect_err(|_| cancel.store(true, Ordering::Relaxed))
+            .inspect_ok(|(p, action)| {
+                progress.line(&format!(
+                    "{:>8} {} {} ({} B)",
+                    label(*action),
+                    p.layer.path,
+                    p.layer.digest,
+                    p.layer.size
+                ))
+            })
+            .try_collect::<Vec<_>>()
+            .await?;
+        finish(&reg, &plan, sent, mount_from.as_ref()).await
+    });
+    progress.finish();
+    let (blobs, manifest_digest) = result?;
+    let count = |a: BlobAction| blobs.iter().filter(|b| b.action == a).count();
+    Ok(PushOutcome {
+        reference: reg.reference.to_string(),
+        manifest_digest,
+        head: plan.head().to_string(),
+        snapshots: plan.snapshots().into_iter().map(|s| s.0).collect(),
+        uploaded: count(BlobAction::Uploaded),
+        skipped: count(BlobAction::Skipped),
+        mounted: count(BlobAction::Mounted),
+        bytes_uploaded: blobs.iter().filter(|b| b.action == BlobAction::Uploaded).map(|b| b.size).sum(),
+        bytes_total: blobs.iter().map(|b| b.size).sum(),
+        blobs,
+        retries: reg.retries(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn label(a: BlobAction) -> &'static str {
+    match a {
+        BlobAction::Uploaded => "uploaded",
+        BlobAction::Skipped => "exists",
+        BlobAction::Mounted => "mounted",
+    }
+}
+
+/// Puts the config blob and then the manifest; returns every blob and the manifest digest.
+async fn finish(
+    reg: &Registry,
+    plan: &Plan,
+    mut sent: Vec<(Prepared, BlobAction)>,
+    mount_from: Option<&oci_client::Reference>,
+) -> Result<(Vec<PushedBlob>, String), HostError> {
+    sent.sort_by_key(|(p, _)| p.index);
+    let layers: Vec<Layer> = sent.iter().map(|(p, _)| p.layer.clone()).collect();
+    let config = ChainConfig {
+        schema: 1,
+        format: format::BUNDLE_FORMAT.into(),
+        head: plan.head().to_string(),
+        snapshots: plan
+            .snapshots()
+            .into_iter()
+            .map(|(digest, prefix)| ConfigSnapshot { digest, prefix })
+            .collect(),
+        members: layers
+            .iter()
+            .map(|l| ConfigMember { path: l.path.clone(), role: format::role(&l.path).into() })
+            .collect(),
+    };
+    let config_bytes =
+        serde_json::to_vec(&config).map_err(|e| HostError::io("encoding the config", io::Error::other(e)))?;
+    let config_digest = format::sha256_digest(&config_bytes);
+    let config_size = config_bytes.len() as u64;
+    let config_blob = Prepared {
+        index: layers.len(),
+        layer: Layer {
+            digest: config_digest.clone(),
+            size: config_size,
+            zstd: false,
+            path: "config".into(),
+            sha256: config_digest.clone(),
+            meta: crate::tar_writer::EntryMeta { mode: 0, uid: 0, gid: 0, mtime: 0, size: config_size },
+        },
+        data: Data::Bytes(config_bytes.into()),
+    };
+    let config_action = send(reg, &config_blob, mount_from).await?;
+    let manifest = format::manifest_bytes(&config_digest, config_size, &layers, plan.head());
+    let manifest_digest = format::sha256_digest(&manifest);
+    let content_type = http_value(format::OCI_MANIFEST_MEDIA_TYPE);
+    reg.retry(&format!("putting the manifest to {}", reg.reference), || {
+        reg.client.push_manifest_raw(&reg.reference, manifest.clone(), content_type.clone())
+    })
+    .await?;
+    let mut blobs: Vec<PushedBlob> = sent
+        .into_iter()
+        .map(|(p, action)| PushedBlob {
+            member: p.layer.path,
+            digest: p.layer.digest,
+            size: p.layer.size,
+            action,
+        })
+        .collect();
+    blobs.push(PushedBlob {
+        member: "config".into(),
+        digest: config_digest,
+        size: config_size,
+        action: config_action,
+    });
+    Ok((blobs, manifest_digest))
+}
+
+fn http_value(s: &'static str) -> http::HeaderValue {
+    http::HeaderValue::from_static(s)
+}
+
+/// HEAD, then mount, then upload: whatever gets the blob into the repository cheapest.
+async fn send(
+    reg: &Registry,
+    p: &Prepared,
+    mount_from: Option<&oci_client::Reference>,
+) -> Result<BlobAction, HostError> {
+    let digest = p.layer.digest.as_str();
+    let what = format!("blob {digest} ({}) to {}", p.layer.path, reg.repository());
+    let exists =
+        reg.retry(&format!("checking {what}"), || reg.client.blob_exists(&reg.reference, digest)).await?;
+    if exists {
+        return Ok(BlobAction::Skipped);
+    }
+    if let Some(source) = mount_from {
+        // 201 is a mount; anything else (202: the registry started an upload instead, 404) means
+        // upload it.
+        if reg.client.mount_blob(&reg.reference, source, digest).await.is_ok() {
+            return Ok(BlobAction::Mounted);
+        }
+    }
+    reg.retry(&format!("uploading {what}"), || async move {
+        match &p.data {
+            Data::Bytes(b) => {
+                let one = stream::once(std::future::ready(Ok(b.clone())));
+                reg.client.push_blob_stream(&reg.reference, one, digest).await
+            }
+            Data::Spooled(path) => {
+                let file = File::open(path)?;
+                reg.client.push_blob_stream(&reg.reference, file_chunks(file), digest).await
+            }
+        }
+    })
+    .await?;
+    Ok(BlobAction::Uploaded)
+}
+
+/// A spooled blob as a stream of 4 MiB chunks (oci-client sends each as one PATCH).
+fn file_chunks(file: File) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> {
+    stream::try_unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 4 << 20];
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file.read(buf.get_mut(filled..).unwrap_or(&mut []))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(None);
+        }
+        buf.truncate(filled);
+        Ok(Some((bytes::Bytes::from(buf), file)))
+    })
+}
+
+/// A writer that hashes and counts what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(buf.get(..n).unwrap_or(&[]));
+        self.count = self.count.saturating_add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// Reads member `index` (with export's checks) into a blob: in memory as is, or compressed
+/// into the spool directory; hashes both forms.
+fn prepare(
+    plan: &Plan,
+    index: usize,
+    spool: &Path,
+    level: i32,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<Prepared, HostError> {
+    let member = plan
+        .planned_members()
+        .into_iter()
+        .nth(index)
+        .ok_or_else(|| HostError::Usage(format!("no member #{index}")))?;
+    let mut member_hash = Sha256::new();
+    let cancelled = || io::Error::other("the push failed elsewhere");
+    if !format::compress_member(&member.name) {
+        let mut bytes = Vec::new();
+        plan.read_member(index, &mut |chunk| {
+            match chunk {
+                Chunk::Data(b) => bytes.extend_from_slice(b),
+                Chunk::Zeros(n) => {
+                    bytes.resize(bytes.len().saturating_add(usize::try_from(n).unwrap_or(usize::MAX)), 0)
+                }
+            }
+            Ok(())
+        })?;
+        progress.inc(bytes.len() as u64);
+        let digest = format::sha256_digest(&bytes);
+        let layer = Layer {
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            zstd: false,
+            path: member.name,
+            sha256: digest,
+            meta: member.meta,
+        };
+        return Ok(Prepared { index, layer, data: Data::Bytes(bytes.into()) });
+    }
+    let path = spool.join(format!("{index}.zst"));
+    let ctx = || format!("writing {}", shown(&path));
+    let file = File::create(&path).map_err(|e| HostError::io(ctx(), e))?;
+    let sink =
+        HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), count: 0 };
+    let setup = || -> io::Result<_> {
+        let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
+        enc.set_pledged_src_size(Some(member.meta.size))?;
+        Ok(enc)
+    };
+    let mut enc = setup().map_err(|e| HostError::io("setting up zstd", e))?;
+    let mut write_error = None;
+    let read = plan.read_member(index, &mut |chunk| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(cancelled());
+        }
+        let r = match chunk {
+            Chunk::Data(b) => {
+                member_hash.update(b);
+                progress.inc(b.len() as u64);
+                enc.write_all(b)
+            }
+            Chunk::Zeros(mut n) => {
+                progress.inc(n);
+                let mut r = Ok(());
+                while n > 0 && r.is_ok() {
+                    let k = usize::try_from(n.min(ZEROS.len() as u64)).unwrap_or(ZEROS.len());
+                    let z = ZEROS.get(..k).unwrap_or(&[]);
+                    member_hash.update(z);
+                    r = enc.write_all(z);
+                    n -= k as u64;
+                }
+                r
+            }
+        };
+        r.map_err(|e| {
+            write_error = Some(e);
+            io::Error::other("the spool write failed")
+        })
+    });
+    if let Some(e) = write_error {
+        return Err(HostError::io(ctx(), e));
+    }
+    read?;
+    let sink = enc.finish().map_err(|e| HostError::io(ctx(), e))?;
+    let HashingWriter { inner, hasher, count } = sink;
+    let file = inner.into_inner().map_err(|e| HostError::io(ctx(), e.into_error()))?;
+    file.sync_all().map_err(|e| HostError::io(ctx(), e))?;
+    let layer = Layer {
+        digest: format!("sha256:{}", snapbundle_core::hex::encode(&hasher.finalize())),
+        size: count,
+        zstd: true,
+        path: member.name,
+        sha256: format!("sha256:{}", snapbundle_core::hex::encode(&member_hash.finalize())),
+        meta: member.meta,
+    };
+    Ok(Prepared { index, layer, data: Data::Spooled(path) })
+}

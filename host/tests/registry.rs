@@ -1,0 +1,481 @@
+//! Push and pull through a real registry (Debian's `docker-registry`, started per test on
+//! 127.0.0.1 with htpasswd auth; TLS with a self-signed certificate unless a test needs plain
+//! HTTP): round trips equal to file imports, deduplication, a registry dying mid-push, a
+//! tampered blob, wrong credentials, Docker config credentials, and `pull -o` giving the bundle
+//! `export` (and real 0.6.2) writes.
+
+mod support;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use snapbundle::export::{export, ExportOptions, ExportTarget};
+use snapbundle::home::Home;
+use snapbundle::import::{import, ImportOptions};
+use snapbundle::progress::Progress;
+use snapbundle::registry::pull::pull;
+use snapbundle::registry::push::push;
+use snapbundle::registry::{PullOptions, PullTarget, PushOptions};
+use snapbundle::HostError;
+use snapbundle_tests::builder::{self, ImageCache, Integrity, Snapshot, Tar};
+use support::registry::{tamper, TestRegistry, PASSWORD, USER};
+use support::{command, content, describe, fixture, tree, Tree};
+
+/// A chain of `n` snapshots booting from `image` (when given), root first, uppers from `upper`.
+fn chain(
+    n: usize,
+    image: Option<&ImageCache>,
+    upper: impl Fn(usize) -> (Vec<u8>, Integrity),
+) -> Vec<Snapshot> {
+    let mut out: Vec<Snapshot> = Vec::new();
+    for i in 0..n {
+        let (bytes, integrity) = upper(i);
+        let mut s = Snapshot::new(bytes, integrity).label("n", &i.to_string());
+        if let Some(c) = image {
+            s = s.image(&c.reference, &c.manifest_digest());
+        }
+        if let Some(p) = out.last() {
+            s = s.parent(&p.digest());
+        }
+        out.push(s);
+    }
+    out
+}
+
+fn small(i: usize) -> (Vec<u8>, Integrity) {
+    (builder::upper_bytes(64 << 10, i as u8 + 1), Integrity::Sparse)
+}
+
+fn bundle(snaps: &[Snapshot], image: Option<&ImageCache>) -> Vec<u8> {
+    let mut t = snaps.iter().fold(Tar::new(), |t, s| t.snapshot(s));
+    if let Some(c) = image {
+        t = t.cache(c);
+    }
+    t.end().build()
+}
+
+fn import_bytes(bytes: &[u8], home: &Home) -> snapbundle::import::ImportOutcome {
+    import(&mut &bytes[..], "bundle", home, &ImportOptions { quiet: true, ..Default::default() })
+        .unwrap_or_else(|e| panic!("import failed: {e}"))
+}
+
+fn home() -> (tempfile::TempDir, Home) {
+    let d = tempfile::tempdir().expect("temp home");
+    let h = Home::at(d.path());
+    (d, h)
+}
+
+fn quiet_push(with_parents: bool, with_image: bool) -> PushOptions {
+    PushOptions { with_parents, with_image, quiet: true, ..Default::default() }
+}
+
+fn quiet_pull() -> PullOptions {
+    PullOptions { quiet: true, ..Default::default() }
+}
+
+/// The store as two imports can agree on it: content, without inode numbers, without
+/// snapbundle's own directory in the cache (blob cache, records) and the bare `cache` directory.
+fn store(root: &Path) -> Tree {
+    content(&tree(root))
+        .into_iter()
+        .filter(|(k, _)| k != "cache" && !k.starts_with("cache/snapbundle"))
+        .collect()
+}
+
+fn code(r: &Result<impl std::fmt::Debug, HostError>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code().to_string(),
+    }
+}
+
+#[test]
+fn a_chain_with_its_image_round_trips_through_a_tls_registry_like_a_file_import() {
+    let reg = TestRegistry::start(true);
+    let image = ImageCache::new("docker.io/library/alpine:3.20", 2);
+    let snaps = chain(3, Some(&image), small);
+    let tar = bundle(&snaps, Some(&image));
+    let (_s, src) = home();
+    import_bytes(&tar, &src);
+    let head = snaps[2].digest();
+
+    let target = reg.reference("snaps/web:v1");
+    let pushed = push(&src, &head, &target, &reg.connection(None), &quiet_push(true, true))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    // 3 manifests + 3 uppers + metadata, fsmeta, vmdk and 2 layers, + the config blob.
+    assert_eq!((pushed.uploaded, pushed.skipped, pushed.blobs.len()), (12, 0, 12), "{pushed:#?}");
+    assert_eq!(reg.blob_uploads(), 12);
+    assert_eq!(pushed.head, head);
+
+    let (_p, pulled) = home();
+    let out = pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull: {e}"));
+    let imported = out.import.expect("an import");
+    assert_eq!(imported.head_digest, head);
+    assert_eq!((out.blobs, out.downloaded, out.cached), (11, 11, 0));
+    let (_f, filed) = home();
+    import_bytes(&tar, &filed);
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "pulled store vs file import");
+    // A successful pull leaves no blobs behind.
+    let leftovers: Vec<String> =
+        tree(&pulled.root).into_keys().filter(|k| k.starts_with("cache/snapbundle/blobs/sha256/")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // By digest, exactly the same.
+    let by_digest = format!("{}@{}", reg.reference("snaps/web"), pushed.manifest_digest);
+    let (_d, again) = home();
+    pull(&again, &by_digest, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull by digest: {e}"));
+    support::assert_tree_eq(&store(&filed.root), &store(&again.root), "pulled by digest vs file import");
+}
+
+#[test]
+fn a_child_pushed_after_its_parent_uploads_only_its_own_blobs() {
+    let reg = TestRegistry::start(false);
+    let image = ImageCache::new("docker.io/library/alpine:3.20", 2);
+    let snaps = chain(3, Some(&image), small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, Some(&image)), &src);
+    let conn = reg.connection(None);
+
+    let parent =
+        push(&src, &snaps[1].digest(), &reg.reference("snaps/web:parent"), &conn, &quiet_push(true, true))
+            .unwrap_or_else(|e| panic!("push parent: {e}"));
+    // 2 manifests + 2 uppers + 5 image files + config.
+    assert_eq!((parent.uploaded, parent.skipped), (10, 0));
+    let before = reg.blob_uploads();
+    assert_eq!(before, 10);
+
+    let child =
+        push(&src, &snaps[2].digest(), &reg.reference("snaps/web:child"), &conn, &quiet_push(true, true))
+            .unwrap_or_else(|e| panic!("push child: {e}"));
+    // Only the child's manifest and upper, and the new config, are sent.
+    assert_eq!((child.uploaded, child.skipped), (3, 9), "{child:#?}");
+    assert_eq!(reg.blob_uploads() - before, 3, "blob uploads the registry saw");
+    let own: Vec<&str> = child
+        .blobs
+        .iter()
+        .filter(|b| b.action == snapbundle::registry::push::BlobAction::Uploaded)
+        .map(|b| b.member.as_str())
+        .collect();
+    assert_eq!(own, vec![snaps[2].manifest_path().as_str(), snaps[2].upper_path().as_str(), "config"]);
+    let child_own: u64 = child
+        .blobs
+        .iter()
+        .filter(|b| b.member.starts_with(&snaps[2].prefix()) || b.member == "config")
+        .map(|b| b.size)
+        .sum();
+    assert_eq!(child.bytes_uploaded, child_own);
+
+    // The same snapshot pushed to another repository of the registry: mounted, not uploaded.
+    let mopts = PushOptions { mount_from: Some("snaps/web".into()), ..quiet_push(true, true) };
+    let mounted = push(&src, &snaps[2].digest(), &reg.reference("other/web:v1"), &conn, &mopts)
+        .unwrap_or_else(|e| panic!("push with mount: {e}"));
+    assert_eq!((mounted.uploaded, mounted.mounted), (0, 12), "{mounted:#?}");
+}
+
+/// Uppers big enough that a push is still running when the registry is killed (distinct: the
+/// noise generator uses `seed | 1`).
+fn big(i: usize) -> (Vec<u8>, Integrity) {
+    (support::noise(24 << 20, 2 * i as u64 + 7), Integrity::Sha256)
+}
+
+#[test]
+fn a_registry_stopped_mid_push_leaves_no_tag_and_the_rerun_skips_what_was_uploaded() {
+    let mut reg = TestRegistry::start(false);
+    let snaps = chain(3, None, big);
+    let (src_dir, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = reg.reference("snaps/big:v1");
+    let head = snaps[2].digest();
+
+    let mut args: Vec<String> = vec!["push".into(), head.clone(), target.clone(), "--with-parents".into()];
+    args.extend(
+        ["--json", "--jobs", "1", "--username", USER, "--password-stdin", "--home"].map(String::from),
+    );
+    args.push(src_dir.path().display().to_string());
+    args.extend(reg.flags());
+    let mut child = command(&args).stdin(Stdio::piped()).spawn().expect("start push");
+    child.stdin.take().expect("stdin").write_all(format!("{PASSWORD}\n").as_bytes()).expect("password");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reg.blob_uploads() < 2 {
+        assert!(Instant::now() < deadline, "no blob uploaded:\n{}", reg.log());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    reg.stop();
+    let out = child.wait_with_output().expect("push ends");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(v["error"]["code"], "registry_unreachable", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("127.0.0.1") && msg.contains("gave up after"), "{msg}");
+
+    reg.restart();
+    // No tag: the manifest was never put.
+    let (_n, nowhere) = home();
+    let missing =
+        pull(&nowhere, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None });
+    assert_eq!(code(&missing), "registry_not_found");
+    assert!(store(&nowhere.root).keys().all(|k| k.starts_with("cache")), "{:?}", store(&nowhere.root));
+
+    let uploaded_before = reg.blob_uploads();
+    let rerun = push(&src, &head, &target, &reg.connection(None), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("rerun: {e}"));
+    // Every blob the registry acknowledged before it died is skipped (one it stored without
+    // logging in the instant it was killed may be skipped too).
+    assert!(rerun.skipped >= uploaded_before && uploaded_before >= 2, "{uploaded_before} before: {rerun:#?}");
+    assert_eq!(rerun.uploaded + rerun.skipped, 7);
+    let (_p, pulled) = home();
+    pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull: {e}"));
+    let (_f, filed) = home();
+    import_bytes(&bundle(&snaps, None), &filed);
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "after the rerun");
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_fails_the_pull_naming_it_and_nothing_is_promoted() {
+    let reg = TestRegistry::start(false);
+    let snaps = chain(3, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = reg.reference("snaps/web:v1");
+    let pushed = push(&src, &snaps[2].digest(), &target, &reg.connection(None), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let upper = pushed.blobs.iter().find(|b| b.member == snaps[2].upper_path()).expect("head upper blob");
+    let stored = reg.blob_file(&upper.digest);
+    tamper(&stored);
+
+    let (_p, pulled) = home();
+    let r = pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None });
+    assert_eq!(code(&r), "blob_digest_mismatch");
+    let e = r.expect_err("error");
+    assert_eq!(e.exit_code(), 1);
+    let msg = e.to_string();
+    assert!(msg.contains(&upper.digest) && msg.contains(&snaps[2].upper_path()), "{msg}");
+    // Nothing promoted: no snapshot, no cache file; only verified blobs kept for a resume.
+    let left: Vec<String> =
+        store(&pulled.root).into_keys().filter(|k| k != "cache" && k != "snapshots").collect();
+    assert!(left.is_empty(), "written: {left:?}");
+    let kept: Vec<String> = tree(&pulled.root)
+        .into_keys()
+        .filter(|k| k.starts_with("cache/snapbundle/blobs/sha256/") && !k.ends_with(".part"))
+        .collect();
+    assert!(!kept.iter().any(|k| k.ends_with(upper.digest.trim_start_matches("sha256:"))), "{kept:?}");
+
+    // Repaired: the pull resumes, fetching again only what it had not verified.
+    tamper(&stored);
+    let out = pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull after repair: {e}"));
+    // The tampered upper is the last layer: the five before it were verified and kept.
+    assert_eq!(out.cached, 5, "{out:#?}");
+    assert_eq!(out.downloaded + out.resumed, 1);
+    let (_f, filed) = home();
+    import_bytes(&bundle(&snaps, None), &filed);
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "after the resumed pull");
+}
+
+#[test]
+fn snapshots_with_identical_uppers_share_one_blob() {
+    let reg = TestRegistry::start(false);
+    let snaps = chain(3, None, |_| small(0));
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = reg.reference("snaps/same:v1");
+    let pushed = push(&src, &snaps[2].digest(), &target, &reg.connection(None), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    // 3 manifests + 1 upper + config sent; the 2 other uppers are the same blob.
+    assert_eq!((pushed.uploaded, pushed.skipped), (5, 2), "{pushed:#?}");
+    assert_eq!(reg.blob_uploads(), 5);
+    let (_p, pulled) = home();
+    let out = pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull: {e}"));
+    assert_eq!((out.downloaded, out.cached), (4, 2), "{out:#?}");
+    let (_f, filed) = home();
+    import_bytes(&bundle(&snaps, None), &filed);
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "pulled vs file import");
+}
+
+fn cli(args: &[&str], stdin: Option<&str>, env: &[(&str, &Path)]) -> std::process::Output {
+    let mut c = command(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = c.spawn().expect("run snapbundle");
+    if let Some(text) = stdin {
+        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("snapbundle ends")
+}
+
+#[test]
+fn wrong_credentials_fail_at_once_with_a_clear_error_and_no_retries() {
+    let reg = TestRegistry::start(true);
+    let snaps = chain(2, None, small);
+    let (src_dir, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let home_arg = src_dir.path().display().to_string();
+    let target = reg.reference("snaps/web:v1");
+    let ca = reg.ca_file().expect("tls").display().to_string();
+    let empty_docker = tempfile::tempdir().expect("docker config dir");
+    let env = [("DOCKER_CONFIG", empty_docker.path())];
+
+    let before = reg.requests().len();
+    let head = snaps[1].digest();
+    let args = ["push", &head, &target, "--with-parents", "--json", "--home", &home_arg, "--ca-file", &ca];
+    let mut with_user = args.to_vec();
+    with_user.extend(["--username", USER, "--password-stdin"]);
+    let out = cli(&with_user, Some("wrong-password\n"), &env);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(v["error"]["code"], "registry_auth", "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("access denied") && stderr.contains("--password-stdin"), "{stderr}");
+    let sent = reg.requests().len() - before;
+    assert!(sent <= 3, "{sent} requests for a refused login: {:?}", reg.requests());
+    assert_eq!(reg.blob_uploads(), 0);
+
+    // No credentials at all: refused the same way.
+    let before = reg.requests().len();
+    let out = cli(&args, None, &env);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(reg.requests().len() - before <= 3);
+
+    // Pull with wrong credentials: the same clear refusal, nothing written.
+    let (pull_dir, _) = home();
+    let pull_home = pull_dir.path().display().to_string();
+    let out = cli(
+        &["pull", &target, "--home", &pull_home, "--ca-file", &ca, "--username", USER, "--password-stdin"],
+        Some("nope\n"),
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("access denied"), "{}", describe(&out));
+    assert!(tree(pull_dir.path()).is_empty(), "{:?}", tree(pull_dir.path()));
+}
+
+#[test]
+fn credentials_come_from_the_docker_config() {
+    let reg = TestRegistry::start(true);
+    let snaps = chain(1, None, small);
+    let (src_dir, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let docker = tempfile::tempdir().expect("docker config dir");
+    let auth = base64_encode(format!("{USER}:{PASSWORD}").as_bytes());
+    let key = format!("127.0.0.1:{}", reg.port);
+    fs::write(docker.path().join("config.json"), format!(r#"{{"auths":{{"{key}":{{"auth":"{auth}"}}}}}}"#))
+        .expect("write docker config");
+    let ca = reg.ca_file().expect("tls").display().to_string();
+    let target = reg.reference("snaps/one:v1");
+    let home_arg = src_dir.path().display().to_string();
+    let head = snaps[0].digest();
+    let out = cli(
+        &["push", &head, &target, "--json", "--home", &home_arg, "--ca-file", &ca],
+        None,
+        &[("DOCKER_CONFIG", docker.path())],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(v["push"]["uploaded"], 3, "{v}");
+    assert_eq!(v["push"]["skipped"], 0, "{v}");
+    for key in ["bytes_uploaded", "seconds", "manifest_digest"] {
+        assert!(!v["push"][key].is_null(), "{key} missing: {v}");
+    }
+
+    let (pull_dir, _) = home();
+    let pull_home = pull_dir.path().display().to_string();
+    let out = cli(
+        &["pull", &target, "--json", "--home", &pull_home, "--ca-file", &ca],
+        None,
+        &[("DOCKER_CONFIG", docker.path())],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(v["pull"]["import"]["head_digest"], head.as_str(), "{v}");
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in bytes.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn pull_o_writes_the_bundle_export_writes_and_real_0_6_2_wrote() {
+    let reg = TestRegistry::start(false);
+    let fx = fixture("b-chain3-with-parents.tar.zst");
+    let original = zstd::stream::decode_all(&fx.bytes()[..]).expect("fixture decodes");
+    let (_s, src) = home();
+    import_bytes(&fx.bytes(), &src);
+    let head = fx.str_field("head_digest");
+    let target = reg.reference("fixtures/b:v1");
+    push(&src, &head, &target, &reg.connection(None), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+
+    let out_dir = tempfile::tempdir().expect("out dir");
+    // Plain tar: exactly the bytes real microsandbox 0.6.2 wrote.
+    let plain = out_dir.path().join("b.tar");
+    let opts = PullOptions { plain_tar: true, ..quiet_pull() };
+    let (_h, scratch) = home();
+    let pulled = pull(&scratch, &target, &reg.connection(None), &opts, PullTarget::File(&plain))
+        .unwrap_or_else(|e| panic!("pull -o: {e}"));
+    assert_eq!(pulled.bundle.as_ref().map(|b| b.head.as_str()), Some(head.as_str()));
+    assert!(
+        fs::read(&plain).expect("pulled tar") == original,
+        "pull -o --plain-tar differs from the 0.6.2 tar"
+    );
+    // zstd: byte for byte what `export` writes for the same snapshots.
+    let zst = out_dir.path().join("b.tar.zst");
+    pull(&scratch, &target, &reg.connection(None), &quiet_pull(), PullTarget::File(&zst))
+        .unwrap_or_else(|e| panic!("pull -o: {e}"));
+    let exported = out_dir.path().join("exported.tar.zst");
+    let eopts = ExportOptions { with_parents: true, ..Default::default() };
+    export(&src, &head, ExportTarget::File(&exported), &eopts, &Progress::hidden())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        fs::read(&zst).expect("pulled") == fs::read(&exported).expect("exported"),
+        "pull -o differs from export"
+    );
+    // And `snapbundle import` takes it, with the reference fixture's verdict.
+    let (imp_dir, _) = home();
+    let out = support::run_import(&zst, imp_dir.path(), &["--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("import JSON");
+    assert_eq!(v["import"]["head_digest"], head.as_str());
+    for f in fx.imported_files() {
+        let p = imp_dir.path().join(&f.path);
+        assert_eq!(support::file_sha256(&p), f.sha256, "{}", f.path);
+    }
+
+    // `-o -`: the same bundle on standard output.
+    let (o_dir, _) = home();
+    let o_home = o_dir.path().display().to_string();
+    let out = command([OsStr::new("pull"), OsStr::new(&target), OsStr::new("-o"), OsStr::new("-")])
+        .args(["--home", &o_home, "--plain-http", "--username", USER, "--password-stdin", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(format!("{PASSWORD}\n").as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("pull -o -");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(out.stdout == fs::read(&exported).expect("exported"), "pull -o - differs from export");
+}
