@@ -45,6 +45,7 @@ use crate::progress::Progress;
 use crate::sparse::{self, Chunk};
 use crate::store::{self, Snapshot};
 use crate::tar_writer::{self, EntryMeta, TarWriter, END_OF_ARCHIVE};
+use crate::verified::{FileState, Records};
 
 /// The zstd level 0.6.2 uses (async-compression's default).
 pub const DEFAULT_LEVEL: i32 = 3;
@@ -74,6 +75,9 @@ pub struct ExportOptions {
     /// The limits the bundle must stay within (the receiving importer's; default
     /// [`Limits::DEFAULT`]), checked before anything is written.
     pub limits: Limits,
+    /// Hash every upper with recorded integrity, even one that a verification record shows
+    /// unchanged since it was last verified (see [`crate::verified`]).
+    pub rehash: bool,
 }
 
 impl Default for ExportOptions {
@@ -86,6 +90,7 @@ impl Default for ExportOptions {
             level: DEFAULT_LEVEL,
             threads: 0,
             limits: Limits::DEFAULT,
+            rehash: false,
         }
     }
 }
@@ -110,6 +115,21 @@ pub struct ExportedSnapshot {
     pub prefix: String,
     /// The directory it was read from.
     pub source: PathBuf,
+    /// How the upper's recorded integrity was checked.
+    pub integrity: IntegrityCheck,
+}
+
+/// How an export checked an upper's recorded integrity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IntegrityCheck {
+    /// The manifest records no integrity (0.6.2 exports it unchecked too).
+    NotRecorded,
+    /// The upper was hashed while it was written, and matched.
+    Hashed,
+    /// A verification record showed the upper unchanged since snapbundle last verified it
+    /// (see [`crate::verified`]); it was not hashed again.
+    Record,
 }
 
 /// What an export wrote.
@@ -136,6 +156,8 @@ pub struct ExportOutcome {
 struct UpperCheck {
     digest: String,
     algorithm: Algorithm,
+    /// The algorithm as the manifest names it.
+    algorithm_name: String,
     dir: PathBuf,
 }
 
@@ -188,6 +210,7 @@ pub struct Plan {
     cache_files: Vec<String>,
     tar_bytes: u64,
     entries: u32,
+    records: Records,
 }
 
 /// Exports `snapshot_arg` (a path, a name in the store, or a `sha256:` digest or unique prefix)
@@ -351,7 +374,15 @@ pub fn plan(home: &Home, snapshot_arg: &str, opts: &ExportOptions) -> Result<Pla
     if tar_bytes - END_OF_ARCHIVE.len() as u64 > limits.max_decompressed_bytes {
         return Err(overflow());
     }
-    Ok(Plan { opts: opts.clone(), snapshots, cache, cache_files, tar_bytes, entries })
+    Ok(Plan {
+        opts: opts.clone(),
+        snapshots,
+        cache,
+        cache_files,
+        tar_bytes,
+        entries,
+        records: Records::of(home),
+    })
 }
 
 /// The snapshots to export, root first: the head alone, or with `with_parents` the head and its
@@ -494,7 +525,12 @@ fn plan_snapshot(
                             }))
                         }
                     };
-                    Some(UpperCheck { digest: i.digest.clone(), algorithm, dir: dir.clone() })
+                    Some(UpperCheck {
+                        digest: i.digest.clone(),
+                        algorithm,
+                        algorithm_name: i.algorithm.clone(),
+                        dir: dir.clone(),
+                    })
                 }
             };
             if md.len() != snap.manifest.upper.size_bytes {
@@ -781,7 +817,8 @@ impl Plan {
         let (file, before) = open_member(m)?;
         let segments = sparse::data_segments(&file, before.len())
             .map_err(io_err(format!("reading {}", shown(&m.source))))?;
-        read_checked(m, &file, &before, &segments, f)
+        let trusted = (!self.opts.rehash).then_some(&self.records);
+        read_checked(m, &file, &before, &segments, trusted, &self.records, f).map(|_| ())
     }
 
     /// Exact size of the tar stream (headers, data, padding, end-of-archive records).
@@ -808,21 +845,23 @@ impl Plan {
         self.snapshots.iter().flat_map(|s| s.members.iter()).chain(self.cache.iter())
     }
 
-    fn outcome(&self, bytes_written: u64, path: Option<PathBuf>) -> ExportOutcome {
+    fn outcome(&self, written: Written, path: Option<PathBuf>) -> ExportOutcome {
         ExportOutcome {
             snapshots: self
                 .snapshots
                 .iter()
-                .map(|s| ExportedSnapshot {
+                .zip(written.checks)
+                .map(|(s, integrity)| ExportedSnapshot {
                     digest: s.snap.digest.clone(),
                     prefix: s.prefix.clone(),
                     source: s.snap.dir.clone(),
+                    integrity,
                 })
                 .collect(),
             head: self.snapshots.last().map(|s| s.snap.digest.clone()).unwrap_or_default(),
             cache_files: self.cache_files.clone(),
             compressed: !self.opts.plain_tar,
-            bytes_written,
+            bytes_written: written.bytes,
             tar_bytes: self.tar_bytes,
             path,
         }
@@ -909,15 +948,27 @@ impl Plan {
         Ok(self.outcome(written, Some(path.to_path_buf())))
     }
 
-    /// Streams the whole bundle into `out`; returns the bytes written. On failure nothing more
-    /// is written: no end-of-archive records and no end of the zstd frame.
-    fn stream<W: Write>(&self, out: W, label: &str, progress: &Progress) -> Result<u64, HostError> {
+    /// Streams the whole bundle into `out`; returns the bytes written and how each upper was
+    /// checked. On failure nothing more is written: no end-of-archive records and no end of the
+    /// zstd frame.
+    fn stream<W: Write>(&self, out: W, label: &str, progress: &Progress) -> Result<Written, HostError> {
         let wctx = format!("writing {label}");
         let buffered = BufWriter::with_capacity(1 << 20, Counting { inner: out, count: 0 });
         let sink = compressor(buffered, &self.opts, self.tar_bytes).map_err(io_err("setting up zstd"))?;
         let mut tar = TarWriter::new(sink);
-        for m in self.members() {
-            write_member(&mut tar, m, &wctx, progress)?;
+        let records = (!self.opts.rehash).then_some(&self.records);
+        let mut checks = Vec::with_capacity(self.snapshots.len());
+        for s in &self.snapshots {
+            let mut check = IntegrityCheck::NotRecorded;
+            for m in &s.members {
+                if let Some(c) = write_member(&mut tar, m, &wctx, progress, records, &self.records)? {
+                    check = c;
+                }
+            }
+            checks.push(check);
+        }
+        for m in &self.cache {
+            write_member(&mut tar, m, &wctx, progress, None, &self.records)?;
         }
         if tar.position().checked_add(END_OF_ARCHIVE.len() as u64) != Some(self.tar_bytes) {
             return Err(HostError::io(
@@ -935,23 +986,32 @@ impl Plan {
         let counting = buffered.into_inner().map_err(|e| HostError::io(wctx.clone(), e.into_error()))?;
         let Counting { mut inner, count } = counting;
         inner.flush().map_err(io_err(wctx))?;
-        Ok(count)
+        Ok(Written { bytes: count, checks })
     }
 }
 
-/// Writes one member; a file is read by its data segments, an upper's integrity checked. A
-/// sparse member's map must still be the planned one (the plan sized the stream with it); its
-/// holes are only hashed.
+/// What [`Plan::stream`] wrote.
+struct Written {
+    bytes: u64,
+    /// How each snapshot's upper was checked, in plan order.
+    checks: Vec<IntegrityCheck>,
+}
+
+/// Writes one member; a file is read by its data segments, an upper's integrity checked (see
+/// [`read_checked`] for `trusted` and `records`). A sparse member's map must still be the
+/// planned one (the plan sized the stream with it); its holes are only hashed.
 fn write_member<W: Write>(
     tar: &mut TarWriter<W>,
     m: &Member,
     wctx: &str,
     progress: &Progress,
-) -> Result<(), HostError> {
+    trusted: Option<&Records>,
+    records: &Records,
+) -> Result<Option<IntegrityCheck>, HostError> {
     if let Content::Bytes(bytes) = &m.content {
         tar.append(&m.name, &m.meta, bytes).map_err(io_err(wctx))?;
         progress.set(tar.position());
-        return Ok(());
+        return Ok(None);
     }
     let (file, before) = open_member(m)?;
     // Header fields from this handle; only the size had to stay as planned.
@@ -978,7 +1038,7 @@ fn write_member<W: Write>(
     };
     let dense = m.sparse.is_none();
     let mut write_error: Option<io::Error> = None;
-    let read = read_checked(m, &file, &before, &segments, &mut |chunk| {
+    let read = read_checked(m, &file, &before, &segments, trusted, records, &mut |chunk| {
         let written = match chunk {
             Chunk::Data(bytes) => tar.data(bytes),
             Chunk::Zeros(n) if dense => tar.zeros(n),
@@ -998,8 +1058,9 @@ fn write_member<W: Write>(
     if let Some(e) = write_error {
         return Err(HostError::io(wctx, e));
     }
-    read?;
-    tar.end().map_err(io_err(wctx))
+    let check = read?;
+    tar.end().map_err(io_err(wctx))?;
+    Ok(check)
 }
 
 /// Opens a file member's source and checks it is still the planned file with the planned size.
@@ -1013,20 +1074,27 @@ fn open_member(m: &Member) -> Result<(File, Metadata), HostError> {
 }
 
 /// Reads a file member by `segments` (holes as [`Chunk::Zeros`]) into `f`, hashing it when its
-/// integrity is recorded; fails if the file changed during the read or its digest does not match.
+/// integrity is recorded, unless a record among `trusted` vouches for it; fails if the file
+/// changed during the read or its digest does not match. A successful hash is noted in
+/// `records`. Returns how an upper with recorded integrity was checked (`None` for any other
+/// member).
 fn read_checked(
     m: &Member,
     file: &File,
     before: &Metadata,
     segments: &[(u64, u64)],
+    trusted: Option<&Records>,
+    records: &Records,
     f: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
-) -> Result<(), HostError> {
+) -> Result<Option<IntegrityCheck>, HostError> {
     let check = match &m.content {
         Content::File { check } => check.as_ref(),
         Content::Bytes(_) => None,
     };
     let size = before.len();
-    let mut hasher = check.map(|c| IntegrityHasher::new(c.algorithm, size));
+    let vouched =
+        check.is_some_and(|c| trusted.is_some_and(|t| t.vouches_for(before, &c.algorithm_name, &c.digest)));
+    let mut hasher = check.filter(|_| !vouched).map(|c| IntegrityHasher::new(c.algorithm, size));
     sparse::read_segments(file, segments, size, &mut |chunk| {
         if let Some(h) = hasher.as_mut() {
             match chunk {
@@ -1046,16 +1114,20 @@ fn read_checked(
     {
         return Err(changed(&m.source));
     }
-    if let (Some(c), Some(h)) = (check, hasher) {
-        let computed = h.finish();
-        if computed != c.digest {
-            return Err(HostError::Invalid(CoreError::Snapshot {
-                prefix: shown(&c.dir),
-                error: SnapshotError::DigestMismatch { manifest: c.digest.clone(), file: computed },
-            }));
-        }
+    let Some(c) = check else { return Ok(None) };
+    let Some(h) = hasher else { return Ok(Some(IntegrityCheck::Record)) };
+    let computed = h.finish();
+    if computed != c.digest {
+        return Err(HostError::Invalid(CoreError::Snapshot {
+            prefix: shown(&c.dir),
+            error: SnapshotError::DigestMismatch { manifest: c.digest.clone(), file: computed },
+        }));
     }
-    Ok(())
+    // Best effort: a record that cannot be written only means hashing again next time.
+    if let Some(state) = FileState::of(before) {
+        let _ = records.record(file, &m.source, &state, &c.algorithm_name, &c.digest);
+    }
+    Ok(Some(IntegrityCheck::Hashed))
 }
 
 #[cfg(test)]

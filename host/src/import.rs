@@ -5,11 +5,12 @@
 //! stages is written before the verdict and the target checks; see [`crate::promote`] for the
 //! crash-safety argument.
 
+use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
 use serde::Serialize;
-use snapbundle_core::report::{Area, Role};
+use snapbundle_core::report::{Area, IntegrityStatus, Role};
 use snapbundle_core::{Limits, Report};
 
 use crate::check;
@@ -20,6 +21,7 @@ use crate::index::{self, IndexOutcome};
 use crate::progress::Progress;
 use crate::promote::{self, Journal, Move, Recovery, Tree, STAGED_SNAPSHOTS, STAGE_PREFIX};
 use crate::stage::{remove_tree, CacheStage, Stager, CACHE_STAGE_PREFIX};
+use crate::verified::{FileState, Records};
 
 /// Import settings.
 #[derive(Debug, Clone, Default)]
@@ -152,7 +154,8 @@ fn import_inner(
     drop(stage);
     drop(stage_lock);
     let _ = remove_tree(&snaps, &stage_name);
-    let (report, journal, cache_reused) = result?;
+    let Staged { report, journal, reused: cache_reused, states } = result?;
+    record_verified(home, &report, &states);
     let index = index::update(home, &report);
     let snapshots: Vec<PathBuf> = report.snapshots.iter().map(|s| home.snapshots.join(&s.prefix)).collect();
     let cache_installed =
@@ -180,17 +183,17 @@ fn stage_and_promote(
     stage: &cap_std::fs::Dir,
     cache_stage: &mut CacheStage,
     created: &mut Created,
-) -> Result<(Report, Journal, Vec<String>), HostError> {
+) -> Result<Staged, HostError> {
     stage.create_dir(STAGED_SNAPSHOTS).map_err(io_err("creating stage"))?;
     let staged = stage.open_dir(STAGED_SNAPSHOTS).map_err(io_err("opening stage"))?;
     let progress = Progress::new("importing", opts.input_len, opts.quiet);
-    let report = {
+    let (report, states) = {
         let mut stager = Stager::new(&staged, cache_stage, created);
         let r = validate_into(reader, name, opts, &mut stager, &progress);
         progress.finish();
         let report = r?;
         stager.sync_dirs().map_err(io_err("syncing stage"))?;
-        report
+        (report, stager.into_states())
     };
     crate::crash::point("staged");
 
@@ -265,7 +268,33 @@ fn stage_and_promote(
         }
     })?;
     crate::crash::point("promoted");
-    Ok((report, journal, reused))
+    Ok(Staged { report, journal, reused, states })
+}
+
+/// What [`stage_and_promote`] did.
+struct Staged {
+    report: Report,
+    journal: Journal,
+    /// Cache files already present with identical bytes.
+    reused: Vec<String>,
+    /// Each staged snapshot file's state once written, by path relative to the store.
+    states: Vec<(String, FileState)>,
+}
+
+/// Notes every promoted upper whose recorded integrity the import verified (see
+/// [`crate::verified`]): the bytes written are the bytes hashed, and the file must still be in
+/// the state it had when it was written and synced. Best effort.
+fn record_verified(home: &Home, report: &Report, states: &[(String, FileState)]) {
+    let records = Records::of(home);
+    for s in &report.snapshots {
+        let IntegrityStatus::Verified { algorithm, digest } = &s.integrity else { continue };
+        let rel = format!("{}/{}", s.prefix, s.upper_file);
+        let Some((_, state)) = states.iter().find(|(p, _)| *p == rel) else { continue };
+        let path = home.snapshots.join(&rel);
+        if let Ok(file) = File::open(&path) {
+            let _ = records.record(&file, &path, state, algorithm, digest);
+        }
+    }
 }
 
 /// Streams the bundle through the validator (native, or sandboxed when asked) into the stager.

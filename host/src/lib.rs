@@ -30,6 +30,7 @@ pub mod sparse;
 pub mod stage;
 pub mod store;
 pub mod tar_writer;
+pub mod verified;
 
 pub use error::HostError;
 pub use snapbundle_core::{Limits, Report};

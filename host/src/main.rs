@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use snapbundle::error::HostError;
-use snapbundle::export::{ExportOptions, ExportTarget};
+use snapbundle::export::{ExportOptions, ExportTarget, IntegrityCheck};
 use snapbundle::home::Home;
 use snapbundle::import::ImportOptions;
 use snapbundle::index::IndexOutcome;
@@ -195,6 +195,11 @@ struct ExportArgs {
     /// zstd worker threads (0: one per core, at most 4).
     #[arg(long, default_value_t = 0)]
     threads: u32,
+    /// Hash every upper with recorded integrity, even one that snapbundle verified earlier
+    /// and that is unchanged since (same inode, size, mtime and ctime). Without it such an
+    /// upper is not hashed again; `snapbundle verify <snapshot>` always hashes.
+    #[arg(long)]
+    rehash: bool,
     /// Print a JSON summary on standard output (not with `-o -`).
     #[arg(long)]
     json: bool,
@@ -456,7 +461,7 @@ fn verify(a: &VerifyArgs) -> Result<(), HostError> {
     }
     let home = Home::resolve(a.home.home.as_deref())?;
     let snap = store::resolve(&home, &a.target)?;
-    let status = store::verify(&snap)?;
+    let status = store::verify(&snap, Some(&snapbundle::verified::Records::of(&home)))?;
     let text = match (&status, a.json) {
         (_, true) => {
             json_line(&json!({ "valid": true, "digest": snap.digest, "path": snap.dir, "upper": status }))
@@ -536,6 +541,7 @@ fn export(a: &ExportArgs) -> Result<(), HostError> {
         sparse: a.sparse,
         level: a.level,
         threads: a.threads,
+        rehash: a.rehash,
         ..ExportOptions::default()
     };
     let progress = Progress::new("exporting", None, a.quiet || a.json);
@@ -560,6 +566,14 @@ fn export(a: &ExportArgs) -> Result<(), HostError> {
             format!(", {} cache files", outcome.cache_files.len())
         }
     );
+    for s in &outcome.snapshots {
+        let how = match s.integrity {
+            IntegrityCheck::NotRecorded => "integrity not recorded",
+            IntegrityCheck::Hashed => "integrity verified (hashed)",
+            IntegrityCheck::Record => "integrity verified earlier, upper unchanged since (--rehash to hash)",
+        };
+        text.push_str(&format!("{}  {how}\n", s.prefix));
+    }
     text.push_str(&format!("head   {}\n{out}\n", outcome.head));
     print_out(&text)
 }
@@ -698,14 +712,21 @@ fn list(a: &ListArgs) -> Result<(), HostError> {
 fn gc(a: &GcArgs) -> Result<(), HostError> {
     let home = Home::resolve(a.home.home.as_deref())?.with_snapshots_dir(a.dest.clone());
     let rec = snapbundle::import::recover(&home)?;
+    let records = snapbundle::verified::Records::of(&home);
+    let pruned = records.prune().map_err(|e| {
+        HostError::io(format!("pruning verification records in {}", records.dir().display()), e)
+    })?;
     if a.json {
-        return print_out(&json_line(&json!({ "ok": true, "gc": rec })));
+        return print_out(&json_line(
+            &json!({ "ok": true, "gc": rec, "verification_records_removed": pruned }),
+        ));
     }
     print_out(&format!(
-        "rolled forward {}, removed {}, left {} running\n",
+        "rolled forward {}, removed {}, left {} running; removed {pruned} stale verification record{}\n",
         rec.rolled_forward.len(),
         rec.removed.len(),
-        rec.running.len()
+        rec.running.len(),
+        if pruned == 1 { "" } else { "s" }
     ))
 }
 

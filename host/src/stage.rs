@@ -21,6 +21,7 @@ use snapbundle_core::{Event, Sink, Stop};
 
 use crate::error::{shown, HostError};
 use crate::fsutil::{self, Created};
+use crate::verified::FileState;
 
 /// Name prefix of cache staging directories under `<cache>/tmp`.
 pub const CACHE_STAGE_PREFIX: &str = "snapbundle-import-";
@@ -49,6 +50,7 @@ struct OpenFile {
     file: File,
     path: String,
     mtime: u64,
+    cache: bool,
 }
 
 /// A [`Sink`] that stages files.
@@ -60,12 +62,29 @@ pub struct Stager<'a> {
     current: Option<OpenFile>,
     error: Option<HostError>,
     files: u64,
+    states: Vec<(String, FileState)>,
 }
 
 impl<'a> Stager<'a> {
     /// A stager writing snapshots beneath `snapshots` and cache files into `cache`.
     pub fn new(snapshots: &'a Dir, cache: &'a mut CacheStage, created: &'a mut Created) -> Self {
-        Stager { snapshots, cache, created, dirs: HashSet::new(), current: None, error: None, files: 0 }
+        Stager {
+            snapshots,
+            cache,
+            created,
+            dirs: HashSet::new(),
+            current: None,
+            error: None,
+            files: 0,
+            states: Vec::new(),
+        }
+    }
+
+    /// The state of every staged snapshot file (path relative to the stage) once it was
+    /// written and synced: what a verification record may vouch for (see
+    /// [`crate::verified`]).
+    pub fn into_states(self) -> Vec<(String, FileState)> {
+        self.states
     }
 
     /// The error that made the stager stop.
@@ -153,7 +172,7 @@ impl<'a> Stager<'a> {
                     let file = dir
                         .open_with(&rel, &opts)
                         .map_err(|e| self.fail(format!("creating staged {rel}"), e))?;
-                    self.current = Some(OpenFile { file: file.into_std(), path: rel, mtime: m.mtime });
+                    self.current = Some(OpenFile { file: file.into_std(), path: rel, mtime: m.mtime, cache });
                 }
                 Ok(())
             }
@@ -171,10 +190,14 @@ impl<'a> Stager<'a> {
                     .file
                     .set_len(size)
                     .and_then(|()| cur.file.set_modified(mtime))
-                    .and_then(|()| cur.file.sync_all());
+                    .and_then(|()| cur.file.sync_all())
+                    .and_then(|()| cur.file.metadata());
                 self.files += 1;
+                if let Some(state) = r.as_ref().ok().filter(|_| !cur.cache).and_then(FileState::of) {
+                    self.states.push((cur.path.clone(), state));
+                }
                 crate::crash::point("decode");
-                r.map_err(|e| self.fail(format!("finishing staged {}", cur.path), e))
+                r.map(|_| ()).map_err(|e| self.fail(format!("finishing staged {}", cur.path), e))
             }
         }
     }

@@ -17,6 +17,7 @@ use snapbundle_core::Limits;
 use crate::error::{shown, HostError};
 use crate::home::Home;
 use crate::sparse::{self, Chunk};
+use crate::verified::{FileState, Records};
 
 /// An opened snapshot directory.
 #[derive(Debug, Clone)]
@@ -88,8 +89,10 @@ pub fn open(dir: &Path) -> Result<Snapshot, HostError> {
     Ok(snap)
 }
 
-/// Checks the recorded integrity of the upper (0.6.2 `verify`).
-pub fn verify(snap: &Snapshot) -> Result<IntegrityStatus, HostError> {
+/// Checks the recorded integrity of the upper (0.6.2 `verify`): always hashes it. On a match,
+/// and if the upper did not change while it was read, the verification is noted in `records`
+/// (best effort; see [`crate::verified`]).
+pub fn verify(snap: &Snapshot, records: Option<&Records>) -> Result<IntegrityStatus, HostError> {
     let Some(integrity) = &snap.manifest.upper.integrity else {
         return Ok(IntegrityStatus::NotRecorded);
     };
@@ -98,6 +101,8 @@ pub fn verify(snap: &Snapshot) -> Result<IntegrityStatus, HostError> {
     };
     let upper = snap.upper_path();
     let file = File::open(&upper).map_err(|e| HostError::io(format!("opening {}", shown(&upper)), e))?;
+    let stat = |f: &File| f.metadata().ok().and_then(|md| FileState::of(&md));
+    let before = stat(&file);
     let mut h = IntegrityHasher::new(algorithm, snap.manifest.upper.size_bytes);
     sparse::read_logical(&file, snap.manifest.upper.size_bytes, &mut |c| {
         match c {
@@ -113,6 +118,9 @@ pub fn verify(snap: &Snapshot) -> Result<IntegrityStatus, HostError> {
             &snap.dir,
             SnapshotError::DigestMismatch { manifest: integrity.digest.clone(), file: computed },
         ));
+    }
+    if let (Some(records), Some(state)) = (records, before.filter(|b| stat(&file).as_ref() == Some(b))) {
+        let _ = records.record(&file, &upper, &state, &integrity.algorithm, &computed);
     }
     Ok(IntegrityStatus::Verified { algorithm: integrity.algorithm.clone(), digest: computed })
 }

@@ -331,7 +331,7 @@ fn sparse_export_imports_with_holes_and_the_same_bytes_and_digests_as_dense() {
     assert_eq!(allocated(&su), allocated(&du));
     for home in [&sparse_home, &dense_home] {
         let snap = store::resolve(home, &src.digest).expect("stored");
-        assert!(matches!(store::verify(&snap).expect("verify"), IntegrityStatus::Verified { .. }));
+        assert!(matches!(store::verify(&snap, None).expect("verify"), IntegrityStatus::Verified { .. }));
     }
 }
 

@@ -189,7 +189,8 @@ pub enum Node {
 /// A tree: path relative to its root (with `/`) to node. The root itself is not in it.
 pub type Tree = BTreeMap<String, Node>;
 
-/// Walks `root` without following symlinks. A missing root is an empty tree.
+/// Walks `root` without following symlinks, leaving out verification records
+/// ([`is_record_path`]). A missing root is an empty tree.
 pub fn tree(root: &Path) -> Tree {
     let mut out = Tree::new();
     if fs::symlink_metadata(root).is_ok() {
@@ -211,6 +212,9 @@ fn walk(dir: &Path, rel: &str, out: &mut Tree) {
         } else {
             format!("{rel}/{}", name.to_string_lossy())
         };
+        if is_record_path(&r) || r.ends_with("/cache/snapbundle") {
+            continue;
+        }
         let m = fs::symlink_metadata(&path).expect("lstat");
         let ft = m.file_type();
         if ft.is_symlink() {
@@ -264,6 +268,14 @@ pub fn is_stage_path(rel: &str) -> bool {
         || parts
             .windows(3)
             .any(|w| w[0] == "cache" && w[1] == "tmp" && w[2].starts_with("snapbundle-import-"))
+}
+
+/// Whether a relative path is (inside) the verification records (`cache/snapbundle`, see
+/// `snapbundle::verified`): snapbundle's own bookkeeping, written only after a promotion, named
+/// by inode numbers, never read by microsandbox. [`tree`] leaves it out; `tests/verified.rs`
+/// checks it.
+pub fn is_record_path(rel: &str) -> bool {
+    rel == "cache/snapbundle" || rel.starts_with("cache/snapbundle/")
 }
 
 /// The tree without any stage.

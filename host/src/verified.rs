@@ -1,0 +1,269 @@
+//! Verification records: proof that an upper's recorded integrity was checked, tied to the
+//! exact file state it was checked in, so that `export` need not hash the same unchanged bytes
+//! again.
+//!
+//! Verifying an 8 GiB upper means hashing 8 GiB of logical bytes (holes as zeros), whatever the
+//! file holds. When snapbundle has verified an upper in full (an import that wrote it, a
+//! `verify` of the snapshot, an export that hashed it), it writes a record under
+//! `<home>/cache/snapbundle/verified/<st_dev>-<st_ino>.json` with the file's path, size, mtime,
+//! ctime, the algorithm and the digest. A later export trusts the record, and skips hashing,
+//! only if the file's current `stat` matches every field and the manifest still names the same
+//! algorithm and digest; `export --rehash` ignores records.
+//!
+//! Why a matching `stat` is enough: every write, truncation, `chmod` or `utimes` sets the
+//! inode's ctime to the current time, and no system call sets ctime to a chosen value (only
+//! changing the system clock or editing the filesystem offline does). The one race is a change
+//! within the same timestamp tick as the state that was recorded (timestamps are taken from a
+//! coarse clock). A record is therefore written only when its file's ctime is at least
+//! [`RACY_MARGIN`] older than the clock read before the final `stat`, waiting out the rest of
+//! the margin if needed (as git does with its "racily clean" entries): any change after that
+//! `stat` gets a newer ctime. A record is an optimisation: a missing, unreadable, stale or
+//! malformed record only means the upper is hashed again, and writing one is best effort.
+//!
+//! What a record does not cover: corruption below the filesystem (bit rot) that leaves the
+//! inode untouched. `snapbundle verify <snapshot>` always hashes, and so does `export --rehash`.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::home::Home;
+
+/// How much older than the clock a file's ctime must be for its state to be recorded.
+pub const RACY_MARGIN: Duration = Duration::from_millis(50);
+
+/// Largest record file read back (records are a few hundred bytes).
+const MAX_RECORD: u64 = 4096;
+
+/// The record format's version.
+const VERSION: u32 = 1;
+
+/// The `stat` fields a record is tied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileState {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// Apparent size.
+    pub size: u64,
+    /// Modification time, seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    /// Status change time, seconds and nanoseconds.
+    pub ctime: (i64, i64),
+}
+
+impl FileState {
+    /// The state of a regular file, from its metadata (`None` for anything else).
+    pub fn of(md: &Metadata) -> Option<FileState> {
+        md.is_file().then(|| FileState {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.len(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        })
+    }
+}
+
+/// One verification record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Format version ([`VERSION`]).
+    pub version: u32,
+    /// The file that was verified (informational, and for pruning).
+    pub path: PathBuf,
+    /// Its state when it was verified.
+    pub state: FileState,
+    /// The integrity algorithm, as the manifest names it.
+    pub algorithm: String,
+    /// The digest that was computed and matched the manifest.
+    pub digest: String,
+    /// The clock, read before the final `stat` of the file.
+    pub verified_at: (i64, u32),
+}
+
+impl Record {
+    /// Whether the record vouches for a file now in `state` whose manifest records
+    /// `algorithm` and `digest`: every field equal, and the ctime older than the moment of
+    /// verification by the margin.
+    pub fn vouches_for(&self, state: &FileState, algorithm: &str, digest: &str) -> bool {
+        self.version == VERSION
+            && self.state == *state
+            && self.algorithm == algorithm
+            && self.digest == digest
+            && settled(self.state.ctime, self.verified_at)
+    }
+}
+
+/// Whether `ctime` is at least [`RACY_MARGIN`] before `at` (seconds, nanoseconds).
+fn settled(ctime: (i64, i64), at: (i64, u32)) -> bool {
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    ns(at.0, i64::from(at.1)) - ns(ctime.0, ctime.1) >= RACY_MARGIN.as_nanos() as i128
+}
+
+fn now() -> (i64, u32) {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()),
+        Err(_) => (0, 0),
+    }
+}
+
+/// The verification records of one microsandbox home.
+#[derive(Debug, Clone)]
+pub struct Records {
+    dir: PathBuf,
+}
+
+impl Records {
+    /// The records of `home` (`<home>/cache/snapbundle/verified`).
+    pub fn of(home: &Home) -> Records {
+        Records { dir: home.cache.join("snapbundle").join("verified") }
+    }
+
+    /// The directory the records live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_for(&self, state: &FileState) -> PathBuf {
+        self.dir.join(format!("{}-{}.json", state.dev, state.ino))
+    }
+
+    /// The record for the file in `state`, if one exists and parses.
+    pub fn get(&self, state: &FileState) -> Option<Record> {
+        let file = File::open(self.path_for(state)).ok()?;
+        let mut bytes = Vec::new();
+        file.take(MAX_RECORD).read_to_end(&mut bytes).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Whether a record vouches for `file` (opened, in the state `md`) carrying `algorithm`
+    /// and `digest`.
+    pub fn vouches_for(&self, md: &Metadata, algorithm: &str, digest: &str) -> bool {
+        let Some(state) = FileState::of(md) else { return false };
+        self.get(&state).is_some_and(|r| r.vouches_for(&state, algorithm, digest))
+    }
+
+    /// Records that `file` (at `path`) was verified against `algorithm` / `digest` while it was
+    /// in the state `verified`, the state seen before hashing began and still seen after it
+    /// ended. Re-reads the state: if the file changed, nothing is recorded. Waits at most
+    /// [`RACY_MARGIN`] so that the ctime is settled. Returns whether a record was written.
+    pub fn record(
+        &self,
+        file: &File,
+        path: &Path,
+        verified: &FileState,
+        algorithm: &str,
+        digest: &str,
+    ) -> io::Result<bool> {
+        let mut at = now();
+        if !settled(verified.ctime, at) {
+            std::thread::sleep(RACY_MARGIN);
+            at = now();
+        }
+        let current = file.metadata()?;
+        if FileState::of(&current).as_ref() != Some(verified) || !settled(verified.ctime, at) {
+            return Ok(false);
+        }
+        let record = Record {
+            version: VERSION,
+            path: path.to_path_buf(),
+            state: *verified,
+            algorithm: algorithm.to_string(),
+            digest: digest.to_string(),
+            verified_at: at,
+        };
+        fs::create_dir_all(&self.dir)?;
+        let mut tmp = tempfile::Builder::new().prefix(".record-").tempfile_in(&self.dir)?;
+        let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        tmp.write_all(&json)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.path_for(verified)).map_err(|e| e.error)?;
+        Ok(true)
+    }
+
+    /// Removes records that no longer vouch for anything: the file at their path is gone or
+    /// changed, or the record does not parse. Returns how many were removed.
+    pub fn prune(&self) -> io::Result<usize> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.ends_with(".json") && !name.starts_with(".record-") {
+                continue;
+            }
+            let record: Option<Record> = File::open(entry.path()).ok().and_then(|f| {
+                let mut bytes = Vec::new();
+                f.take(MAX_RECORD).read_to_end(&mut bytes).ok()?;
+                serde_json::from_slice(&bytes).ok()
+            });
+            let live = record.is_some_and(|r| {
+                fs::symlink_metadata(&r.path)
+                    .ok()
+                    .and_then(|md| FileState::of(&md))
+                    .is_some_and(|s| s == r.state && name == format!("{}-{}.json", s.dev, s.ino))
+            });
+            if !live {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(ctime: (i64, i64)) -> FileState {
+        FileState { dev: 1, ino: 2, size: 3, mtime: (4, 5), ctime }
+    }
+
+    fn record(ctime: (i64, i64), at: (i64, u32)) -> Record {
+        Record {
+            version: VERSION,
+            path: "/x".into(),
+            state: state(ctime),
+            algorithm: "sha256".into(),
+            digest: "sha256:ab".into(),
+            verified_at: at,
+        }
+    }
+
+    #[test]
+    fn a_record_vouches_only_for_the_same_state_algorithm_and_digest() {
+        let r = record((100, 0), (101, 0));
+        assert!(r.vouches_for(&state((100, 0)), "sha256", "sha256:ab"));
+        assert!(!r.vouches_for(&state((100, 1)), "sha256", "sha256:ab"), "ctime differs");
+        assert!(!r.vouches_for(&FileState { size: 4, ..state((100, 0)) }, "sha256", "sha256:ab"));
+        assert!(!r.vouches_for(&FileState { mtime: (4, 6), ..state((100, 0)) }, "sha256", "sha256:ab"));
+        assert!(!r.vouches_for(&FileState { ino: 9, ..state((100, 0)) }, "sha256", "sha256:ab"));
+        assert!(!r.vouches_for(&state((100, 0)), "msb-sparse-sha256-v1", "sha256:ab"));
+        assert!(!r.vouches_for(&state((100, 0)), "sha256", "sha256:cd"));
+        assert!(!Record { version: 2, ..r }.vouches_for(&state((100, 0)), "sha256", "sha256:ab"));
+    }
+
+    #[test]
+    fn a_racily_recent_ctime_is_not_trusted() {
+        // Verified 10 ms after the last change: a change in the same clock tick could hide.
+        let racy = record((100, 990_000_000), (101, 0));
+        assert!(!racy.vouches_for(&state((100, 990_000_000)), "sha256", "sha256:ab"));
+        let settled = record((100, 950_000_000), (101, 0));
+        assert!(settled.vouches_for(&state((100, 950_000_000)), "sha256", "sha256:ab"));
+        // A clock behind the ctime (stepped back) never vouches.
+        let behind = record((200, 0), (101, 0));
+        assert!(!behind.vouches_for(&state((200, 0)), "sha256", "sha256:ab"));
+    }
+}
