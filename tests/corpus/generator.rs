@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::builder::*;
+use crate::sparse::{slot_bytes, stored, Sparse, EXTENDED_AT, EXT_EXTENDED_AT};
 
 /// What the store looks like before the import of a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +294,18 @@ fn mkfs_ext4(path: &Path, mib: u64) {
 /// by the `zstd` CLI. `integrity` picks the recorded digest; `flip` flips one byte at that
 /// offset after the digest was taken.
 fn ext4_bundle(work: &Path, out: &Path, upper: &Path, integrity: Integrity, flip: Option<u64>) {
+    ext4_bundle_with(work, out, upper, integrity, flip, "")
+}
+
+/// [`ext4_bundle`] with extra GNU tar flags (`--sparse`).
+fn ext4_bundle_with(
+    work: &Path,
+    out: &Path,
+    upper: &Path,
+    integrity: Integrity,
+    flip: Option<u64>,
+    tar_flags: &str,
+) {
     let (len, sha, sparse) = file_digests(upper);
     let mut m = manifest_for(&[], integrity);
     m.upper.size_bytes = len;
@@ -318,7 +331,7 @@ fn ext4_bundle(work: &Path, out: &Path, upper: &Path, integrity: Integrity, flip
         std::os::unix::fs::FileExt::write_all_at(&f, &[b[0] ^ 0x01], at).expect("flip");
     }
     sh(&format!(
-        "tar --format=gnu --owner=0 --group=0 --numeric-owner --mtime=@{MTIME} --sort=name -C '{}' -cf - '{prefix}' | zstd -q -3 -T1 -o '{}' -f",
+        "tar --format=gnu {tar_flags} --owner=0 --group=0 --numeric-owner --mtime=@{MTIME} --sort=name -C '{}' -cf - '{prefix}' | zstd -q -3 -T1 -o '{}' -f",
         work.display(),
         out.display()
     ));
@@ -338,6 +351,7 @@ pub fn generate(root: &Path) -> Vec<Case> {
     manifest_and_chain(&mut g);
     host_and_staging(&mut g);
     attacker(&mut g);
+    sparse_maps(&mut g);
     positive(&mut g);
     let _ = fs::remove_dir_all(&scratch);
     g.cases
@@ -1045,6 +1059,206 @@ fn host_and_staging(g: &mut Gen) {
         &zstd(&ended(Tar::new().snapshot(&cache.pin(Snapshot::small(42))).cache(&cache))),
     );
     g.setup(Setup::CacheConflict);
+}
+
+/// An upper of `len` bytes: zero except 4 KiB data blocks at the given block numbers and the
+/// last byte (so the map ends with a short data segment).
+fn holed_upper(len: usize, blocks: &[usize], seed: u8) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    for (i, &b) in blocks.iter().enumerate() {
+        if let Some(block) = v.get_mut(b * 4096..(b + 1) * 4096) {
+            for (j, byte) in block.iter_mut().enumerate() {
+                *byte = (j as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add(i as u8) | 1;
+            }
+        }
+    }
+    if let Some(last) = v.last_mut() {
+        *last = seed | 1;
+    }
+    v
+}
+
+/// The manifest, then `upper` as the snapshot's upper member (zstd, as bundles travel).
+fn sparse_bundle(s: &Snapshot, upper: &Sparse) -> Vec<u8> {
+    zstd(&upper.append(Tar::new().file(&s.manifest_path(), &s.manifest_bytes())).end().build())
+}
+
+/// Old-GNU sparse members (issue #6): a map is attacker-controlled metadata that decides where
+/// bytes land and how much a reader hashes, so every map rule gets a case, plus real producers.
+fn sparse_maps(g: &mut Gen) {
+    g.group("s-sparse-maps");
+    let s = Snapshot::new(holed_upper((256 << 10) + 100, &[0, 10, 11, 40], 7), Integrity::Sparse);
+    let len = s.upper.len() as u64;
+    let with_slots = |slots: Vec<(u64, u64)>| {
+        let data = stored(&s.upper, &slots);
+        sparse_bundle(&s, &Sparse::with(&s.upper_path(), len, slots, data))
+    };
+
+    // Positive controls.
+    let work = g.scratch("sparse-ext4");
+    let upper = work.join("upper.ext4");
+    mkfs_ext4(&upper, 16);
+    g.case_file(
+        "gnu-tar-sparse-ext4",
+        "Positive: a real ext4 upper written by GNU tar --sparse",
+        None,
+        "mkfs.ext4 leaves most of the image unallocated; GNU tar stores it as an old-GNU sparse member with its data segments. Imported with its holes; msb-sparse-sha256-v1 over the logical bytes.",
+        "mkfs.ext4 + GNU tar --sparse + zstd CLI",
+        |out| ext4_bundle_with(&work, out, &upper, Integrity::Sparse, None, "--sparse"),
+    );
+    let blocks: Vec<usize> = (0..30).map(|i| i * 2).collect();
+    let many = Snapshot::new(holed_upper(100 * 4096, &blocks, 3), Integrity::Sparse);
+    g.case(
+        "extension-blocks",
+        "Positive: a map longer than the header's 4 slots (extension blocks of 21)",
+        None,
+        "31 data segments and the end marker: 4 in the header, the rest in two extension blocks, `isextended` on all but the last.",
+        &sparse_bundle(&many, &Sparse::of(&many.upper_path(), &many.upper)),
+    );
+    let hole = Snapshot::new(vec![0u8; 1 << 20], Integrity::Sparse);
+    g.case(
+        "all-hole-upper",
+        "Positive: an upper that is one hole",
+        None,
+        "Only the end marker `(realsize, 0)`: nothing stored, 1 MiB of zeros hashed, no data block written at import.",
+        &sparse_bundle(&hole, &Sparse::with(&hole.upper_path(), 1 << 20, vec![(1 << 20, 0)], Vec::new())),
+    );
+
+    // The map's own rules.
+    g.case(
+        "overlapping-segments",
+        "Sparse map: overlapping segments",
+        Some("invalid_sparse_map"),
+        "(0, 8192) then (4096, 4096): two segments claim the same bytes; which one wins depends on the reader.",
+        &with_slots(vec![(0, 8192), (4096, 4096), (len, 0)]),
+    );
+    g.case(
+        "unsorted-segments",
+        "Sparse map: segments out of order",
+        Some("invalid_sparse_map"),
+        "A later segment before an earlier one: a reader that only seeks forward misplaces it.",
+        &with_slots(vec![(40960, 4096), (0, 4096), (len, 0)]),
+    );
+    let data = [stored(&s.upper, &[(0, 4096)]), vec![1; 4096]].concat();
+    g.case(
+        "segment-past-realsize",
+        "Sparse map: a segment that ends past realsize",
+        Some("invalid_sparse_map"),
+        "Data beyond the logical end would grow the file past the size the manifest pins.",
+        &sparse_bundle(&s, &Sparse::with(&s.upper_path(), len, vec![(0, 4096), (len - 100, 4096)], data)),
+    );
+    g.case(
+        "end-marker-past-realsize",
+        "Sparse map: the end marker beyond realsize",
+        Some("invalid_sparse_map"),
+        "`(realsize + 1, 0)`: an empty segment outside the file.",
+        &with_slots(vec![(0, 4096), (len + 1, 0)]),
+    );
+    let mut more = Sparse::of(&s.upper_path(), &s.upper);
+    more.data.extend_from_slice(&[0xaa; 512]);
+    more.size = more.data.len() as u64;
+    g.case(
+        "stored-more-than-mapped",
+        "Sparse map: segment lengths sum to less than the header's size",
+        Some("invalid_sparse_map"),
+        "512 stored bytes that no segment places: one reader takes them as data, another as the next header.",
+        &sparse_bundle(&s, &more),
+    );
+    let mut fewer = Sparse::of(&s.upper_path(), &s.upper);
+    fewer.size -= 512;
+    fewer.data.truncate(fewer.data.len() - 512);
+    g.case(
+        "mapped-more-than-stored",
+        "Sparse map: segment lengths sum to more than the header's size",
+        Some("invalid_sparse_map"),
+        "The map places bytes the member does not store: a reader would take them from the next header.",
+        &sparse_bundle(&s, &fewer),
+    );
+    let mut grown = Sparse::of(&s.upper_path(), &s.upper);
+    grown.real_size = len + 4096;
+    if let Some(last) = grown.slots.last_mut() {
+        last.0 = len + 4096;
+    }
+    g.case(
+        "realsize-not-manifest-size",
+        "Sparse map: realsize differs from upper.size_bytes",
+        Some("upper_size_mismatch"),
+        "The logical size is what the manifest pins; a larger realsize is refused at the upper's header.",
+        &sparse_bundle(&s, &grown),
+    );
+    let manifest_path = s.manifest_path();
+    let manifest_bytes = s.manifest_bytes();
+    let upper_path = s.upper_path();
+    g.case_file(
+        "endless-extension-chain",
+        "Sparse map: an extension chain that never ends",
+        Some("too_many_sparse_segments"),
+        "`isextended` on 3 200 blocks of 21 well-formed segments (67 204 in all): refused at max_sparse_segments (65 536) without holding the map beyond it (the shape of Go's CVE-2026-32288).",
+        "builder + zstd crate",
+        |out| {
+            let segment = |i: u64| (i * 8192, 512);
+            let head = Sparse::with(&upper_path, 1 << 32, (0..4).map(segment).collect(), Vec::new());
+            let header = head.header().size(1 << 30).raw(EXTENDED_AT, &[1]);
+            let mut t = Tar::new().file(&manifest_path, &manifest_bytes).header(&header);
+            for b in 0..3200u64 {
+                let mut block = [0u8; BLOCK];
+                let slots: Vec<(u64, u64)> = (0..21).map(|i| segment(4 + b * 21 + i)).collect();
+                let bytes = slot_bytes(&slots);
+                block[..bytes.len()].copy_from_slice(&bytes);
+                block[EXT_EXTENDED_AT] = 1;
+                t = t.raw(&block);
+            }
+            fs::write(out, zstd(&t.build())).expect("write case");
+        },
+    );
+    let huge = Sparse::with(&s.upper_path(), 1 << 62, vec![(1 << 62, 0)], Vec::new());
+    g.case(
+        "huge-realsize-no-data",
+        "Sparse map: 2^62 bytes of holes and no data",
+        Some("logical_budget_exceeded"),
+        "A tiny bundle whose upper would take decades to hash: refused at its header by the logical budget (holes count against the decompressed budget).",
+        &zstd(&huge.append(Tar::new()).file(&s.manifest_path(), &s.manifest_bytes()).end().build()),
+    );
+
+    // Our rules on what may be sparse.
+    let m = s.manifest_bytes();
+    let sparse_manifest =
+        Sparse::with(&s.manifest_path(), m.len() as u64, vec![(0, m.len() as u64)], m.clone());
+    let body = Sparse::of(&s.upper_path(), &s.upper).append(sparse_manifest.append(Tar::new()));
+    g.case(
+        "sparse-manifest",
+        "Sparse member: manifest.json",
+        Some("sparse_not_allowed"),
+        "The manifest is the snapshot's identity and is held in memory: it must be a plain member.",
+        &zstd(&body.end().build()),
+    );
+    let c = ImageCache::new("docker.io/library/python:3.12", 1);
+    let pinned = c.pin(s.clone());
+    let layer = c.layer_path(0);
+    let start = Sparse::of(&pinned.upper_path(), &pinned.upper)
+        .append(Tar::new().file(&pinned.manifest_path(), &pinned.manifest_bytes()));
+    let body = c.files().into_iter().fold(start, |t, (name, data)| {
+        if name == layer {
+            Sparse::of(&name, &data).append(t)
+        } else {
+            t.file(&name, &data)
+        }
+    });
+    g.case(
+        "sparse-cache-layer",
+        "Sparse member: an image cache file",
+        Some("sparse_not_allowed"),
+        "Image cache files are content-addressed blobs shared by snapshots: only snapshot files may be sparse.",
+        &zstd(&body.end().build()),
+    );
+    let dir_named = Sparse::of(&format!("{}/", s.prefix()), &s.upper);
+    g.case(
+        "sparse-directory-name",
+        "Sparse member named like a directory",
+        Some("unsafe_path"),
+        "`<prefix>/` as an `S` member: a file where the snapshot directory must be.",
+        &zstd(&dir_named.append(Tar::new().file(&s.manifest_path(), &s.manifest_bytes())).end().build()),
+    );
 }
 
 fn attacker(g: &mut Gen) {

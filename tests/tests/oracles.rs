@@ -112,6 +112,13 @@ fn tar_stream(f: &Accepted) -> &[u8] {
     &f.tar
 }
 
+/// Whether the tar crate sees an old-GNU sparse (`S`) member in `tar`.
+fn has_sparse_member(tar: &[u8]) -> bool {
+    let mut archive = tar::Archive::new(tar);
+    let Ok(entries) = archive.entries() else { return false };
+    entries.flatten().any(|e| e.header().entry_type().is_gnu_sparse())
+}
+
 #[test]
 fn tar_crate_reads_the_same_members() {
     for f in accepted() {
@@ -128,8 +135,13 @@ fn tar_crate_reads_the_same_members() {
             if kind.is_dir() {
                 continue;
             }
-            assert!(kind.is_file(), "{}: tar crate sees {path} as {kind:?}, we accepted it", f.file_name);
-            let size = entry.header().size().unwrap_or_else(|e| panic!("{}: {path}: size: {e}", f.file_name));
+            assert!(
+                kind.is_file() || kind.is_gnu_sparse(),
+                "{}: tar crate sees {path} as {kind:?}, we accepted it",
+                f.file_name
+            );
+            // The logical size: for an old-GNU sparse member, `realsize` (holes read as zeros).
+            let size = entry.size();
             let mut data = Vec::new();
             entry.read_to_end(&mut data).unwrap_or_else(|e| panic!("{}: {path}: read: {e}", f.file_name));
             assert_eq!(
@@ -152,7 +164,7 @@ fn tar_crate_reads_the_same_members() {
 
 #[test]
 fn tar_no_std_reads_the_same_regular_files() {
-    let (mut plain, mut read) = (0, 0);
+    let (mut plain, mut read, mut sparse) = (0, 0, 0);
     for f in accepted() {
         // The plain-tar bundles as they are; the zstd ones after decoding, for good measure.
         let (tar, rep) = (tar_stream(f), &f.report);
@@ -162,6 +174,11 @@ fn tar_no_std_reads_the_same_regular_files() {
                 f.file_name,
                 tar.len()
             );
+            continue;
+        }
+        if has_sparse_member(tar) {
+            println!("{}: old-GNU sparse members, which tar_no_std does not read", f.file_name);
+            sparse += 1;
             continue;
         }
         read += 1;
@@ -183,7 +200,7 @@ fn tar_no_std_reads_the_same_regular_files() {
         println!("{}: tar_no_std agrees on {} regular files", f.file_name, theirs.len());
     }
     assert!(plain >= 5, "only {plain} plain-tar bundles were read as they are");
-    assert!(read >= accepted().len() - 4, "tar_no_std skipped too many bundles ({read} read)");
+    assert!(read + sparse >= accepted().len() - 4, "tar_no_std skipped too many bundles ({read} read)");
 }
 
 /// Runs GNU tar with `stdin` as its input; panics with a clear message when it is missing.
