@@ -301,6 +301,38 @@ fn snapshots_with_identical_uppers_share_one_blob() {
     support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "pulled vs file import");
 }
 
+#[test]
+fn an_interrupted_download_is_resumed_with_a_range_request() {
+    let reg = TestRegistry::start(false);
+    let snaps = chain(1, None, |_| (support::noise(2 << 20, 11), Integrity::Sha256));
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = reg.reference("snaps/resume:v1");
+    let pushed = push(&src, &snaps[0].digest(), &target, &reg.connection(None), &quiet_push(false, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    // What an interrupted pull leaves: the first part of the blob, not yet verified.
+    let (_p, pulled) = home();
+    let blobs = pulled.cache.join("snapbundle/blobs/sha256");
+    fs::create_dir_all(&blobs).expect("blob cache");
+    let stored = fs::read(reg.blob_file(&upper.digest)).expect("stored blob");
+    let half = stored.len() / 2;
+    let hex = upper.digest.trim_start_matches("sha256:");
+    fs::write(blobs.join(format!("{hex}.part")), &stored[..half]).expect("partial blob");
+    let out = pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull: {e}"));
+    assert_eq!((out.resumed, out.downloaded), (1, 1), "{out:#?}");
+    let rest = format!("\" 206 {} ", stored.len() - half);
+    assert!(
+        reg.requests().iter().any(|r| r.contains(hex) && r.contains(&rest)),
+        "no range request for the rest: {:?}",
+        reg.requests()
+    );
+    let (_f, filed) = home();
+    import_bytes(&bundle(&snaps, None), &filed);
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "after the resumed download");
+}
+
 fn cli(args: &[&str], stdin: Option<&str>, env: &[(&str, &Path)]) -> std::process::Output {
     let mut c = command(args);
     for (k, v) in env {
