@@ -122,9 +122,17 @@ fn a_chain_with_its_image_round_trips_through_a_tls_registry_like_a_file_import(
     import_bytes(&tar, &filed);
     support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "pulled store vs file import");
     // A successful pull leaves no blobs behind.
-    let leftovers: Vec<String> =
-        tree(&pulled.root).into_keys().filter(|k| k.starts_with("cache/snapbundle/blobs/sha256/")).collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let leftovers = |h: &Home| -> Vec<String> {
+        tree(&h.root).into_keys().filter(|k| k.starts_with("cache/snapbundle/blobs/sha256/")).collect()
+    };
+    assert!(leftovers(&pulled).is_empty(), "{:?}", leftovers(&pulled));
+    // Pulled again into the same store: a conflict, as for a second import, and no blobs kept
+    // (running it again would not help).
+    let again =
+        pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None });
+    assert_eq!(code(&again), "already_exists");
+    assert!(leftovers(&pulled).is_empty(), "{:?}", leftovers(&pulled));
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "after the refused second pull");
 
     // By digest, exactly the same.
     let by_digest = format!("{}@{}", reg.reference("snaps/web"), pushed.manifest_digest);

@@ -181,16 +181,18 @@ pub fn pull(
         Err(Some(e)) => return Err(e),
         Err(None) => Vec::new(),
     };
-    let (import, bundle) = consumed?;
-    let count = |k: Fetched| fetched.iter().filter(|f| **f == k).count();
-    let bytes_downloaded =
-        layers.iter().zip(&fetched).filter(|(_, f)| **f != Fetched::Cached).map(|(l, _)| l.size).sum();
+    // The transfer did not fail (what came was checked): whether the import took the stream or
+    // refused it (a conflict, an invalid chain), running the pull again would not need the blobs.
     if !opts.keep_blobs {
         for l in &layers {
             cache.remove(&l.digest);
         }
         cache.remove_empty_dirs();
     }
+    let (import, bundle) = consumed?;
+    let count = |k: Fetched| fetched.iter().filter(|f| **f == k).count();
+    let bytes_downloaded =
+        layers.iter().zip(&fetched).filter(|(_, f)| **f != Fetched::Cached).map(|(l, _)| l.size).sum();
     Ok(PullOutcome {
         reference: reg.reference.to_string(),
         manifest_digest,
