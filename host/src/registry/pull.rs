@@ -15,9 +15,10 @@
 //!
 //! The end-of-archive records are written only after every blob has been verified, so a blob
 //! that does not match its digest leaves the importer with a truncated stream: nothing is
-//! promoted, and the error names the blob. Verified blobs stay in the cache when a pull fails,
-//! so running it again fetches only what is missing (a partial blob is resumed with a range
-//! request); a successful pull removes its blobs (unless asked to keep them).
+//! promoted, and the error names the blob. Verified blobs stay in the cache when the transfer
+//! fails, so running it again fetches only what is missing (a partial blob is resumed with a
+//! range request); once the transfer completed they are removed (unless asked to keep them),
+//! whether the import took the stream or refused it.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
