@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::builder::*;
-use crate::sparse::{slot_bytes, stored, Sparse, EXTENDED_AT, EXT_EXTENDED_AT};
+use crate::sparse::{holed, slot_bytes, stored, Sparse, EXTENDED_AT, EXT_EXTENDED_AT};
 
 /// What the store looks like before the import of a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1061,23 +1061,6 @@ fn host_and_staging(g: &mut Gen) {
     g.setup(Setup::CacheConflict);
 }
 
-/// An upper of `len` bytes: zero except 4 KiB data blocks at the given block numbers and the
-/// last byte (so the map ends with a short data segment).
-fn holed_upper(len: usize, blocks: &[usize], seed: u8) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    for (i, &b) in blocks.iter().enumerate() {
-        if let Some(block) = v.get_mut(b * 4096..(b + 1) * 4096) {
-            for (j, byte) in block.iter_mut().enumerate() {
-                *byte = (j as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add(i as u8) | 1;
-            }
-        }
-    }
-    if let Some(last) = v.last_mut() {
-        *last = seed | 1;
-    }
-    v
-}
-
 /// The manifest, then `upper` as the snapshot's upper member (zstd, as bundles travel).
 fn sparse_bundle(s: &Snapshot, upper: &Sparse) -> Vec<u8> {
     zstd(&upper.append(Tar::new().file(&s.manifest_path(), &s.manifest_bytes())).end().build())
@@ -1087,7 +1070,7 @@ fn sparse_bundle(s: &Snapshot, upper: &Sparse) -> Vec<u8> {
 /// bytes land and how much a reader hashes, so every map rule gets a case, plus real producers.
 fn sparse_maps(g: &mut Gen) {
     g.group("s-sparse-maps");
-    let s = Snapshot::new(holed_upper((256 << 10) + 100, &[0, 10, 11, 40], 7), Integrity::Sparse);
+    let s = Snapshot::new(holed((256 << 10) + 100, &[0, 10, 11, 40], 7), Integrity::Sparse);
     let len = s.upper.len() as u64;
     let with_slots = |slots: Vec<(u64, u64)>| {
         let data = stored(&s.upper, &slots);
@@ -1107,7 +1090,7 @@ fn sparse_maps(g: &mut Gen) {
         |out| ext4_bundle_with(&work, out, &upper, Integrity::Sparse, None, "--sparse"),
     );
     let blocks: Vec<usize> = (0..30).map(|i| i * 2).collect();
-    let many = Snapshot::new(holed_upper(100 * 4096, &blocks, 3), Integrity::Sparse);
+    let many = Snapshot::new(holed(100 * 4096, &blocks, 3), Integrity::Sparse);
     g.case(
         "extension-blocks",
         "Positive: a map longer than the header's 4 slots (extension blocks of 21)",

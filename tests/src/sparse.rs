@@ -55,6 +55,23 @@ pub fn data_segments(content: &[u8]) -> Vec<(u64, u64)> {
     out
 }
 
+/// Content of `len` bytes for sparse tests: zero except 4 KiB data blocks at the given block
+/// numbers and the last byte (so GNU tar's map ends with a short data segment).
+pub fn holed(len: usize, blocks: &[usize], seed: u8) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    for (i, &b) in blocks.iter().enumerate() {
+        if let Some(block) = v.get_mut(b * 4096..(b + 1) * 4096) {
+            for (j, byte) in block.iter_mut().enumerate() {
+                *byte = (j as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add(i as u8) | 1;
+            }
+        }
+    }
+    if let Some(last) = v.last_mut() {
+        *last = seed | 1;
+    }
+    v
+}
+
 /// The stored bytes of `content` under `slots` (zero-length slots store nothing).
 pub fn stored(content: &[u8], slots: &[(u64, u64)]) -> Vec<u8> {
     let data = slots.iter().filter(|s| s.1 > 0);

@@ -97,24 +97,9 @@ fn code(r: &Result<Report, Error>) -> &'static str {
     }
 }
 
-/// An upper of `len` bytes: zero except `runs` of 4 KiB data blocks at the given block numbers
-/// (and the last byte, so the file ends with a partial data block).
-fn upper_with_blocks(len: usize, blocks: &[usize], seed: u8) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    for (i, &b) in blocks.iter().enumerate() {
-        for (j, byte) in v[b * 4096..(b + 1) * 4096].iter_mut().enumerate() {
-            *byte = (j as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add(i as u8) | 1;
-        }
-    }
-    if let Some(last) = v.last_mut() {
-        *last = seed | 1;
-    }
-    v
-}
-
 /// A 256 KiB + 100 upper with data in blocks 0, 10, 11 and 40 and in its last byte.
 fn upper() -> Vec<u8> {
-    upper_with_blocks((256 << 10) + 100, &[0, 10, 11, 40], 7)
+    holed((256 << 10) + 100, &[0, 10, 11, 40], 7)
 }
 
 /// A snapshot of `upper` recording `msb-sparse-sha256-v1`.
@@ -285,7 +270,7 @@ fn sparse_map_with_extension_blocks_is_accepted() {
     // 60 data segments: 4 in the header, 21 + 21 + 14 (+ the end marker) in three extension
     // blocks.
     let blocks: Vec<usize> = (0..60).map(|i| i * 3 + 1).collect();
-    let s = snapshot(upper_with_blocks(200 * 4096, &blocks, 3));
+    let s = snapshot(holed(200 * 4096, &blocks, 3));
     let sp = Sparse::of(&s.upper_path(), &s.upper);
     assert_eq!(sp.slots.len(), 62, "60 blocks, the last byte's block, the end marker");
     assert_eq!(sp.extension_blocks().len(), 3);
@@ -341,7 +326,7 @@ fn base256_realsize_is_legal() {
 #[test]
 fn an_extra_snapshot_file_may_be_sparse() {
     let s = snapshot(upper());
-    let notes = upper_with_blocks(64 << 10, &[3], 9);
+    let notes = holed(64 << 10, &[3], 9);
     let name = format!("{}/disk2.img", s.prefix());
     let sparse = Sparse::of(&name, &notes).append(sparse_body(&s)).end().build();
     let dense = bundle_tar(std::slice::from_ref(&s));
@@ -402,7 +387,7 @@ fn type_flags(tar: &[u8]) -> Vec<u8> {
 fn gnu_tar_sparse_bundles_give_the_same_report_as_dense_ones() {
     // Enough data runs for extension blocks, a hole at the end, and a partial last block.
     let blocks: Vec<usize> = (0..40).map(|i| i * 5 + 2).collect();
-    let mut content = upper_with_blocks(300 * 4096 + 700, &blocks, 11);
+    let mut content = holed(300 * 4096 + 700, &blocks, 11);
     *content.last_mut().expect("non-empty") = 0;
     let s = snapshot(content);
     let dir = TempDir::new("gnu-sparse");
@@ -428,7 +413,7 @@ fn gnu_tar_sparse_bundles_give_the_same_report_as_dense_ones() {
 #[test]
 fn gnu_tar_and_the_tar_crate_read_our_builder_sparse_members_identically() {
     let blocks: Vec<usize> = (0..30).map(|i| i * 2).collect();
-    let s = snapshot(upper_with_blocks(100 * 4096 + 1, &blocks, 5));
+    let s = snapshot(holed(100 * 4096 + 1, &blocks, 5));
     let bytes = sparse_body(&s).end().build();
     assert!(validate(&bytes, Limits::default()).is_ok());
     // The tar crate.
@@ -573,7 +558,7 @@ fn endless_extension_chain_stops_at_the_segment_limit() {
 #[test]
 fn too_many_segments_are_rejected() {
     let blocks: Vec<usize> = (0..30).map(|i| i * 2).collect();
-    let s = snapshot(upper_with_blocks(100 * 4096, &blocks, 1));
+    let s = snapshot(holed(100 * 4096, &blocks, 1));
     let sp = Sparse::of(&s.upper_path(), &s.upper);
     let n = sp.slots.len() as u32;
     let limits = |max| Limits { max_sparse_segments: max, ..Limits::default() };
@@ -722,7 +707,7 @@ fn empty_slots_end_the_map_strictly() {
 #[test]
 fn extension_blocks_are_strict() {
     let blocks: Vec<usize> = (0..10).map(|i| i * 2).collect();
-    let s = snapshot(upper_with_blocks(40 * 4096, &blocks, 2));
+    let s = snapshot(holed(40 * 4096, &blocks, 2));
     let sp = Sparse::of(&s.upper_path(), &s.upper);
     assert_eq!(sp.extension_blocks().len(), 1);
     let manifest = || Tar::new().file(&s.manifest_path(), &s.manifest_bytes());
