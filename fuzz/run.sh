@@ -25,6 +25,8 @@ CARGO_FUZZ_VERSION=0.13.1
 # The core forbids unsafe code, so AddressSanitizer finds little and costs 2-3x: off by default
 # (SANITIZER=address fuzz/run.sh ... to turn it on).
 SANITIZER=${SANITIZER:-none}
+# Niceness of the fuzzers (19: they only take idle CPU; NICE=0 on a machine of their own).
+NICE=${NICE:-19}
 ALL_TARGETS=(tar_walker manifest cache_meta validator_zstd validator_tar)
 
 install() {
@@ -129,7 +131,7 @@ for t in "${TARGETS[@]}"; do
   log="logs/$t.$(date +%Y%m%dT%H%M%S).log"
   t0=$SECONDS
   set +e
-  nice -n 19 "bin/$t" "corpus/$t" "seeds/$t" \
+  nice -n "$NICE" "bin/$t" "corpus/$t" "seeds/$t" \
     -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=256 \
     -max_len=$max_len -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1
   rc=$?
