@@ -73,7 +73,7 @@ impl FileState {
 /// One verification record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// Format version ([`VERSION`]).
+    /// Format version (1).
     pub version: u32,
     /// The file that was verified (informational, and for pruning).
     pub path: PathBuf,
