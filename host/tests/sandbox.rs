@@ -218,3 +218,55 @@ fn a_rejected_import_through_the_sandbox_writes_nothing() {
     assert!(left.is_empty(), "files left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn the_cli_reuses_its_compiled_component_cache_and_replaces_a_bad_entry() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let bundle = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/microsandbox-0.6.2/b-chain3-with-parents.tar.zst");
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapbundle"))
+            .args(["verify", "-q", "--sandbox"])
+            .arg(&bundle)
+            .env("SNAPBUNDLE_CACHE_DIR", &cache)
+            .output()
+            .expect("run snapbundle");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let entry = || -> PathBuf {
+        let files: Vec<PathBuf> =
+            std::fs::read_dir(&cache).expect("cache dir").map(|e| e.expect("entry").path()).collect();
+        assert_eq!(files.len(), 1, "one cache file, no temporary left: {files:?}");
+        files.into_iter().next().expect("cache file")
+    };
+    // First run: compiles and stores the compiled component, privately.
+    let verdict = run();
+    let file = entry();
+    assert!(file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("component-") && n.ends_with(".cwasm")));
+    assert_eq!(std::fs::metadata(&cache).expect("dir").permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(&file).expect("file").permissions().mode() & 0o777, 0o600);
+    let inode = std::fs::metadata(&file).expect("file").ino();
+    // Second run: loads it (the file is not written again) and gives the same verdict.
+    assert_eq!(run(), verdict);
+    assert_eq!(
+        std::fs::metadata(entry()).expect("file").ino(),
+        inode,
+        "the cache entry was rewritten, not reused"
+    );
+    // A file that is not what wasmtime wrote is refused, compiled again and replaced.
+    std::fs::write(&file, b"not a compiled component").expect("spoil");
+    assert_eq!(run(), verdict);
+    assert_ne!(std::fs::read(entry()).expect("file"), b"not a compiled component");
+    // A file that others may write is never loaded: replaced by a private one.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let inode = std::fs::metadata(&file).expect("file").ino();
+    assert_eq!(run(), verdict);
+    let replaced = std::fs::metadata(entry()).expect("file");
+    assert!(replaced.ino() != inode && replaced.permissions().mode() & 0o777 == 0o600);
+}

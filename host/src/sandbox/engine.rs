@@ -1,5 +1,5 @@
-//! The wasmtime side: the embedded component, compiled once per process, and the per-run store
-//! with its memory cap and deadline.
+//! The wasmtime side: the embedded component, compiled (or loaded from [`super::cache`]) once
+//! per process, and the per-run store with its memory cap and deadline.
 //!
 //! The engine runs with epoch interruption; a background thread advances the epoch every
 //! [`TICK`]. Each call into the guest gets a deadline of one tick, and when it expires the
@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use snapbundle_core::integrity::{Sha2, Sha256Backend as _};
-use wasmtime::component::{Component, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 use super::SandboxOptions;
@@ -167,8 +167,10 @@ impl self::snapbundle::sandbox::events::Host for State {
 pub struct Compiled {
     engine: Engine,
     pre: ValidatorPre<State>,
-    /// How long compiling took (once per process).
+    /// How long compiling (or loading it from the on-disk cache) took, once per process.
     pub compile_time: Duration,
+    /// Whether the compiled component came from the on-disk cache ([`super::cache`]).
+    pub from_cache: bool,
 }
 
 static COMPILED: OnceLock<Result<Compiled, String>> = OnceLock::new();
@@ -178,8 +180,7 @@ fn compile() -> Result<Compiled, String> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     let engine = Engine::new(&config).map_err(|e| format!("creating the wasmtime engine: {e}"))?;
-    let component =
-        Component::new(&engine, COMPONENT).map_err(|e| format!("compiling the sandbox component: {e}"))?;
+    let (component, from_cache) = super::cache::load_or_compile(&engine, COMPONENT)?;
     let mut linker = Linker::<State>::new(&engine);
     Validator::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
         .map_err(|e| format!("linking the sandbox component: {e}"))?;
@@ -195,7 +196,7 @@ fn compile() -> Result<Compiled, String> {
             ticker.increment_epoch();
         })
         .map_err(|e| format!("starting the sandbox clock: {e}"))?;
-    Ok(Compiled { engine, pre, compile_time: t.elapsed() })
+    Ok(Compiled { engine, pre, compile_time: t.elapsed(), from_cache })
 }
 
 /// The compiled component, compiling it on first use.

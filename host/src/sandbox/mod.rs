@@ -13,9 +13,11 @@
 //!
 //! So the verdict and the file plan come from the sandbox, the writes happen outside it, and a
 //! guest that lied would be caught before anything is promoted. The component is compiled once
-//! per process ([`engine::compiled`]); each bundle gets a fresh instance with its own memory cap
-//! and deadline ([`SandboxOptions`]).
+//! per process ([`engine::compiled`]), or loaded from the on-disk cache of compiled components
+//! ([`cache`]); each bundle gets a fresh instance with its own memory cap and deadline
+//! ([`SandboxOptions`]).
 
+pub mod cache;
 pub mod checked;
 pub mod engine;
 
