@@ -9,7 +9,8 @@
 //! machine code that runs without further checks, so they must be what
 //! `Component::serialize` wrote for this component with a compatible engine. We only load a file
 //! - from our own cache directory (created `0700`), refusing the file if it or the directory is
-//!   writable by group or others or is not a plain file/directory (no symbolic links followed);
+//!   owned by another user, writable by group or others, or not a plain file/directory (no
+//!   symbolic links followed), so that, say, root never runs code another user wrote;
 //! - that was written completely: written to a temporary file in the same directory, flushed to
 //!   disk, then renamed into place, so a reader sees the whole file or none;
 //! - whose name carries the SHA-256 of the embedded component's bytes and a hash of wasmtime's
@@ -50,10 +51,13 @@ fn file_name(engine: &Engine, component: &[u8]) -> String {
     format!("component-{hex}-{:016x}.cwasm", compat.finish())
 }
 
-/// Whether `path` is a plain file or directory (not a link) that only its owner may write.
+/// Whether `path` is a plain file or directory (not a link), owned by the user this process
+/// runs as, that nobody else may write.
 fn private(path: &Path, want_dir: bool) -> bool {
-    fs::symlink_metadata(path)
-        .is_ok_and(|m| (if want_dir { m.is_dir() } else { m.is_file() }) && m.mode() & 0o022 == 0)
+    let me = rustix::process::geteuid().as_raw();
+    fs::symlink_metadata(path).is_ok_and(|m| {
+        (if want_dir { m.is_dir() } else { m.is_file() }) && m.uid() == me && m.mode() & 0o022 == 0
+    })
 }
 
 /// The component compiled by `engine`: from the cache when a usable entry exists, else compiled
