@@ -2,7 +2,8 @@
 //! 127.0.0.1 with htpasswd auth; TLS with a self-signed certificate unless a test needs plain
 //! HTTP): round trips equal to file imports, deduplication, a registry dying mid-push, a
 //! tampered blob, wrong credentials, Docker config credentials, and `pull -o` giving the bundle
-//! `export` (and real 0.6.2) writes.
+//! `export` (and real 0.6.2) writes. A small fake registry (`support::fake_registry`) plays what
+//! the real one cannot cheaply: an endless manifest, and a bearer-token registry.
 
 mod support;
 
@@ -23,6 +24,7 @@ use snapbundle::registry::push::push;
 use snapbundle::registry::{PullOptions, PullTarget, PushOptions};
 use snapbundle::HostError;
 use snapbundle_tests::builder::{self, ImageCache, Integrity, Snapshot, Tar};
+use support::fake_registry::{Answer, FakeRegistry};
 use support::registry::{tamper, TestRegistry, PASSWORD, USER};
 use support::{command, content, describe, fixture, tree, Tree};
 
@@ -518,4 +520,248 @@ fn pull_o_writes_the_bundle_export_writes_and_real_0_6_2_wrote() {
         .expect("pull -o -");
     assert!(out.status.success(), "{}", describe(&out));
     assert!(out.stdout == fs::read(&exported).expect("exported"), "pull -o - differs from export");
+}
+
+fn header(k: &str, v: &str) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+fn plain(credentials: snapbundle::registry::Credentials) -> snapbundle::registry::Connection {
+    snapbundle::registry::Connection { plain_http: true, credentials, ..Default::default() }
+}
+
+#[test]
+fn a_registry_serving_an_endless_manifest_is_cut_off_at_the_limit_and_nothing_is_written() {
+    // Once without a length (the body ends when the connection does), once declaring 1 GiB.
+    for declared in [false, true] {
+        let prefix = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"x":""#;
+        let fake = FakeRegistry::start(move |req| match (req.method.as_str(), req.path()) {
+            ("GET", "/v2/") => Answer::Full(200, vec![], b"{}".to_vec()),
+            (_, p) if p.contains("/manifests/") => Answer::Endless {
+                headers: vec![header("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+                prefix: prefix.to_vec(),
+                total: 1 << 30,
+                declare_length: declared,
+            },
+            _ => Answer::Full(
+                404,
+                vec![],
+                br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}"#.to_vec(),
+            ),
+        });
+        let (dir, h) = home();
+        let started = Instant::now();
+        let r = pull(
+            &h,
+            &fake.reference("snaps/web:v1"),
+            &plain(Default::default()),
+            &quiet_pull(),
+            PullTarget::Import { dest: None },
+        );
+        let message = match &r {
+            Err(e) => e.to_string(),
+            Ok(o) => panic!("pulled an endless manifest: {o:?}"),
+        };
+        assert_eq!(code(&r), "registry_error", "{message}");
+        assert!(message.contains("larger than the limit of 4194304 bytes"), "{message}");
+        assert!(tree(dir.path()).is_empty(), "written: {:?}", tree(dir.path()));
+        // The client hung up: the server's writes fail long before the GiB is out.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !fake.seen.hung_up.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the server never saw the connection closed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let streamed = fake.seen.streamed.load(std::sync::atomic::Ordering::SeqCst);
+        // 4 MiB read at most, plus what loopback socket buffers held when the client hung up.
+        assert!(streamed < 32 << 20, "the server wrote {streamed} bytes (declared length: {declared})");
+        let manifest_gets = fake.requests().iter().filter(|q| q.path().contains("/manifests/")).count();
+        assert_eq!(manifest_gets, 1, "a refused manifest is not fetched again");
+        eprintln!(
+            "declared length {declared}: server wrote {} KiB before the hang-up, pull failed in {:?}",
+            streamed >> 10,
+            started.elapsed()
+        );
+    }
+}
+
+/// A registry that wants bearer tokens: `/v2/…` without `Authorization: Bearer <TOKEN>` is
+/// answered 401 with a `WWW-Authenticate: Bearer realm=…,service=…,scope=…` challenge; the
+/// token endpoint `/token` hands out the token for the test's basic credentials only. What it
+/// serves (manifests by tag, blobs) it reads from the storage of `real` (a distribution
+/// registry something was pushed to).
+const TOKEN: &str = "fake-bearer-token-7";
+
+fn bearer_registry(real: &TestRegistry) -> FakeRegistry {
+    let storage = real.dir.path().join("storage/docker/registry/v2");
+    let basic = format!("Basic {}", base64_encode(format!("{USER}:{PASSWORD}").as_bytes()));
+    let blob = move |digest: &str| -> Option<Vec<u8>> {
+        let hex = digest.strip_prefix("sha256:")?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        fs::read(storage.join("blobs/sha256").join(&hex[..2]).join(hex).join("data")).ok()
+    };
+    let tags = real.dir.path().join("storage/docker/registry/v2/repositories");
+    FakeRegistry::start(move |req| {
+        let host = req.header("host").unwrap_or("127.0.0.1");
+        let auth = req.header("authorization").unwrap_or("");
+        let unauthorized = |challenge: bool| {
+            let mut h = vec![header("Content-Type", "application/json")];
+            if challenge {
+                h.push(header(
+                    "WWW-Authenticate",
+                    &format!(r#"Bearer realm="http://{host}/token",service="fake-registry",scope="repository:snaps/web:pull""#),
+                ));
+            }
+            Answer::Full(
+                401,
+                h,
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.to_vec(),
+            )
+        };
+        let path = req.path();
+        if path == "/token" {
+            let scoped = req.target.contains("scope=repository%3Asnaps%2Fweb%3Apull")
+                || req.target.contains("scope=repository:snaps/web:pull");
+            if auth == basic && scoped && req.target.contains("service=fake-registry") {
+                let body = format!(r#"{{"token":"{TOKEN}","access_token":"{TOKEN}","expires_in":300}}"#);
+                return Answer::Full(
+                    200,
+                    vec![header("Content-Type", "application/json")],
+                    body.into_bytes(),
+                );
+            }
+            return unauthorized(false);
+        }
+        if auth != format!("Bearer {TOKEN}") {
+            return unauthorized(true);
+        }
+        let not_found = || {
+            Answer::Full(404, vec![], br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}"#.to_vec())
+        };
+        if path == "/v2/" {
+            return Answer::Full(200, vec![], b"{}".to_vec());
+        }
+        if let Some(tag) = path.strip_prefix("/v2/snaps/web/manifests/") {
+            let link = tags.join("snaps/web/_manifests/tags").join(tag).join("current/link");
+            let Some((digest, bytes)) =
+                fs::read_to_string(link).ok().and_then(|d| Some((d.clone(), blob(d.trim())?)))
+            else {
+                return not_found();
+            };
+            let h = vec![
+                header("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                header("Docker-Content-Digest", digest.trim()),
+            ];
+            return Answer::Full(200, h, bytes);
+        }
+        if let Some(digest) = path.strip_prefix("/v2/snaps/web/blobs/") {
+            return match blob(digest) {
+                Some(bytes) => Answer::Full(200, vec![header("Docker-Content-Digest", digest)], bytes),
+                None => not_found(),
+            };
+        }
+        not_found()
+    })
+}
+
+#[test]
+fn bearer_tokens_from_the_token_endpoint_authenticate_a_pull_and_wrong_credentials_fail_clearly() {
+    let real = TestRegistry::start(true);
+    let snaps = chain(2, None, small);
+    let tar = bundle(&snaps, None);
+    let (_s, src) = home();
+    import_bytes(&tar, &src);
+    let head = snaps[1].digest();
+    push(&src, &head, &real.reference("snaps/web:v1"), &real.connection(None), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push to the real registry: {e}"));
+    let fake = bearer_registry(&real);
+    let target = fake.reference("snaps/web:v1");
+    let (_f, filed) = home();
+    import_bytes(&tar, &filed);
+
+    // The library, with basic credentials traded for the token.
+    let creds = snapbundle::registry::Credentials::Basic { username: USER.into(), password: PASSWORD.into() };
+    let (_p, pulled) = home();
+    let out = pull(&pulled, &target, &plain(creds), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull with a bearer token: {e}"));
+    assert_eq!(out.import.expect("an import").head_digest, head);
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "bearer pull vs file import");
+    let requests = fake.requests();
+    let token_requests = requests.iter().filter(|q| q.path() == "/token").count();
+    assert_eq!(token_requests, 1, "{requests:#?}");
+    let bearer = format!("Bearer {TOKEN}");
+    let manifest = requests.iter().find(|q| q.path().contains("/manifests/")).expect("a manifest request");
+    assert_eq!(manifest.header("authorization"), Some(bearer.as_str()));
+    assert_eq!(manifest.header("accept"), Some("application/vnd.oci.image.manifest.v1+json"));
+    let blob_gets = requests.iter().filter(|q| q.method == "GET" && q.path().contains("/blobs/"));
+    assert!(blob_gets.clone().count() >= 4, "{requests:#?}");
+    assert!(blob_gets.clone().all(|q| q.header("authorization") == Some(bearer.as_str())), "{requests:#?}");
+
+    // The command line: --username with --password-stdin, then the Docker configuration.
+    let empty_docker = tempfile::tempdir().expect("docker config dir");
+    let (cli_dir, _) = home();
+    let cli_home = cli_dir.path().display().to_string();
+    let out = cli(
+        &[
+            "pull",
+            &target,
+            "--json",
+            "--home",
+            &cli_home,
+            "--plain-http",
+            "--username",
+            USER,
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+        &[("DOCKER_CONFIG", empty_docker.path())],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(v["pull"]["import"]["head_digest"], head.as_str(), "{v}");
+
+    let docker = tempfile::tempdir().expect("docker config dir");
+    let auth = base64_encode(format!("{USER}:{PASSWORD}").as_bytes());
+    let key = format!("127.0.0.1:{}", fake.port);
+    fs::write(docker.path().join("config.json"), format!(r#"{{"auths":{{"{key}":{{"auth":"{auth}"}}}}}}"#))
+        .expect("write docker config");
+    let (cfg_dir, _) = home();
+    let cfg_home = cfg_dir.path().display().to_string();
+    let out = cli(
+        &["pull", &target, "--json", "--home", &cfg_home, "--plain-http"],
+        None,
+        &[("DOCKER_CONFIG", docker.path())],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(v["pull"]["import"]["head_digest"], head.as_str(), "{v}");
+
+    // Wrong password: the token endpoint refuses; a clear error, at once, nothing written.
+    let before = fake.requests().len();
+    let (bad_dir, _) = home();
+    let bad_home = bad_dir.path().display().to_string();
+    let out = cli(
+        &[
+            "pull",
+            &target,
+            "--json",
+            "--home",
+            &bad_home,
+            "--plain-http",
+            "--username",
+            USER,
+            "--password-stdin",
+        ],
+        Some("wrong-password\n"),
+        &[("DOCKER_CONFIG", empty_docker.path())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(v["error"]["code"], "registry_auth", "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("access denied") && stderr.contains("--password-stdin"), "{stderr}");
+    let sent = fake.requests().len() - before;
+    assert!(sent <= 3, "{sent} requests for a refused login: {:#?}", fake.requests());
+    assert!(tree(bad_dir.path()).is_empty(), "{:?}", tree(bad_dir.path()));
 }

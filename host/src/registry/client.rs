@@ -40,6 +40,13 @@ const BACKOFF: Duration = Duration::from_millis(250);
 pub struct Registry {
     pub(crate) rt: tokio::runtime::Runtime,
     pub(crate) client: Client,
+    /// A plain HTTP client with the same TLS settings, for the bounded manifest GET
+    /// ([`crate::registry::manifest`]).
+    pub(crate) http: reqwest::Client,
+    /// The bearer token [`Registry::login`] obtained, if the registry asked for one.
+    pub(crate) bearer: std::sync::Mutex<Option<String>>,
+    /// Plain HTTP instead of HTTPS.
+    pub(crate) plain_http: bool,
     pub(crate) auth: RegistryAuth,
     /// The reference as given, normalised (`host/repo:tag` or `host/repo@digest`).
     pub(crate) reference: Reference,
@@ -113,15 +120,25 @@ impl Registry {
             user_agent: concat!("snapbundle/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
+        let setup = |e: &dyn std::fmt::Display| HostError::Registry {
+            code: "registry_error",
+            message: format!("cannot set up the registry client: {e}"),
+        };
+        let mut http = reqwest::Client::builder()
+            .tls_backend_native()
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(120))
+            .user_agent(config.user_agent);
         if let Some(ca) = &conn.ca_file {
             let data =
                 std::fs::read(ca).map_err(|e| HostError::io(format!("reading {}", ca.display()), e))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&data).map_err(|e| setup(&e))? {
+                http = http.add_root_certificate(cert);
+            }
             config.extra_root_certificates.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
-        let client = Client::try_from(config).map_err(|e| HostError::Registry {
-            code: "registry_error",
-            message: format!("cannot set up the registry client: {e}"),
-        })?;
+        let http = http.build().map_err(|e| setup(&e))?;
+        let client = Client::try_from(config).map_err(|e| setup(&e))?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -129,6 +146,9 @@ impl Registry {
         Ok(Registry {
             rt,
             client,
+            http,
+            bearer: std::sync::Mutex::new(None),
+            plain_http: conn.plain_http,
             auth: conn.credentials.to_auth(),
             reference,
             jobs: if conn.jobs == 0 { DEFAULT_JOBS } else { conn.jobs },
@@ -152,11 +172,12 @@ impl Registry {
     /// HEAD for a blob no one has), so that wrong ones fail before any work, in two requests.
     pub(crate) async fn login(&self, op: RegistryOperation) -> Result<(), HostError> {
         let what = format!("authenticating to {}", self.repository());
-        self.retry(
-            &what,
-            || async move { self.client.auth(&self.reference, &self.auth, op).await.map(|_| ()) },
-        )
-        .await?;
+        let token = self
+            .retry(&what, || async move { self.client.auth(&self.reference, &self.auth, op).await })
+            .await?;
+        if let Ok(mut bearer) = self.bearer.lock() {
+            *bearer = token;
+        }
         let probe = format!("sha256:{}", "0".repeat(64));
         self.retry(&what, || self.client.blob_exists(&self.reference, &probe)).await.map(|_| ())
     }

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod blobs;
 pub mod client;
 pub mod format;
+pub mod manifest;
 pub mod pull;
 pub mod push;
 pub mod reference;

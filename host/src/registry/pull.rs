@@ -216,11 +216,8 @@ async fn fetch_metadata(
 ) -> Result<(String, format::Parsed, ChainConfig), HostError> {
     reg.login(RegistryOperation::Pull).await?;
     let what = format!("fetching the manifest of {}", reg.reference);
-    let (bytes, _) = reg
-        .retry(&what, || {
-            reg.client.pull_manifest_raw(&reg.reference, &reg.auth, &[format::OCI_MANIFEST_MEDIA_TYPE])
-        })
-        .await?;
+    // Our own GET, which stops reading at the manifest limit (oci-client's reads it whole).
+    let bytes = reg.retry(&what, || crate::registry::manifest::fetch(reg)).await?;
     let digest = format::sha256_digest(&bytes);
     if let Some(want) = reg.reference.digest() {
         if want != digest {

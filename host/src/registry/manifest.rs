@@ -1,0 +1,84 @@
+//! The manifest, fetched with a GET of our own so that a hostile registry cannot make pull hold
+//! more than [`MAX_MANIFEST_BYTES`] of it: oci-client's `pull_manifest_raw` reads the whole body
+//! before anything can look at its size.
+//!
+//! The request is the one the distribution spec describes and oci-client sends:
+//! `GET /v2/<repository>/manifests/<tag|digest>` with `Accept` naming the OCI image manifest,
+//! authenticated as oci-client authenticates (the bearer token [`Registry::login`] obtained,
+//! else the basic credentials, else none). A `Content-Length` over the limit is refused before
+//! the body is read; otherwise the body is read chunk by chunk and the connection dropped as
+//! soon as it passes the limit. Every other response pull keeps in memory is bounded too: the
+//! config blob while streaming ([`MAX_CONFIG_BYTES`](crate::registry::format::MAX_CONFIG_BYTES)),
+//! error bodies here at [`MAX_ERROR_BYTES`].
+
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+
+use crate::registry::client::Registry;
+use crate::registry::format::{self, MAX_MANIFEST_BYTES};
+
+/// The most of an error response's body kept for the message.
+pub const MAX_ERROR_BYTES: usize = 4 << 10;
+
+/// The manifest's URL, as oci-client builds it.
+fn url(reg: &Registry, scheme: &str) -> String {
+    let r = &reg.reference;
+    let target = r.digest().or(r.tag()).unwrap_or("latest");
+    format!("{scheme}://{}/v2/{}/manifests/{target}", r.resolve_registry(), r.repository())
+}
+
+/// Fetches the manifest's bytes, at most [`MAX_MANIFEST_BYTES`]; checks them against the
+/// `Docker-Content-Digest` header when the registry sends one.
+pub(crate) async fn fetch(reg: &Registry) -> Result<Vec<u8>, OciDistributionError> {
+    let url = url(reg, if reg.plain_http { "http" } else { "https" });
+    let mut req = reg.http.get(&url).header(reqwest::header::ACCEPT, format::OCI_MANIFEST_MEDIA_TYPE);
+    let bearer = reg.bearer.lock().ok().and_then(|b| b.clone());
+    req = match (bearer, &reg.auth) {
+        (Some(token), _) => req.bearer_auth(token),
+        (None, RegistryAuth::Basic(user, password)) => req.basic_auth(user, Some(password)),
+        (None, RegistryAuth::Bearer(token)) => req.bearer_auth(token),
+        (None, _) => req,
+    };
+    let mut res = req.send().await?;
+    let status = res.status();
+    if !status.is_success() {
+        let body = read_bounded(&mut res, MAX_ERROR_BYTES).await.ok().flatten().unwrap_or_default();
+        let message = String::from_utf8_lossy(&body).trim().to_string();
+        return Err(OciDistributionError::ServerError { code: status.as_u16(), url, message });
+    }
+    let too_large = || {
+        OciDistributionError::GenericError(Some(format!(
+            "the manifest is larger than the limit of {MAX_MANIFEST_BYTES} bytes (4 MiB); stopped reading"
+        )))
+    };
+    if res.content_length().is_some_and(|n| n > MAX_MANIFEST_BYTES as u64) {
+        return Err(too_large());
+    }
+    let header = res.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = read_bounded(&mut res, MAX_MANIFEST_BYTES).await?.ok_or_else(too_large)?;
+    if let Some(want) = header.filter(|h| h.starts_with("sha256:")) {
+        let got = format::sha256_digest(&body);
+        if want != got {
+            return Err(OciDistributionError::GenericError(Some(format!(
+                "the manifest's bytes have digest {got}, the registry's Docker-Content-Digest says {want}"
+            ))));
+        }
+    }
+    Ok(body)
+}
+
+/// Reads the body up to `cap` bytes; `None` (and the response dropped, closing the connection)
+/// as soon as it holds more.
+async fn read_bounded(
+    res: &mut reqwest::Response,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, OciDistributionError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = res.chunk().await? {
+        if out.len().checked_add(chunk.len()).is_none_or(|n| n > cap) {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
