@@ -222,4 +222,49 @@ mod tests {
         plain.update(&data);
         assert_eq!(plain.finish(), crate::hex::sha256_digest(&d.sha256));
     }
+
+    /// A backend that counts what it hashes and hands it to `Sha2`.
+    #[derive(Debug)]
+    struct Counting(core::sync::atomic::AtomicU64, core::sync::atomic::AtomicU64);
+
+    struct CountingState(&'static Counting, Box<dyn Sha256State>);
+
+    impl Sha256State for CountingState {
+        fn update(&mut self, bytes: &[u8]) {
+            self.0 .0.fetch_add(bytes.len() as u64, core::sync::atomic::Ordering::Relaxed);
+            self.1.update(bytes);
+        }
+        fn update_zeros(&mut self, len: u64) {
+            self.0 .1.fetch_add(len, core::sync::atomic::Ordering::Relaxed);
+            self.1.update_zeros(len);
+        }
+        fn finish(self: Box<Self>) -> [u8; 32] {
+            self.1.finish()
+        }
+    }
+
+    static COUNTING: Counting =
+        Counting(core::sync::atomic::AtomicU64::new(0), core::sync::atomic::AtomicU64::new(0));
+
+    impl Sha256Backend for &'static Counting {
+        fn start(&self) -> Box<dyn Sha256State> {
+            Box::new(CountingState(self, Sha2.start()))
+        }
+    }
+
+    #[test]
+    fn a_backend_computes_every_digest_and_gives_the_same_digests() {
+        let data = [7u8; 100];
+        let mut want = MemberHasher::new(1100, true);
+        let mut got = MemberHasher::with_backend(&&COUNTING, 1100, true);
+        for h in [&mut want, &mut got] {
+            h.update(&data);
+            h.update_zeros(1000);
+        }
+        assert_eq!(got.finish(), want.finish());
+        let prefix = (SPARSE_SHA256_V1.len() + 1 + 8) as u64;
+        // Content twice (plain and sparse) plus the sparse prefix; holes as one call per state.
+        assert_eq!(COUNTING.0.load(core::sync::atomic::Ordering::Relaxed), 2 * 100 + prefix);
+        assert_eq!(COUNTING.1.load(core::sync::atomic::Ordering::Relaxed), 2 * 1000);
+    }
 }
