@@ -109,7 +109,8 @@ enum Command {
     ///
     /// Imports still running are never touched. Every import does this first on its own.
     /// Also removes verification records (see `export --rehash`) of uppers that are gone or
-    /// changed.
+    /// changed, and empties the pull blob cache (<home>/cache/snapbundle/blobs: blobs and
+    /// partial downloads a failed `pull` kept for a resume) unless a pull is running.
     Gc(GcArgs),
 }
 
@@ -716,17 +717,32 @@ fn gc(a: &GcArgs) -> Result<(), HostError> {
     let pruned = records.prune().map_err(|e| {
         HostError::io(format!("pruning verification records in {}", records.dir().display()), e)
     })?;
+    let blobs = snapbundle::registry::blobs::BlobCache::new(&home);
+    let pulled = blobs.gc().map_err(|e| HostError::io(format!("cleaning {}", blobs.dir().display()), e))?;
     if a.json {
-        return print_out(&json_line(
-            &json!({ "ok": true, "gc": rec, "verification_records_removed": pruned }),
-        ));
+        return print_out(&json_line(&json!({
+            "ok": true, "gc": rec, "verification_records_removed": pruned, "pull_cache": pulled
+        })));
     }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let cache = if pulled.in_use {
+        "left the pull blob cache alone (a pull is running)".to_string()
+    } else {
+        format!(
+            "removed {} pulled blob{} and {} partial download{} ({} bytes) from the pull cache",
+            pulled.blobs_removed,
+            plural(pulled.blobs_removed),
+            pulled.parts_removed,
+            plural(pulled.parts_removed),
+            pulled.bytes_removed
+        )
+    };
     print_out(&format!(
-        "rolled forward {}, removed {}, left {} running; removed {pruned} stale verification record{}\n",
+        "rolled forward {}, removed {}, left {} running; removed {pruned} stale verification record{}; {cache}\n",
         rec.rolled_forward.len(),
         rec.removed.len(),
         rec.running.len(),
-        if pruned == 1 { "" } else { "s" }
+        plural(pruned)
     ))
 }
 

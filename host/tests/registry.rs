@@ -12,6 +12,8 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -564,14 +566,16 @@ fn a_registry_serving_an_endless_manifest_is_cut_off_at_the_limit_and_nothing_is
         };
         assert_eq!(code(&r), "registry_error", "{message}");
         assert!(message.contains("larger than the limit of 4194304 bytes"), "{message}");
-        assert!(tree(dir.path()).is_empty(), "written: {:?}", tree(dir.path()));
+        // Not even the blob cache (which `tree` leaves out).
+        let written: Vec<_> = fs::read_dir(dir.path()).expect("home").collect();
+        assert!(written.is_empty(), "written: {written:?}");
         // The client hung up: the server's writes fail long before the GiB is out.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !fake.seen.hung_up.load(std::sync::atomic::Ordering::SeqCst) {
+        while !fake.seen.hung_up.load(Ordering::SeqCst) {
             assert!(Instant::now() < deadline, "the server never saw the connection closed");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let streamed = fake.seen.streamed.load(std::sync::atomic::Ordering::SeqCst);
+        let streamed = fake.seen.streamed.load(Ordering::SeqCst);
         // 4 MiB read at most, plus what loopback socket buffers held when the client hung up.
         assert!(streamed < 32 << 20, "the server wrote {streamed} bytes (declared length: {declared})");
         let manifest_gets = fake.requests().iter().filter(|q| q.path().contains("/manifests/")).count();
@@ -592,6 +596,19 @@ fn a_registry_serving_an_endless_manifest_is_cut_off_at_the_limit_and_nothing_is
 const TOKEN: &str = "fake-bearer-token-7";
 
 fn bearer_registry(real: &TestRegistry) -> FakeRegistry {
+    served_from(real, true, None)
+}
+
+/// How [`served_from`] misbehaves for one blob.
+#[derive(Clone)]
+enum Trouble {
+    /// Half the bytes, then the connection closes.
+    Cut(String),
+    /// Half the bytes, the rest when the flag is set.
+    Stall(String, Arc<AtomicBool>),
+}
+
+fn served_from(real: &TestRegistry, bearer: bool, trouble: Option<Trouble>) -> FakeRegistry {
     let storage = real.dir.path().join("storage/docker/registry/v2");
     let basic = format!("Basic {}", base64_encode(format!("{USER}:{PASSWORD}").as_bytes()));
     let blob = move |digest: &str| -> Option<Vec<u8>> {
@@ -633,7 +650,7 @@ fn bearer_registry(real: &TestRegistry) -> FakeRegistry {
             }
             return unauthorized(false);
         }
-        if auth != format!("Bearer {TOKEN}") {
+        if bearer && auth != format!("Bearer {TOKEN}") {
             return unauthorized(true);
         }
         let not_found = || {
@@ -656,9 +673,17 @@ fn bearer_registry(real: &TestRegistry) -> FakeRegistry {
             return Answer::Full(200, h, bytes);
         }
         if let Some(digest) = path.strip_prefix("/v2/snaps/web/blobs/") {
-            return match blob(digest) {
-                Some(bytes) => Answer::Full(200, vec![header("Docker-Content-Digest", digest)], bytes),
-                None => not_found(),
+            let headers = vec![header("Docker-Content-Digest", digest)];
+            let Some(body) = blob(digest) else { return not_found() };
+            let send = body.len() / 2;
+            return match &trouble {
+                Some(Trouble::Cut(d)) if d == digest && req.method == "GET" => {
+                    Answer::Partial { headers, body, send, release: None }
+                }
+                Some(Trouble::Stall(d, flag)) if d == digest && req.method == "GET" => {
+                    Answer::Partial { headers, body, send, release: Some(flag.clone()) }
+                }
+                _ => Answer::Full(200, headers, body),
             };
         }
         not_found()
@@ -764,4 +789,116 @@ fn bearer_tokens_from_the_token_endpoint_authenticate_a_pull_and_wrong_credentia
     let sent = fake.requests().len() - before;
     assert!(sent <= 3, "{sent} requests for a refused login: {:#?}", fake.requests());
     assert!(tree(bad_dir.path()).is_empty(), "{:?}", tree(bad_dir.path()));
+}
+
+/// The pull blob cache's files: name to size.
+fn cache_files(root: &Path) -> std::collections::BTreeMap<String, u64> {
+    let dir = root.join("cache/snapbundle/blobs/sha256");
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map_or(0, |m| m.len())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn gc_json(root: &Path) -> Value {
+    support::run_gc(root)["pull_cache"].clone()
+}
+
+#[test]
+fn gc_leaves_a_running_pull_alone_and_empties_the_blob_cache_a_failed_pull_left() {
+    let real = TestRegistry::start(true);
+    let snaps = chain(2, None, small);
+    let tar = bundle(&snaps, None);
+    let (_s, src) = home();
+    import_bytes(&tar, &src);
+    let head = snaps[1].digest();
+    let pushed =
+        push(&src, &head, &real.reference("snaps/web:v1"), &real.connection(None), &quiet_push(true, false))
+            .unwrap_or_else(|e| panic!("push: {e}"));
+    // The blob to misbehave with: the largest (an upper).
+    let big = pushed.blobs.iter().filter(|b| b.member != "config").max_by_key(|b| b.size).expect("blobs");
+    assert!(big.size >= 2, "{big:?}");
+    let (big_digest, big_size) = (big.digest.clone(), big.size);
+    let part_name = format!("{}.part", big_digest.trim_start_matches("sha256:"));
+    let (_f, filed) = home();
+    import_bytes(&tar, &filed);
+
+    // 1. A pull in progress (stalled half-way through one blob): gc leaves its files alone.
+    let release = Arc::new(AtomicBool::new(false));
+    let fake = served_from(&real, false, Some(Trouble::Stall(big_digest.clone(), release.clone())));
+    let (pull_dir, pulled) = home();
+    let target = fake.reference("snaps/web:v1");
+    let running = {
+        let (pulled, target) = (pulled.clone(), target.clone());
+        std::thread::spawn(move || {
+            pull(
+                &pulled,
+                &target,
+                &plain(Default::default()),
+                &quiet_pull(),
+                PullTarget::Import { dest: None },
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cache_files(pull_dir.path()).get(&part_name).is_none_or(|n| *n == 0) {
+        assert!(Instant::now() < deadline, "the pull never started the stalled blob");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = cache_files(pull_dir.path());
+    let v = gc_json(pull_dir.path());
+    assert_eq!(v["in_use"], true, "{v}");
+    assert_eq!((v["blobs_removed"].as_u64(), v["parts_removed"].as_u64()), (Some(0), Some(0)), "{v}");
+    let text = support::command([OsStr::new("gc"), OsStr::new("--home"), pull_dir.path().as_os_str()])
+        .output()
+        .expect("gc");
+    assert!(String::from_utf8_lossy(&text.stdout).contains("a pull is running"), "{}", describe(&text));
+    let after = cache_files(pull_dir.path());
+    assert!(
+        before.keys().all(|k| after.contains_key(k)),
+        "gc removed files of a running pull: {before:?} -> {after:?}"
+    );
+    release.store(true, Ordering::SeqCst);
+    let out = running.join().expect("pull thread").unwrap_or_else(|e| panic!("the stalled pull: {e}"));
+    assert_eq!(out.import.expect("an import").head_digest, head);
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "the pull gc left alone");
+
+    // 2. A pull whose connection is cut in the middle of a blob fails and keeps what it got
+    //    (verified blobs and the partial one, for a resume); gc removes them all and counts them.
+    let cut = served_from(&real, false, Some(Trouble::Cut(big_digest.clone())));
+    let (dir, failed) = home();
+    let r = pull(
+        &failed,
+        &cut.reference("snaps/web:v1"),
+        &plain(Default::default()),
+        &PullOptions { quiet: true, ..Default::default() },
+        PullTarget::Import { dest: None },
+    );
+    assert_eq!(code(&r), "registry_unreachable");
+    let left = cache_files(dir.path());
+    let parts = left.keys().filter(|k| k.ends_with(".part")).count();
+    let blobs = left.len() - parts;
+    assert_eq!(left.get(&part_name), Some(&(big_size / 2)), "{left:?}");
+    // (Other downloads in flight when the cut one failed may have left theirs too.)
+    assert!(parts >= 1, "{left:?}");
+    assert!(blobs >= 1, "{left:?}");
+    let bytes: u64 = left.values().sum();
+    let v = gc_json(dir.path());
+    assert_eq!(v["in_use"], false, "{v}");
+    assert_eq!(v["blobs_removed"].as_u64(), Some(blobs as u64), "{v}");
+    assert_eq!(v["parts_removed"].as_u64(), Some(parts as u64), "{v}");
+    assert_eq!(v["bytes_removed"].as_u64(), Some(bytes), "{v}");
+    assert!(!dir.path().join("cache/snapbundle/blobs").exists(), "the empty cache directories stay");
+    assert!(store(dir.path()).is_empty(), "{:?}", store(dir.path()));
+
+    // Nothing left: gc says so in its text.
+    let text = support::command([OsStr::new("gc"), OsStr::new("--home"), dir.path().as_os_str()])
+        .output()
+        .expect("gc");
+    assert!(text.status.success(), "{}", describe(&text));
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("removed 0 pulled blobs and 0 partial downloads"), "{stdout}");
 }

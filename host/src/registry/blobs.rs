@@ -6,10 +6,22 @@
 //! the one it is named by; so a file named by a digest has been verified once. Pull still hashes
 //! it again while rebuilding the bundle from it, so a cache file changed on disk since is caught
 //! too. A blob whose bytes do not match is deleted and fails the pull, naming it.
+//!
+//! A running pull holds a shared `flock` on the `sha256` directory ([`BlobCache::hold`]) from
+//! before its first download until it has removed its blobs; [`BlobCache::gc`] (run by
+//! `snapbundle gc`) takes it exclusively without waiting, so it clears the cache (stale
+//! `.part` files and verified blobs, kept by failed pulls for a resume) only while no pull runs,
+//! and otherwise leaves it alone and says so. The lock dies with its process, so a killed pull
+//! holds nothing. Whoever waited for the lock checks that the directory it locked is still the
+//! one at the path (a finished pull removes the empty directories) and otherwise starts over.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
+use serde::Serialize;
 
 use futures_util::StreamExt;
 use oci_client::client::BlobResponse;
@@ -25,6 +37,31 @@ use crate::registry::format::Layer;
 #[derive(Debug, Clone)]
 pub struct BlobCache {
     dir: PathBuf,
+}
+
+/// A running pull's shared lock on the blob cache ([`BlobCache::hold`]).
+#[derive(Debug)]
+pub struct CacheHold(#[allow(dead_code)] OwnedFd);
+
+enum Lock {
+    Held(OwnedFd),
+    /// Another process holds it (non-blocking attempts only).
+    Busy,
+    /// The directory is not there (any more).
+    Gone,
+}
+
+/// What [`BlobCache::gc`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CacheGc {
+    /// Verified blobs removed.
+    pub blobs_removed: usize,
+    /// Partial downloads (`.part`) removed.
+    pub parts_removed: usize,
+    /// Bytes they held.
+    pub bytes_removed: u64,
+    /// A pull was running: the cache was left alone.
+    pub in_use: bool,
 }
 
 /// How a blob got into the cache.
@@ -68,13 +105,95 @@ impl BlobCache {
         let _ = fs::remove_file(self.path(digest));
     }
 
-    /// Removes the cache's directories if they are empty (`sha256`, `blobs`, `snapbundle`).
+    /// The `sha256` directory the blobs live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes the cache's directories if they are empty (`sha256`, `blobs`, `snapbundle`) and
+    /// no pull holds the cache.
     pub fn remove_empty_dirs(&self) {
+        let Ok(Lock::Held(_held)) = self.lock(FlockOperation::NonBlockingLockExclusive) else { return };
         for dir in self.dir.ancestors().take(3) {
             if fs::remove_dir(dir).is_err() {
                 return;
             }
         }
+    }
+
+    /// A running pull's hold on the cache (created if missing): a shared `flock` on its
+    /// directory, released when dropped or when the process dies.
+    pub fn hold(&self) -> io::Result<CacheHold> {
+        loop {
+            fs::create_dir_all(&self.dir)?;
+            match self.lock(FlockOperation::LockShared)? {
+                Lock::Held(fd) => return Ok(CacheHold(fd)),
+                // Removed (or replaced) while we waited: once more, on the new one.
+                Lock::Gone | Lock::Busy => continue,
+            }
+        }
+    }
+
+    fn lock(&self, op: FlockOperation) -> io::Result<Lock> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let fd = match rustix::fs::open(&self.dir, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(Lock::Gone),
+            Err(e) => return Err(e.into()),
+        };
+        match rustix::fs::flock(&fd, op) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(Lock::Busy),
+            Err(e) => return Err(e.into()),
+        }
+        let held = rustix::fs::fstat(&fd)?;
+        match rustix::fs::lstat(&self.dir) {
+            Ok(now) if now.st_dev == held.st_dev && now.st_ino == held.st_ino => Ok(Lock::Held(fd)),
+            Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(Lock::Gone),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Clears the cache unless a pull holds it: removes `<hex>.part` files (interrupted
+    /// downloads) and verified blobs (`<hex>`), then the empty directories. Other names are
+    /// left alone.
+    pub fn gc(&self) -> io::Result<CacheGc> {
+        let mut out = CacheGc::default();
+        let _held = match self.lock(FlockOperation::NonBlockingLockExclusive)? {
+            Lock::Held(fd) => fd,
+            Lock::Gone => return Ok(out),
+            Lock::Busy => {
+                out.in_use = true;
+                return Ok(out);
+            }
+        };
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let (hex, part) = match name.strip_suffix(".part") {
+                Some(hex) => (hex, true),
+                None => (name, false),
+            };
+            let is_digest = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            let meta = entry.metadata()?;
+            if !is_digest || !meta.is_file() {
+                continue;
+            }
+            fs::remove_file(entry.path())?;
+            out.bytes_removed = out.bytes_removed.saturating_add(meta.len());
+            if part {
+                out.parts_removed += 1;
+            } else {
+                out.blobs_removed += 1;
+            }
+        }
+        for dir in self.dir.ancestors().take(3) {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Downloads `layer`'s blob into the cache unless it is there; see the module docs.

@@ -4,12 +4,13 @@
 //!
 //! The request is the one the distribution spec describes and oci-client sends:
 //! `GET /v2/<repository>/manifests/<tag|digest>` with `Accept` naming the OCI image manifest,
-//! authenticated as oci-client authenticates (the bearer token [`Registry::login`] obtained,
+//! authenticated as oci-client authenticates (the bearer token the login obtained,
 //! else the basic credentials, else none). A `Content-Length` over the limit is refused before
 //! the body is read; otherwise the body is read chunk by chunk and the connection dropped as
 //! soon as it passes the limit. Every other response pull keeps in memory is bounded too: the
 //! config blob while streaming ([`MAX_CONFIG_BYTES`](crate::registry::format::MAX_CONFIG_BYTES)),
-//! error bodies here at [`MAX_ERROR_BYTES`].
+//! error bodies here at [`MAX_ERROR_BYTES`]. Not bounded: the token endpoint's answer, which
+//! oci-client reads whole while trading basic credentials for a bearer token.
 
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;

@@ -122,6 +122,10 @@ pub fn pull(
     let (manifest_digest, parsed, config) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
     let layers = parsed.layers;
     let cache = BlobCache::new(home);
+    // Held until the blobs are removed, so `snapbundle gc` leaves them alone meanwhile.
+    let hold = cache
+        .hold()
+        .map_err(|e| HostError::io(format!("locking the blob cache {}", shown(cache.dir())), e))?;
     let to_fetch: u64 = layers.iter().filter(|l| !cache.has(&l.digest, l.size)).map(|l| l.size).sum();
     let progress = Arc::new(Progress::new("pulling", Some(to_fetch), opts.quiet));
     let name = reg.reference.to_string();
@@ -188,6 +192,7 @@ pub fn pull(
         for l in &layers {
             cache.remove(&l.digest);
         }
+        drop(hold);
         cache.remove_empty_dirs();
     }
     let (import, bundle) = consumed?;

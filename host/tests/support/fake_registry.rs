@@ -39,6 +39,9 @@ pub enum Answer {
     /// the client hung up; no `Content-Length` (the body ends when the connection closes)
     /// unless `declare_length`.
     Endless { headers: Vec<(String, String)>, prefix: Vec<u8>, total: u64, declare_length: bool },
+    /// Status 200 with the whole body's `Content-Length`, but only its first `send` bytes; then
+    /// the connection is closed (`release: None`), or the rest follows once `release` is set.
+    Partial { headers: Vec<(String, String)>, body: Vec<u8>, send: usize, release: Option<Arc<AtomicBool>> },
 }
 
 /// What the fake recorded.
@@ -136,6 +139,27 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Seen) {
             let _ = out.write_all(head.as_bytes());
             if !head_only {
                 let _ = out.write_all(&body);
+            }
+        }
+        Answer::Partial { headers, body, send, release } => {
+            let mut head =
+                format!("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let (first, rest) = body.split_at(send.min(body.len()));
+            if out.write_all(head.as_bytes()).is_err()
+                || out.write_all(first).is_err()
+                || out.flush().is_err()
+            {
+                return;
+            }
+            if let Some(flag) = release {
+                while !flag.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                let _ = out.write_all(rest);
             }
         }
         Answer::Endless { headers, prefix, total, declare_length } => {
