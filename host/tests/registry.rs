@@ -540,6 +540,7 @@ fn a_registry_serving_an_endless_manifest_is_cut_off_at_the_limit_and_nothing_is
         let fake = FakeRegistry::start(move |req| match (req.method.as_str(), req.path()) {
             ("GET", "/v2/") => Answer::Full(200, vec![], b"{}".to_vec()),
             (_, p) if p.contains("/manifests/") => Answer::Endless {
+                status: 200,
                 headers: vec![header("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
                 prefix: prefix.to_vec(),
                 total: 1 << 30,
@@ -606,6 +607,8 @@ enum Trouble {
     Cut(String),
     /// Half the bytes, the rest when the flag is set.
     Stall(String, Arc<AtomicBool>),
+    /// 400 with an endless error body.
+    EndlessError(String),
 }
 
 fn served_from(real: &TestRegistry, bearer: bool, trouble: Option<Trouble>) -> FakeRegistry {
@@ -683,6 +686,13 @@ fn served_from(real: &TestRegistry, bearer: bool, trouble: Option<Trouble>) -> F
                 Some(Trouble::Stall(d, flag)) if d == digest && req.method == "GET" => {
                     Answer::Partial { headers, body, send, release: Some(flag.clone()) }
                 }
+                Some(Trouble::EndlessError(d)) if d == digest && req.method == "GET" => Answer::Endless {
+                    status: 400,
+                    headers: vec![header("Content-Type", "application/json")],
+                    prefix: br#"{"errors":[{"code":"BLOB_UNKNOWN","message":""#.to_vec(),
+                    total: 1 << 30,
+                    declare_length: false,
+                },
                 _ => Answer::Full(200, headers, body),
             };
         }
@@ -901,4 +911,40 @@ fn gc_leaves_a_running_pull_alone_and_empties_the_blob_cache_a_failed_pull_left(
     assert!(text.status.success(), "{}", describe(&text));
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(stdout.contains("removed 0 pulled blobs and 0 partial downloads"), "{stdout}");
+}
+
+#[test]
+fn an_endless_error_body_for_a_blob_is_cut_off_and_the_pull_fails_naming_the_blob() {
+    let real = TestRegistry::start(true);
+    let snaps = chain(1, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let head = snaps[0].digest();
+    let pushed =
+        push(&src, &head, &real.reference("snaps/web:v1"), &real.connection(None), &quiet_push(false, false))
+            .unwrap_or_else(|e| panic!("push: {e}"));
+    let blob = pushed.blobs.iter().find(|b| b.member != "config").expect("a layer").digest.clone();
+    let fake = served_from(&real, false, Some(Trouble::EndlessError(blob.clone())));
+    let (dir, h) = home();
+    let r = pull(
+        &h,
+        &fake.reference("snaps/web:v1"),
+        &plain(Default::default()),
+        &quiet_pull(),
+        PullTarget::Import { dest: None },
+    );
+    let message = match &r {
+        Err(e) => e.to_string(),
+        Ok(o) => panic!("pulled: {o:?}"),
+    };
+    assert_eq!(code(&r), "registry_error", "{message}");
+    assert!(message.contains(&blob) && message.contains("400"), "{message}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fake.seen.hung_up.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the server never saw the connection closed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let streamed = fake.seen.streamed.load(Ordering::SeqCst);
+    assert!(streamed < 32 << 20, "the server wrote {streamed} bytes of error body");
+    assert!(store(dir.path()).is_empty(), "{:?}", store(dir.path()));
 }

@@ -23,8 +23,6 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use serde::Serialize;
 
-use futures_util::StreamExt;
-use oci_client::client::BlobResponse;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{shown, HostError};
@@ -274,27 +272,32 @@ impl BlobCache {
         } else if len != 0 {
             file.set_len(0).map_err(io_fatal(format!("truncating {}", shown(part))))?;
         }
-        let response = reg
-            .client
-            .pull_blob_stream_partial(&reg.reference, layer.digest.as_str(), have, None)
-            .await
-            .map_err(|e| match crate::registry::client::classify(&e) {
+        let fatal_or_retry =
+            |e: oci_client::errors::OciDistributionError| match crate::registry::client::classify(&e) {
                 crate::registry::client::Failure::Transient => Step::Retry(error_text(&e)),
                 f => Step::Fatal(reg.error(what, f, &e, 1)),
-            })?;
-        let (mut stream, resumed) = match response {
-            BlobResponse::Partial(s) if have > 0 => (s.stream, true),
-            BlobResponse::Partial(s) | BlobResponse::Full(s) => {
-                if have > 0 {
-                    file.set_len(0).map_err(io_fatal(format!("truncating {}", shown(part))))?;
-                    hasher = Sha256::new();
-                    have = 0;
-                }
-                (s.stream, false)
-            }
-        };
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Step::Retry(error_text(&e)))?;
+            };
+        let mut response =
+            crate::registry::manifest::get(reg, &format!("blobs/{}", layer.digest), None, have)
+                .await
+                .map_err(fatal_or_retry)?;
+        // 206 from where we asked continues the part; anything else is the whole blob again.
+        let continues = response.status() == reqwest::StatusCode::PARTIAL_CONTENT
+            && response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(&format!("bytes {have}-")));
+        let resumed = have > 0 && continues;
+        if have > 0 && !continues {
+            file.set_len(0).map_err(io_fatal(format!("truncating {}", shown(part))))?;
+            hasher = Sha256::new();
+            have = 0;
+        }
+        if response.status() == reqwest::StatusCode::PARTIAL_CONTENT && !continues {
+            return Err(Step::Retry("the registry answered a range that was not asked for".into()));
+        }
+        while let Some(chunk) = response.chunk().await.map_err(|e| Step::Retry(error_text(&e)))? {
             have = have.saturating_add(chunk.len() as u64);
             if have > layer.size {
                 let _ = fs::remove_file(part);

@@ -6,7 +6,8 @@
 //! 0.6.2 tar stream from the layers and runs it through [`crate::import`], so validation,
 //! staging and promotion are import's own. Requests go through `oci-client`
 //! ([`client`]: TLS by default, retries with backoff, never on 401/403; [`auth`]: credentials
-//! from the command line or the Docker configuration).
+//! from the command line or the Docker configuration), except pull's GETs, which are our own
+//! so that what a registry sends is bounded while it is read ([`manifest`](mod@manifest)).
 //!
 //! ```no_run
 //! use snapbundle::home::Home;

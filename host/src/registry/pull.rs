@@ -254,10 +254,9 @@ async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>,
     let what = format!("fetching blob {digest} (config) from {}", reg.repository());
     let bytes = reg
         .retry(&what, || async move {
-            let mut s = reg.client.pull_blob_stream(&reg.reference, digest).await?;
+            let mut s = crate::registry::manifest::get(reg, &format!("blobs/{digest}"), None, 0).await?;
             let mut out = Vec::new();
-            while let Some(chunk) = s.next().await {
-                let chunk = chunk?;
+            while let Some(chunk) = s.chunk().await? {
                 if (out.len() as u64).saturating_add(chunk.len() as u64) > size {
                     return Err(oci_client::errors::OciDistributionError::GenericError(Some(format!(
                         "the config blob is larger than its {size} bytes"

@@ -35,10 +35,10 @@ impl Request {
 pub enum Answer {
     /// Status, headers and a whole body (`Content-Length` added).
     Full(u16, Vec<(String, String)>, Vec<u8>),
-    /// Status 200, headers, then `prefix` and `filler` repeated until `total` bytes went out or
+    /// `status`, headers, then `prefix` and `filler` repeated until `total` bytes went out or
     /// the client hung up; no `Content-Length` (the body ends when the connection closes)
     /// unless `declare_length`.
-    Endless { headers: Vec<(String, String)>, prefix: Vec<u8>, total: u64, declare_length: bool },
+    Endless { status: u16, headers: Vec<(String, String)>, prefix: Vec<u8>, total: u64, declare_length: bool },
     /// Status 200 with the whole body's `Content-Length`, but only its first `send` bytes; then
     /// the connection is closed (`release: None`), or the rest follows once `release` is set.
     Partial { headers: Vec<(String, String)>, body: Vec<u8>, send: usize, release: Option<Arc<AtomicBool>> },
@@ -162,8 +162,8 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Seen) {
                 let _ = out.write_all(rest);
             }
         }
-        Answer::Endless { headers, prefix, total, declare_length } => {
-            let mut head = String::from("HTTP/1.1 200 OK\r\nConnection: close\r\n");
+        Answer::Endless { status, headers, prefix, total, declare_length } => {
+            let mut head = format!("HTTP/1.1 {status} {}\r\nConnection: close\r\n", reason(status));
             if declare_length {
                 head.push_str(&format!("Content-Length: {total}\r\n"));
             }
