@@ -41,7 +41,7 @@ pub struct Registry {
     pub(crate) rt: tokio::runtime::Runtime,
     pub(crate) client: Client,
     /// A plain HTTP client with the same TLS settings, for the bounded manifest GET
-    /// ([`crate::registry::manifest`]).
+    /// ([`crate::registry::fetch`]).
     pub(crate) http: reqwest::Client,
     /// The bearer token [`Registry::login`] obtained, if the registry asked for one.
     pub(crate) bearer: std::sync::Mutex<Option<String>>,

@@ -7,7 +7,7 @@
 //! staging and promotion are import's own. Requests go through `oci-client`
 //! ([`client`]: TLS by default, retries with backoff, never on 401/403; [`auth`]: credentials
 //! from the command line or the Docker configuration), except pull's GETs, which are our own
-//! so that what a registry sends is bounded while it is read ([`manifest`](mod@manifest)).
+//! so that what a registry sends is bounded while it is read ([`fetch`](mod@fetch)).
 //!
 //! ```no_run
 //! use snapbundle::home::Home;
@@ -26,8 +26,8 @@
 pub mod auth;
 pub mod blobs;
 pub mod client;
+pub mod fetch;
 pub mod format;
-pub mod manifest;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -222,7 +222,7 @@ async fn fetch_metadata(
     reg.login(RegistryOperation::Pull).await?;
     let what = format!("fetching the manifest of {}", reg.reference);
     // Our own GET, which stops reading at the manifest limit (oci-client's reads it whole).
-    let bytes = reg.retry(&what, || crate::registry::manifest::fetch(reg)).await?;
+    let bytes = reg.retry(&what, || crate::registry::fetch::fetch(reg)).await?;
     let digest = format::sha256_digest(&bytes);
     if let Some(want) = reg.reference.digest() {
         if want != digest {
@@ -254,7 +254,7 @@ async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>,
     let what = format!("fetching blob {digest} (config) from {}", reg.repository());
     let bytes = reg
         .retry(&what, || async move {
-            let mut s = crate::registry::manifest::get(reg, &format!("blobs/{digest}"), None, 0).await?;
+            let mut s = crate::registry::fetch::get(reg, &format!("blobs/{digest}"), None, 0).await?;
             let mut out = Vec::new();
             while let Some(chunk) = s.chunk().await? {
                 if (out.len() as u64).saturating_add(chunk.len() as u64) > size {

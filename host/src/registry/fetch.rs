@@ -1,17 +1,18 @@
-//! The manifest, fetched with a GET of our own so that a hostile registry cannot make pull hold
-//! more than [`MAX_MANIFEST_BYTES`] of it: oci-client's `pull_manifest_raw` reads the whole body
-//! before anything can look at its size.
+//! Pull's GETs (manifest, config blob, blobs), our own so that a hostile registry cannot make
+//! pull hold more than it must: the manifest is bounded at [`MAX_MANIFEST_BYTES`] while it is
+//! read (oci-client's `pull_manifest_raw` reads the whole body first), error bodies at
+//! [`MAX_ERROR_BYTES`] (oci-client reads a failed blob request's body whole).
 //!
-//! The request is the one the distribution spec describes and oci-client sends:
-//! `GET /v2/<repository>/manifests/<tag|digest>` with `Accept` naming the OCI image manifest,
-//! authenticated as oci-client authenticates (the bearer token the login obtained,
-//! else the basic credentials, else none). A `Content-Length` over the limit is refused before
+//! The manifest request is the one the distribution spec describes and oci-client sends:
+//! `GET /v2/<repository>/manifests/<tag|digest>` with `Accept` naming the OCI image manifest;
+//! blobs are `GET /v2/<repository>/blobs/<digest>` (with `Range: bytes=<n>-` to resume). All are
+//! authenticated as oci-client authenticates (the bearer token the login obtained, else the
+//! basic credentials, else none). A manifest `Content-Length` over the limit is refused before
 //! the body is read; otherwise the body is read chunk by chunk and the connection dropped as
-//! soon as it passes the limit. Every other response pull keeps in memory is bounded too: the
-//! config blob while streaming ([`MAX_CONFIG_BYTES`](crate::registry::format::MAX_CONFIG_BYTES)),
-//! error bodies at [`MAX_ERROR_BYTES`]. Blobs and the config are fetched with the same `get`
-//! (streamed to disk, or bounded by their descriptor's size). Not bounded: the token endpoint's answer, which
-//! oci-client reads whole while trading basic credentials for a bearer token.
+//! soon as it passes the limit. The config blob is bounded by its descriptor's size while it
+//! streams ([`MAX_CONFIG_BYTES`](crate::registry::format::MAX_CONFIG_BYTES) at most), blobs go
+//! to disk. Not bounded: the token endpoint's answer, which oci-client reads whole while trading
+//! credentials for a bearer token.
 
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
