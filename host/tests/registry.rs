@@ -3,7 +3,8 @@
 //! HTTP): round trips equal to file imports, deduplication, a registry dying mid-push, a
 //! tampered blob, wrong credentials, Docker config credentials, and `pull -o` giving the bundle
 //! `export` (and real 0.6.2) writes. A small fake registry (`support::fake_registry`) plays what
-//! the real one cannot cheaply: an endless manifest, and a bearer-token registry.
+//! the real one cannot cheaply: endless manifests, error bodies and token answers, a
+//! bearer-token registry, and blob downloads stalled or cut half-way (for `gc`).
 
 mod support;
 
@@ -947,4 +948,48 @@ fn an_endless_error_body_for_a_blob_is_cut_off_and_the_pull_fails_naming_the_blo
     let streamed = fake.seen.streamed.load(Ordering::SeqCst);
     assert!(streamed < 32 << 20, "the server wrote {streamed} bytes of error body");
     assert!(store(dir.path()).is_empty(), "{:?}", store(dir.path()));
+}
+
+#[test]
+fn an_endless_token_endpoint_answer_is_cut_off_at_the_limit() {
+    let fake = FakeRegistry::start(|req| {
+        if req.path() == "/token" {
+            return Answer::Endless {
+                status: 200,
+                headers: vec![header("Content-Type", "application/json")],
+                prefix: br#"{"token":""#.to_vec(),
+                total: 1 << 30,
+                declare_length: false,
+            };
+        }
+        let host = req.header("host").unwrap_or("127.0.0.1");
+        let challenge = format!(r#"Bearer realm="http://{host}/token",service="fake-registry""#);
+        Answer::Full(401, vec![header("WWW-Authenticate", &challenge)], b"{}".to_vec())
+    });
+    let (dir, h) = home();
+    let creds = snapbundle::registry::Credentials::Basic { username: USER.into(), password: PASSWORD.into() };
+    let r = pull(
+        &h,
+        &fake.reference("snaps/web:v1"),
+        &plain(creds),
+        &quiet_pull(),
+        PullTarget::Import { dest: None },
+    );
+    let message = match &r {
+        Err(e) => e.to_string(),
+        Ok(o) => panic!("pulled: {o:?}"),
+    };
+    assert_eq!(code(&r), "registry_error", "{message}");
+    assert!(message.contains("larger than the limit of 65536 bytes"), "{message}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fake.seen.hung_up.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the server never saw the connection closed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let streamed = fake.seen.streamed.load(Ordering::SeqCst);
+    assert!(streamed < 32 << 20, "the server wrote {streamed} bytes of token answer");
+    let tokens = fake.requests().iter().filter(|q| q.path() == "/token").count();
+    assert_eq!(tokens, 1, "a refused token answer is not fetched again");
+    let written: Vec<_> = fs::read_dir(dir.path()).expect("home").collect();
+    assert!(written.is_empty(), "written: {written:?}");
 }

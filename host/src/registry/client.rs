@@ -168,10 +168,24 @@ impl Registry {
     }
 
     /// Authenticates for `op` (basic credentials, or a bearer token from the registry's token
-    /// endpoint when it asks for one), then proves the credentials with one cheap request (a
-    /// HEAD for a blob no one has), so that wrong ones fail before any work, in two requests.
+    /// endpoint when it asks for one), then proves the credentials with one cheap request for a
+    /// blob no one has, so that wrong ones fail before any work, in few requests. Pull does both
+    /// with its own bounded requests ([`crate::registry::fetch`]), push through oci-client.
     pub(crate) async fn login(&self, op: RegistryOperation) -> Result<(), HostError> {
         let what = format!("authenticating to {}", self.repository());
+        if op == RegistryOperation::Pull {
+            // Pull's own (bounded) token exchange and probe; see `fetch`.
+            let token = self.retry(&what, || crate::registry::fetch::token(self)).await?;
+            if let Ok(mut bearer) = self.bearer.lock() {
+                *bearer = token;
+            }
+            let probe = format!("blobs/sha256:{}", "0".repeat(64));
+            return match self.retry(&what, || crate::registry::fetch::get(self, &probe, None, 0)).await {
+                Ok(_) => Ok(()),
+                Err(HostError::Registry { code: "registry_not_found", .. }) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
         let token = self
             .retry(&what, || async move { self.client.auth(&self.reference, &self.auth, op).await })
             .await?;
