@@ -131,16 +131,33 @@ pub fn chunks(data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+/// [`limits`] with a 256 KiB decompressed budget, for `validator_zstd`: what it explores is the
+/// zstd gate and the decoder, whose paths do not need megabytes of output; zero-bomb inputs
+/// stop at the budget after a quarter millisecond instead of several.
+pub fn zstd_limits() -> Limits {
+    Limits { max_decompressed_bytes: 256 << 10, ..limits() }
+}
+
 /// The validator over `data` in one push.
 pub fn validate_whole(data: &[u8]) -> Result<Report, Error> {
-    let mut v = Validator::new(limits());
+    validate_whole_with(data, limits())
+}
+
+/// [`validate_whole`] with other limits.
+pub fn validate_whole_with(data: &[u8], limits: Limits) -> Result<Report, Error> {
+    let mut v = Validator::new(limits);
     v.push(data, &mut NullSink)?;
     v.finish()
 }
 
 /// The validator over `data` pushed in the derived chunks.
 pub fn validate_chunked(data: &[u8]) -> Result<Report, Error> {
-    let mut v = Validator::new(limits());
+    validate_chunked_with(data, limits())
+}
+
+/// [`validate_chunked`] with other limits.
+pub fn validate_chunked_with(data: &[u8], limits: Limits) -> Result<Report, Error> {
+    let mut v = Validator::new(limits);
     for c in chunks(data) {
         v.push(c, &mut NullSink)?;
     }
@@ -149,8 +166,13 @@ pub fn validate_chunked(data: &[u8]) -> Result<Report, Error> {
 
 /// The validator oracle: same verdict, same report or same error, for both chunkings.
 pub fn check_validator(data: &[u8]) -> Result<Report, Error> {
-    let whole = validate_whole(data);
-    let chunked = validate_chunked(data);
+    check_validator_with(data, limits())
+}
+
+/// [`check_validator`] with other limits.
+pub fn check_validator_with(data: &[u8], limits: Limits) -> Result<Report, Error> {
+    let whole = validate_whole_with(data, limits);
+    let chunked = validate_chunked_with(data, limits);
     assert_eq!(whole, chunked, "the chunked run differs from the single-chunk run");
     if let Err(e) = &whole {
         // Every error has a stable code and a message.
