@@ -101,8 +101,8 @@ pub fn verify(snap: &Snapshot, records: Option<&Records>) -> Result<IntegritySta
     };
     let upper = snap.upper_path();
     let file = File::open(&upper).map_err(|e| HostError::io(format!("opening {}", shown(&upper)), e))?;
-    let stat = |f: &File| f.metadata().ok().and_then(|md| FileState::of(&md));
-    let before = stat(&file);
+    // The state before hashing: `Records::record` re-reads it and records nothing if it changed.
+    let before = file.metadata().ok().and_then(|md| FileState::of(&md));
     let mut h = IntegrityHasher::new(algorithm, snap.manifest.upper.size_bytes);
     sparse::read_logical(&file, snap.manifest.upper.size_bytes, &mut |c| {
         match c {
@@ -119,7 +119,7 @@ pub fn verify(snap: &Snapshot, records: Option<&Records>) -> Result<IntegritySta
             SnapshotError::DigestMismatch { manifest: integrity.digest.clone(), file: computed },
         ));
     }
-    if let (Some(records), Some(state)) = (records, before.filter(|b| stat(&file).as_ref() == Some(b))) {
+    if let (Some(records), Some(state)) = (records, before) {
         let _ = records.record(&file, &upper, &state, &integrity.algorithm, &computed);
     }
     Ok(IntegrityStatus::Verified { algorithm: integrity.algorithm.clone(), digest: computed })

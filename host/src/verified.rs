@@ -113,6 +113,13 @@ fn now() -> (i64, u32) {
     }
 }
 
+/// The record stored at `path`, if it can be read (at most [`MAX_RECORD`] bytes) and parses.
+fn read_record(path: &Path) -> Option<Record> {
+    let mut bytes = Vec::new();
+    File::open(path).ok()?.take(MAX_RECORD).read_to_end(&mut bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The verification records of one microsandbox home.
 #[derive(Debug, Clone)]
 pub struct Records {
@@ -136,10 +143,7 @@ impl Records {
 
     /// The record for the file in `state`, if one exists and parses.
     pub fn get(&self, state: &FileState) -> Option<Record> {
-        let file = File::open(self.path_for(state)).ok()?;
-        let mut bytes = Vec::new();
-        file.take(MAX_RECORD).read_to_end(&mut bytes).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        read_record(&self.path_for(state))
     }
 
     /// Whether a record vouches for `file` (opened, in the state `md`) carrying `algorithm`
@@ -203,16 +207,11 @@ impl Records {
             if !name.ends_with(".json") && !name.starts_with(".record-") {
                 continue;
             }
-            let record: Option<Record> = File::open(entry.path()).ok().and_then(|f| {
-                let mut bytes = Vec::new();
-                f.take(MAX_RECORD).read_to_end(&mut bytes).ok()?;
-                serde_json::from_slice(&bytes).ok()
-            });
-            let live = record.is_some_and(|r| {
+            let live = read_record(&entry.path()).is_some_and(|r| {
                 fs::symlink_metadata(&r.path)
                     .ok()
                     .and_then(|md| FileState::of(&md))
-                    .is_some_and(|s| s == r.state && name == format!("{}-{}.json", s.dev, s.ino))
+                    .is_some_and(|s| s == r.state && self.path_for(&s) == entry.path())
             });
             if !live {
                 fs::remove_file(entry.path())?;
