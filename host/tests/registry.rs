@@ -28,6 +28,7 @@ use snapbundle::registry::{PullOptions, PullTarget, PushOptions};
 use snapbundle::HostError;
 use snapbundle_tests::builder::{self, ImageCache, Integrity, Snapshot, Tar};
 use support::fake_registry::{Answer, FakeRegistry};
+use support::mini_registry::{base64_encode, Mini};
 use support::registry::{tamper, TestRegistry, PASSWORD, USER};
 use support::{command, content, describe, fixture, tree, Tree};
 
@@ -443,23 +444,6 @@ fn credentials_come_from_the_docker_config() {
     assert!(out.status.success(), "{}", describe(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert_eq!(v["pull"]["import"]["head_digest"], head.as_str(), "{v}");
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in bytes.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
 }
 
 #[test]
@@ -992,4 +976,182 @@ fn an_endless_token_endpoint_answer_is_cut_off_at_the_limit() {
     assert_eq!(tokens, 1, "a refused token answer is not fetched again");
     let written: Vec<_> = fs::read_dir(dir.path()).expect("home").collect();
     assert!(written.is_empty(), "written: {written:?}");
+}
+
+fn mini_connection(attempts: u32) -> snapbundle::registry::Connection {
+    snapbundle::registry::Connection {
+        plain_http: true,
+        credentials: snapbundle::registry::Credentials::Basic {
+            username: USER.into(),
+            password: PASSWORD.into(),
+        },
+        jobs: 1,
+        attempts,
+        ..Default::default()
+    }
+}
+
+/// Pulls `target` from the mini registry into a fresh home and checks the store equals a
+/// file import of `snaps`.
+fn assert_pulls_like_a_file_import(
+    target: &str,
+    conn: &snapbundle::registry::Connection,
+    snaps: &[Snapshot],
+) {
+    let (_p, pulled) = home();
+    pull(&pulled, target, conn, &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull: {e}"));
+    let (_f, filed) = home();
+    import_bytes(&bundle(snaps, None), &filed);
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "pulled from the mini registry");
+}
+
+#[test]
+fn a_push_trades_credentials_for_a_push_scoped_bearer_token_and_sends_it_with_every_request() {
+    let (fake, mini) = Mini::start(Mini::new(Some("tok-push")));
+    let snaps = chain(2, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/web:v1");
+    let pushed = push(&src, &snaps[1].digest(), &target, &mini_connection(4), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    assert_eq!(pushed.uploaded, 5, "{pushed:#?}");
+    assert_eq!(
+        mini.scopes.lock().expect("scopes").first().map(String::as_str),
+        Some("repository:snaps/web:pull,push")
+    );
+    assert_eq!(mini.issued.load(Ordering::SeqCst), 1, "one token for the whole push");
+    let requests = fake.requests();
+    let repo_requests: Vec<_> = requests.iter().filter(|r| r.path().starts_with("/v2/snaps/web/")).collect();
+    assert!(repo_requests.iter().any(|r| r.method == "PUT" && r.path() == "/v2/snaps/web/manifests/v1"));
+    assert!(
+        repo_requests.iter().all(|r| r.header("authorization") == Some("Bearer tok-push")),
+        "a request without the token: {repo_requests:#?}"
+    );
+    assert_pulls_like_a_file_import(&target, &mini_connection(4), &snaps);
+
+    // The wrong password: the token endpoint refuses, the push stops at once, nothing is put.
+    let (fake2, _mini2) = Mini::start(Mini::new(Some("tok-push")));
+    let mut conn = mini_connection(4);
+    conn.credentials =
+        snapbundle::registry::Credentials::Basic { username: USER.into(), password: "wrong".into() };
+    let r = push(&src, &snaps[1].digest(), &fake2.reference("snaps/web:v1"), &conn, &quiet_push(true, false));
+    assert_eq!(code(&r), "registry_auth");
+    assert!(fake2.requests().len() <= 3, "{:#?}", fake2.requests());
+    assert!(!fake2.requests().iter().any(|r| r.method != "GET"), "{:#?}", fake2.requests());
+}
+
+#[test]
+fn a_push_reads_at_most_a_bounded_part_of_an_endless_answer_and_makes_no_tag() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    mini.set_fault(|req| {
+        (req.method == "POST").then(|| Answer::Endless {
+            status: 400,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            prefix: b"{\"errors\":[{\"code\":\"BLOB_UPLOAD_INVALID\",\"message\":\"".to_vec(),
+            total: 1 << 30,
+            declare_length: false,
+        })
+    });
+    let snaps = chain(1, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let r = push(
+        &src,
+        &snaps[0].digest(),
+        &fake.reference("snaps/web:v1"),
+        &mini_connection(4),
+        &quiet_push(true, false),
+    );
+    assert_eq!(code(&r), "registry_error");
+    let msg = r.expect_err("error").to_string();
+    assert!(
+        msg.contains("BLOB_UPLOAD_INVALID") && msg.len() < 8 << 10,
+        "{} bytes: {}",
+        msg.len(),
+        &msg[..200.min(msg.len())]
+    );
+    let streamed = fake.seen.streamed.load(Ordering::SeqCst);
+    assert!(streamed < 32 << 20, "the server wrote {streamed} bytes of error body");
+    assert!(fake.seen.hung_up.load(Ordering::SeqCst), "the client read to the end");
+    assert!(mini.manifests.lock().expect("manifests").is_empty(), "a tag was made");
+    assert!(!fake.requests().iter().any(|r| r.method == "PUT"));
+    // The push's spool is gone with it.
+    let spool = src.cache.join("snapbundle").join("tmp");
+    let left: Vec<_> =
+        fs::read_dir(&spool).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// An upper whose blob takes several upload chunks.
+fn chunky(i: usize) -> (Vec<u8>, Integrity) {
+    (support::noise(snapbundle::registry::push::CHUNK * 2 + (1 << 20), 3 * i as u64 + 11), Integrity::Sha256)
+}
+
+#[test]
+fn an_upload_failing_mid_blob_continues_from_where_the_registry_stands() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    // The second chunk of the upload fails once, after the registry kept the first.
+    let patches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = patches.clone();
+    mini.set_fault(move |req| {
+        (req.method == "PATCH" && p.fetch_add(1, Ordering::SeqCst) == 1)
+            .then(|| Answer::Full(503, Vec::new(), b"busy".to_vec()))
+    });
+    let snaps = chain(1, None, chunky);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/big:v1");
+    let pushed = push(&src, &snaps[0].digest(), &target, &mini_connection(4), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    assert!(upper.resumed && upper.size > 2 * snapbundle::registry::push::CHUNK as u64, "{upper:#?}");
+    // Every byte taken once: the chunk before the failure was not sent again.
+    assert_eq!(upper.sent, upper.size, "{upper:#?}");
+    assert_eq!(pushed.retries, 1);
+    let requests = fake.requests();
+    let posts = requests.iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 3, "one session per blob (manifest, upper, config), none restarted: {requests:#?}");
+    assert!(
+        requests.iter().any(|r| r.method == "GET" && r.path().contains("/blobs/uploads/")),
+        "no status asked"
+    );
+    mini.clear_fault();
+    assert_pulls_like_a_file_import(&target, &mini_connection(4), &snaps);
+}
+
+#[test]
+fn a_push_that_failed_mid_blob_is_continued_by_the_next_push() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    // Every chunk after the first fails: the push gives up with one chunk in the registry.
+    let patches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = patches.clone();
+    mini.set_fault(move |req| {
+        (req.method == "PATCH" && p.fetch_add(1, Ordering::SeqCst) >= 1)
+            .then(|| Answer::Full(503, Vec::new(), b"busy".to_vec()))
+    });
+    let snaps = chain(1, None, chunky);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/big:v1");
+    let failed = push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(true, false));
+    assert_eq!(code(&failed), "registry_unreachable");
+    assert!(mini.manifests.lock().expect("manifests").is_empty(), "a tag was made");
+    let records = src.cache.join("snapbundle").join("uploads");
+    assert_eq!(fs::read_dir(&records).map(|d| d.count()).unwrap_or(0), 1, "no session recorded");
+
+    mini.clear_fault();
+    let before = fake.requests().len();
+    let pushed = push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("rerun: {e}"));
+    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    let chunk = snapbundle::registry::push::CHUNK as u64;
+    assert!(upper.resumed, "{upper:#?}");
+    assert_eq!(upper.sent, upper.size - chunk, "only the rest was sent: {upper:#?}");
+    assert_eq!(pushed.resumed, 1);
+    let rerun: Vec<_> = fake.requests().into_iter().skip(before).collect();
+    let first_patch = rerun.iter().find(|r| r.method == "PATCH").expect("a PATCH");
+    assert_eq!(first_patch.header("content-range"), Some(format!("{chunk}-{}", 2 * chunk - 1).as_str()));
+    assert!(!records.exists(), "the record outlived the upload");
+    assert_pulls_like_a_file_import(&target, &mini_connection(2), &snaps);
 }

@@ -1,12 +1,10 @@
 //! Credentials as registry tools find them: `--username` with `--password-stdin`, else the
 //! Docker configuration (`$DOCKER_CONFIG/config.json`, default `~/.docker/config.json`: `auths`
-//! entries and credential helpers), else anonymous. With basic credentials oci-client sends them
-//! as HTTP basic auth, or trades them for a bearer token at the registry's token endpoint when
-//! the registry's challenge asks for one.
+//! entries and credential helpers), else anonymous. Basic credentials are sent as HTTP basic
+//! auth, or traded for a bearer token at the registry's token endpoint when the registry's
+//! challenge asks for one ([`crate::registry::fetch::token`]).
 
 use std::fmt;
-
-use oci_client::secrets::RegistryAuth;
 
 use crate::error::HostError;
 
@@ -30,17 +28,6 @@ impl fmt::Debug for Credentials {
         match self {
             Credentials::Anonymous => f.write_str("Anonymous"),
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, <hidden>)"),
-        }
-    }
-}
-
-impl Credentials {
-    pub(crate) fn to_auth(&self) -> RegistryAuth {
-        match self {
-            Credentials::Anonymous => RegistryAuth::Anonymous,
-            Credentials::Basic { username, password } => {
-                RegistryAuth::Basic(username.clone(), password.clone())
-            }
         }
     }
 }

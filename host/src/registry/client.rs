@@ -1,15 +1,14 @@
-//! The connection to one repository of a registry: oci-client on a small tokio runtime, the
-//! credentials, and the retry policy (backoff on transient failures, never on 401/403).
+//! The connection to one repository of a registry: an HTTP client (reqwest, TLS by default) on a
+//! small tokio runtime, the credentials and the bearer token they were traded for, and the
+//! retry policy (backoff on transient failures, never on 401/403).
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use oci_client::{Reference, RegistryOperation};
 
 use crate::error::HostError;
 use crate::registry::auth::Credentials;
@@ -34,25 +33,34 @@ pub const DEFAULT_JOBS: usize = 4;
 /// Default attempts per request.
 pub const DEFAULT_ATTEMPTS: u32 = 4;
 /// First backoff delay; doubled on each retry.
-const BACKOFF: Duration = Duration::from_millis(250);
+pub(crate) const BACKOFF: Duration = Duration::from_millis(250);
 
 /// A repository of a registry, ready for requests.
 pub struct Registry {
     pub(crate) rt: tokio::runtime::Runtime,
-    pub(crate) client: Client,
-    /// A plain HTTP client with the same TLS settings, for the bounded manifest GET
-    /// ([`crate::registry::fetch`]).
+    /// The HTTP client every request goes through ([`crate::registry::fetch`] for pull's
+    /// GETs and the token, [`crate::registry::upload`] for push's requests).
     pub(crate) http: reqwest::Client,
     /// The bearer token [`Registry::login`] obtained, if the registry asked for one.
-    pub(crate) bearer: std::sync::Mutex<Option<String>>,
+    pub(crate) bearer: std::sync::Mutex<Option<Bearer>>,
+    /// The token scopes asked for (`repository:<repo>:pull`, `…:pull,push`, and
+    /// `repository:<source>:pull` for each repository push may mount from).
+    pub(crate) scopes: std::sync::Mutex<Vec<String>>,
     /// Plain HTTP instead of HTTPS.
     pub(crate) plain_http: bool,
-    pub(crate) auth: RegistryAuth,
+    pub(crate) auth: Credentials,
     /// The reference as given, normalised (`host/repo:tag` or `host/repo@digest`).
     pub(crate) reference: Reference,
     pub(crate) jobs: usize,
     attempts: u32,
     retries: AtomicU64,
+}
+
+/// A bearer token and when to trade the credentials for a new one (before it expires).
+#[derive(Debug, Clone)]
+pub(crate) struct Bearer {
+    pub(crate) token: String,
+    pub(crate) renew_at: std::time::Instant,
 }
 
 /// Why a request failed, for the retry decision and the message.
@@ -78,7 +86,7 @@ fn status_failure(code: u16) -> Failure {
     }
 }
 
-/// Classifies an oci-client error.
+/// Classifies a request error.
 pub(crate) fn classify(e: &OciDistributionError) -> Failure {
     match e {
         OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
@@ -113,13 +121,6 @@ pub(crate) fn classify(e: &OciDistributionError) -> Failure {
 impl Registry {
     /// Connects to the repository of `reference` (nothing is sent until the first request).
     pub fn connect(reference: Reference, conn: &Connection) -> Result<Registry, HostError> {
-        let mut config = ClientConfig {
-            protocol: if conn.plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(120)),
-            user_agent: concat!("snapbundle/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        };
         let setup = |e: &dyn std::fmt::Display| HostError::Registry {
             code: "registry_error",
             message: format!("cannot set up the registry client: {e}"),
@@ -128,28 +129,26 @@ impl Registry {
             .tls_backend_native()
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(Duration::from_secs(120))
-            .user_agent(config.user_agent);
+            .user_agent(concat!("snapbundle/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &conn.ca_file {
             let data =
                 std::fs::read(ca).map_err(|e| HostError::io(format!("reading {}", ca.display()), e))?;
             for cert in reqwest::Certificate::from_pem_bundle(&data).map_err(|e| setup(&e))? {
                 http = http.add_root_certificate(cert);
             }
-            config.extra_root_certificates.push(Certificate { encoding: CertificateEncoding::Pem, data });
         }
         let http = http.build().map_err(|e| setup(&e))?;
-        let client = Client::try_from(config).map_err(|e| setup(&e))?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| HostError::io("starting the network runtime", e))?;
         Ok(Registry {
             rt,
-            client,
             http,
             bearer: std::sync::Mutex::new(None),
+            scopes: std::sync::Mutex::new(Vec::new()),
             plain_http: conn.plain_http,
-            auth: conn.credentials.to_auth(),
+            auth: conn.credentials.clone(),
             reference,
             jobs: if conn.jobs == 0 { DEFAULT_JOBS } else { conn.jobs },
             attempts: if conn.attempts == 0 { DEFAULT_ATTEMPTS } else { conn.attempts },
@@ -167,33 +166,39 @@ impl Registry {
         self.retries.load(Ordering::Relaxed)
     }
 
+    /// Counts a retry made outside [`Registry::retry`].
+    pub(crate) fn note_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Attempts per request.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
     /// Authenticates for `op` (basic credentials, or a bearer token from the registry's token
-    /// endpoint when it asks for one), then proves the credentials with one cheap request for a
-    /// blob no one has, so that wrong ones fail before any work, in few requests. Pull does both
-    /// with its own bounded requests ([`crate::registry::fetch`]), push through oci-client.
-    pub(crate) async fn login(&self, op: RegistryOperation) -> Result<(), HostError> {
+    /// endpoint when it asks for one; push also asks for pull access to each of `mount_from`),
+    /// then proves the credentials with one cheap request for a blob no one has, so that wrong
+    /// ones fail before any work, in few requests. Every request is our own and bounded
+    /// ([`crate::registry::fetch`], [`crate::registry::upload`]).
+    pub(crate) async fn login(&self, op: RegistryOperation, mount_from: &[String]) -> Result<(), HostError> {
         let what = format!("authenticating to {}", self.repository());
-        if op == RegistryOperation::Pull {
-            // Pull's own (bounded) token exchange and probe; see `fetch`.
-            let token = self.retry(&what, || crate::registry::fetch::token(self)).await?;
-            if let Ok(mut bearer) = self.bearer.lock() {
-                *bearer = token;
-            }
-            let probe = format!("blobs/sha256:{}", "0".repeat(64));
-            return match self.retry(&what, || crate::registry::fetch::get(self, &probe, None, 0)).await {
-                Ok(_) => Ok(()),
-                Err(HostError::Registry { code: "registry_not_found", .. }) => Ok(()),
-                Err(e) => Err(e),
-            };
+        let repo = self.reference.repository();
+        let mut scopes = vec![match op {
+            RegistryOperation::Pull => format!("repository:{repo}:pull"),
+            RegistryOperation::Push => format!("repository:{repo}:pull,push"),
+        }];
+        scopes
+            .extend(mount_from.iter().filter(|m| m.as_str() != repo).map(|m| format!("repository:{m}:pull")));
+        if let Ok(mut s) = self.scopes.lock() {
+            *s = scopes;
         }
-        let token = self
-            .retry(&what, || async move { self.client.auth(&self.reference, &self.auth, op).await })
-            .await?;
+        let token = self.retry(&what, || crate::registry::fetch::token(self)).await?;
         if let Ok(mut bearer) = self.bearer.lock() {
             *bearer = token;
         }
         let probe = format!("sha256:{}", "0".repeat(64));
-        self.retry(&what, || self.client.blob_exists(&self.reference, &probe)).await.map(|_| ())
+        self.retry(&what, || crate::registry::upload::exists(self, &probe)).await.map(|_| ())
     }
 
     /// Runs `f` until it succeeds, fails for good, or the attempts are used up; waits

@@ -1,23 +1,25 @@
-//! Pull's GETs (manifest, config blob, blobs), our own so that a hostile registry cannot make
-//! pull hold more than it must: the manifest is bounded at [`MAX_MANIFEST_BYTES`] while it is
-//! read (oci-client's `pull_manifest_raw` reads the whole body first), error bodies at
-//! [`MAX_ERROR_BYTES`] (oci-client reads a failed blob request's body whole).
+//! The requests' common ground, and pull's GETs: our own, so that a hostile registry cannot
+//! make snapbundle hold more than it must. Every answer's body is bounded while it is read: the
+//! manifest at [`MAX_MANIFEST_BYTES`], a token endpoint's answer at [`MAX_TOKEN_BYTES`], error
+//! bodies at [`MAX_ERROR_BYTES`]; success bodies push does not need are never read.
 //!
-//! The manifest request is the one the distribution spec describes and oci-client sends:
+//! Requests follow the distribution spec: the manifest is
 //! `GET /v2/<repository>/manifests/<tag|digest>` with `Accept` naming the OCI image manifest;
-//! blobs are `GET /v2/<repository>/blobs/<digest>` (with `Range: bytes=<n>-` to resume). All are
-//! authenticated as oci-client authenticates (the bearer token the login obtained, else the
-//! basic credentials, else none). A manifest `Content-Length` over the limit is refused before
-//! the body is read; otherwise the body is read chunk by chunk and the connection dropped as
-//! soon as it passes the limit. The config blob is bounded by its descriptor's size while it
+//! blobs are `GET /v2/<repository>/blobs/<digest>` (with `Range: bytes=<n>-` to resume); push's
+//! requests are in [`crate::registry::upload`]. All are authenticated by [`send`]: the bearer
+//! token of the login (renewed before it expires, and once more on a 401), else the basic
+//! credentials, else none. A manifest `Content-Length` over the limit is refused before the
+//! body is read; otherwise the body is read chunk by chunk and the connection dropped as soon
+//! as it passes the limit. The config blob is bounded by its descriptor's size while it
 //! streams ([`MAX_CONFIG_BYTES`](crate::registry::format::MAX_CONFIG_BYTES) at most), blobs go
-//! to disk. The bearer token pull needs is fetched here too ([`token`]), its answer bounded at
-//! [`MAX_TOKEN_BYTES`] (oci-client reads it whole; push still goes through oci-client's).
+//! to disk.
+
+use std::time::{Duration, Instant};
 
 use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
 
-use crate::registry::client::Registry;
+use crate::registry::auth::Credentials;
+use crate::registry::client::{Bearer, Registry};
 use crate::registry::format::{self, MAX_MANIFEST_BYTES};
 
 /// The most of a token endpoint's answer read.
@@ -26,18 +28,94 @@ pub const MAX_TOKEN_BYTES: usize = 64 << 10;
 /// The most of an error response's body kept for the message.
 pub const MAX_ERROR_BYTES: usize = 4 << 10;
 
-/// `<scheme>://<registry>/v2/<repository>/<rest>`, as oci-client builds its URLs.
-fn url(reg: &Registry, rest: &str) -> String {
+/// A token's lifetime when the token endpoint does not say (the distribution token spec's
+/// default).
+const DEFAULT_TOKEN_SECONDS: u64 = 60;
+
+/// `<scheme>://<registry>/v2/<repository>/<rest>`.
+pub(crate) fn url(reg: &Registry, rest: &str) -> String {
     let r = &reg.reference;
+    format!("{}/v2/{}/{rest}", origin(reg), r.repository())
+}
+
+/// `<scheme>://<registry>`.
+pub(crate) fn origin(reg: &Registry) -> String {
     let scheme = if reg.plain_http { "http" } else { "https" };
-    format!("{scheme}://{}/v2/{}/{rest}", r.resolve_registry(), r.repository())
+    format!("{scheme}://{}", reg.reference.resolve_registry())
+}
+
+/// Sends `method url` with what `build` adds (headers, a body), authenticated: the bearer
+/// token of the login (traded anew first if it is about to expire), else the basic
+/// credentials, else none. A 401 while holding a token renews it once and sends again (so
+/// `build` may be called twice). Returns the response whatever its status; see [`failed`].
+pub(crate) async fn send(
+    reg: &Registry,
+    method: reqwest::Method,
+    url: &str,
+    build: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Sync),
+) -> Result<reqwest::Response, OciDistributionError> {
+    let mut renewed = false;
+    loop {
+        let held = reg.bearer.lock().ok().and_then(|b| b.clone());
+        let bearer = match held {
+            Some(b) if Instant::now() >= b.renew_at && !renewed => {
+                renewed = true;
+                renew(reg).await?
+            }
+            other => other,
+        };
+        let had_token = bearer.is_some();
+        let mut req = build(reg.http.request(method.clone(), url));
+        req = match (bearer, &reg.auth) {
+            (Some(b), _) => req.bearer_auth(b.token),
+            (None, Credentials::Basic { username, password }) => req.basic_auth(username, Some(password)),
+            (None, Credentials::Anonymous) => req,
+        };
+        let res = req.send().await?;
+        if res.status() == reqwest::StatusCode::UNAUTHORIZED && had_token && !renewed {
+            renewed = true;
+            renew(reg).await?;
+            continue;
+        }
+        return Ok(res);
+    }
+}
+
+/// Trades the credentials for a new token and keeps it.
+async fn renew(reg: &Registry) -> Result<Option<Bearer>, OciDistributionError> {
+    let token = token(reg).await?;
+    if let Ok(mut bearer) = reg.bearer.lock() {
+        bearer.clone_from(&token);
+    }
+    Ok(token)
+}
+
+/// The error for a response that is not a success: its status, and the first
+/// [`MAX_ERROR_BYTES`] of its body for the message (the rest is not read: the connection is
+/// dropped).
+pub(crate) async fn failed(mut res: reqwest::Response) -> OciDistributionError {
+    let status = res.status();
+    let url = res.url().to_string();
+    let mut body = Vec::new();
+    let mut cut = false;
+    while let Ok(Some(chunk)) = res.chunk().await {
+        let room = MAX_ERROR_BYTES.saturating_sub(body.len());
+        body.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+        if chunk.len() > room {
+            cut = true;
+            break;
+        }
+    }
+    let mut message = String::from_utf8_lossy(&body).trim().to_string();
+    if cut {
+        message.push_str(" […]");
+    }
+    OciDistributionError::ServerError { code: status.as_u16(), url, message }
 }
 
 /// A pull-side `GET` of `/v2/<repository>/<rest>` (optionally from byte `from` on, with a
-/// range request), authenticated as oci-client authenticates: the bearer token of the login,
-/// else the basic credentials, else none. A 401 with a token renews it once (through
-/// oci-client, as its own requests do when theirs expires). A response that is not a success is
-/// an error whose message keeps at most [`MAX_ERROR_BYTES`] of the body.
+/// range request), authenticated by [`send`]. A response that is not a success is an error
+/// whose message keeps at most [`MAX_ERROR_BYTES`] of the body.
 pub(crate) async fn get(
     reg: &Registry,
     rest: &str,
@@ -45,39 +123,20 @@ pub(crate) async fn get(
     from: u64,
 ) -> Result<reqwest::Response, OciDistributionError> {
     let url = url(reg, rest);
-    let mut renewed = false;
-    loop {
-        let mut req = reg.http.get(&url);
+    let res = send(reg, reqwest::Method::GET, &url, &|mut req| {
         if let Some(accept) = accept {
             req = req.header(reqwest::header::ACCEPT, accept);
         }
         if from > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
         }
-        let bearer = reg.bearer.lock().ok().and_then(|b| b.clone());
-        let had_token = bearer.is_some();
-        req = match (bearer, &reg.auth) {
-            (Some(token), _) => req.bearer_auth(token),
-            (None, RegistryAuth::Basic(user, password)) => req.basic_auth(user, Some(password)),
-            (None, RegistryAuth::Bearer(token)) => req.bearer_auth(token),
-            (None, _) => req,
-        };
-        let mut res = req.send().await?;
-        let status = res.status();
-        if status.is_success() {
-            return Ok(res);
-        }
-        if status == reqwest::StatusCode::UNAUTHORIZED && had_token && !renewed {
-            renewed = true;
-            let token = token(reg).await?;
-            if let Ok(mut bearer) = reg.bearer.lock() {
-                *bearer = token;
-            }
-            continue;
-        }
-        let body = read_bounded(&mut res, MAX_ERROR_BYTES).await.ok().flatten().unwrap_or_default();
-        let message = String::from_utf8_lossy(&body).trim().to_string();
-        return Err(OciDistributionError::ServerError { code: status.as_u16(), url, message });
+        req
+    })
+    .await?;
+    if res.status().is_success() {
+        Ok(res)
+    } else {
+        Err(failed(res).await)
     }
 }
 
@@ -124,15 +183,15 @@ pub(crate) async fn read_bounded(
     Ok(Some(out))
 }
 
-/// A pull token, as oci-client would get one: `GET /v2/`; if its challenge is
-/// `WWW-Authenticate: Bearer realm=…,service=…`, `GET <realm>?scope=repository:<repo>:pull&service=…`
-/// with the basic credentials if any, and the answer's `token` (or `access_token`), read at most
-/// [`MAX_TOKEN_BYTES`]. `None`: the registry asks for no token (basic credentials, if any, are
-/// sent with each request). A refusal of the token endpoint is an authentication failure.
-pub async fn token(reg: &Registry) -> Result<Option<String>, OciDistributionError> {
-    let r = &reg.reference;
-    let scheme = if reg.plain_http { "http" } else { "https" };
-    let res = reg.http.get(format!("{scheme}://{}/v2/", r.resolve_registry())).send().await?;
+/// A token for the connection's scopes ([`Registry::login`] sets them): `GET /v2/`; if its
+/// challenge is `WWW-Authenticate: Bearer realm=…,service=…`,
+/// `GET <realm>?scope=<scope>…&service=…` with the basic credentials if any, and the answer's
+/// `token` (or `access_token`), read at most [`MAX_TOKEN_BYTES`], kept until shortly before its
+/// `expires_in` (default 60 s) runs out. `None`: the registry asks for no token (basic
+/// credentials, if any, are sent with each request). A refusal of the token endpoint is an
+/// authentication failure.
+pub(crate) async fn token(reg: &Registry) -> Result<Option<Bearer>, OciDistributionError> {
+    let res = reg.http.get(format!("{}/v2/", origin(reg))).send().await?;
     let challenge = res.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
     let Some(params) = challenge.and_then(bearer_params) else { return Ok(None) };
     drop(res);
@@ -143,14 +202,23 @@ pub async fn token(reg: &Registry) -> Result<Option<String>, OciDistributionErro
     let mut url = reqwest::Url::parse(realm).map_err(|e| {
         OciDistributionError::GenericError(Some(format!("the registry's token realm {realm:?}: {e}")))
     })?;
-    url.query_pairs_mut().append_pair("scope", &format!("repository:{}:pull", r.repository()));
+    let scopes = reg.scopes.lock().map(|s| s.clone()).unwrap_or_default();
+    let scopes = if scopes.is_empty() {
+        vec![format!("repository:{}:pull", reg.reference.repository())]
+    } else {
+        scopes
+    };
+    for scope in &scopes {
+        url.query_pairs_mut().append_pair("scope", scope);
+    }
     if let Some(service) = param("service") {
         url.query_pairs_mut().append_pair("service", service);
     }
     let mut req = reg.http.get(url);
-    if let RegistryAuth::Basic(user, password) = &reg.auth {
-        req = req.basic_auth(user, Some(password));
+    if let Credentials::Basic { username, password } = &reg.auth {
+        req = req.basic_auth(username, Some(password));
     }
+    let asked = Instant::now();
     let mut res = req.send().await?;
     let status = res.status();
     let body = read_bounded(&mut res, MAX_TOKEN_BYTES).await?;
@@ -168,10 +236,21 @@ pub async fn token(reg: &Registry) -> Result<Option<String>, OciDistributionErro
     let v: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| OciDistributionError::RegistryTokenDecodeError(e.to_string()))?;
     let token = v.get("token").or_else(|| v.get("access_token")).and_then(|t| t.as_str());
+    let lifetime = v.get("expires_in").and_then(serde_json::Value::as_u64).unwrap_or(DEFAULT_TOKEN_SECONDS);
     match token {
-        Some(t) if !t.is_empty() => Ok(Some(t.to_string())),
+        Some(t) if !t.is_empty() => {
+            Ok(Some(Bearer { token: t.to_string(), renew_at: asked + renew_after(lifetime) }))
+        }
         _ => Err(OciDistributionError::RegistryTokenDecodeError("no token in the answer".into())),
     }
+}
+
+/// How long after asking a token of `seconds` lifetime is traded anew: 10 s before it runs
+/// out, or halfway for short-lived ones; capped at a day.
+fn renew_after(seconds: u64) -> Duration {
+    let seconds = seconds.min(86_400);
+    let margin = 10u64.min(seconds / 2);
+    Duration::from_millis(seconds.saturating_sub(margin).saturating_mul(1000).max(500))
 }
 
 /// The parameters of a `Bearer` challenge (`Bearer k="v",k2="v2"`); `None` for another scheme.
@@ -201,6 +280,15 @@ fn bearer_params(header: &str) -> Option<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        assert_eq!(renew_after(60), Duration::from_secs(50));
+        assert_eq!(renew_after(300), Duration::from_secs(290));
+        assert_eq!(renew_after(4), Duration::from_secs(2));
+        assert_eq!(renew_after(0), Duration::from_millis(500));
+        assert_eq!(renew_after(u64::MAX), Duration::from_secs(86_390));
+    }
 
     #[test]
     fn bearer_challenges_are_parsed_and_other_schemes_are_not() {

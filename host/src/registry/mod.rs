@@ -31,6 +31,8 @@ pub mod format;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub(crate) mod resume;
+pub(crate) mod upload;
 
 pub use auth::Credentials;
 pub use client::Connection;

@@ -219,7 +219,7 @@ async fn fetch_metadata(
     reg: &Registry,
     limits: &Limits,
 ) -> Result<(String, format::Parsed, ChainConfig), HostError> {
-    reg.login(RegistryOperation::Pull).await?;
+    reg.login(RegistryOperation::Pull, &[]).await?;
     let what = format!("fetching the manifest of {}", reg.reference);
     // Our own GET, which stops reading at the manifest limit (oci-client's reads it whole).
     let bytes = reg.retry(&what, || crate::registry::fetch::fetch(reg)).await?;

@@ -8,19 +8,24 @@
 //! and the same digest: that is what makes a parent or a shared image layer dedupe). Blobs are
 //! prepared (compressed into a private spool directory, hashed) and sent several at a time: a
 //! HEAD first (skipped if the repository has it), then a cross-repository mount when
-//! `--mount-from` names a repository that may have it, else a chunked upload, retried with
-//! backoff on transient failures. The config blob and then the manifest are put last, so a
-//! failed push never leaves a tag pointing at missing blobs; running it again skips every blob
-//! that made it.
+//! `--mount-from` names a repository that may have it, else an upload
+//! ([`crate::registry::upload`]): small blobs in one request, large ones in
+//! [`CHUNK`]-byte chunks. A transient failure is retried with backoff, continuing the upload
+//! session from where the registry stands; a push that failed for good leaves a record of its
+//! session ([`crate::registry::resume`]) so that the next one continues it too. The config blob
+//! and then the manifest are put last, so a failed push never leaves a tag pointing at missing
+//! blobs; running it again skips every blob that made it.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
+use oci_client::errors::OciDistributionError;
 use oci_client::RegistryOperation;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -30,9 +35,15 @@ use crate::error::{shown, HostError};
 use crate::export::{self, ExportOptions, Plan};
 use crate::home::Home;
 use crate::progress::Progress;
-use crate::registry::client::{Connection, Registry};
+use crate::registry::client::{classify, Connection, Failure, Registry};
 use crate::registry::format::{self, ChainConfig, ConfigMember, ConfigSnapshot, Layer};
+use crate::registry::resume::Sessions;
+use crate::registry::upload::{self, Mount, Session};
 use crate::sparse::Chunk;
+
+/// Bytes per upload request: a blob up to this size goes in one request, a larger one in
+/// chunks of it (each held in memory while it is sent).
+pub const CHUNK: usize = 8 << 20;
 
 /// Push settings.
 #[derive(Debug, Clone)]
@@ -88,6 +99,11 @@ pub struct PushedBlob {
     pub size: u64,
     /// What was done.
     pub action: BlobAction,
+    /// Bytes of it the registry took from this push (less than `size` when an earlier push's
+    /// upload session was continued).
+    pub sent: u64,
+    /// Whether the upload continued a session an earlier attempt or push had started.
+    pub resumed: bool,
 }
 
 /// What a push did.
@@ -111,6 +127,10 @@ pub struct PushOutcome {
     pub mounted: usize,
     /// Bytes of blobs uploaded (the manifest not counted).
     pub bytes_uploaded: u64,
+    /// Bytes of blobs the registry took from this push (resumed uploads send only their rest).
+    pub bytes_sent: u64,
+    /// Uploads that continued an earlier session instead of starting from byte 0.
+    pub resumed: usize,
     /// Bytes of all blobs.
     pub bytes_total: u64,
     /// Requests retried after transient failures.
@@ -160,27 +180,29 @@ pub fn push(
         .tempdir_in(&spool_parent)
         .map_err(|e| HostError::io(format!("creating a spool directory in {}", shown(&spool_parent)), e))?;
     let reg = Registry::connect(reference, conn)?;
-    let mount_from = match &opts.mount_from {
-        Some(repo) => Some(
-            format!("{}/{repo}:latest", reg.reference.registry())
+    let mount_from: Vec<String> = match &opts.mount_from {
+        Some(repo) => {
+            let parsed = format!("{}/{repo}:latest", reg.reference.registry())
                 .parse::<oci_client::Reference>()
-                .map_err(|e| HostError::Usage(format!("--mount-from {repo:?}: {e}")))?,
-        ),
-        None => None,
+                .map_err(|e| HostError::Usage(format!("--mount-from {repo:?}: {e}")))?;
+            vec![parsed.repository().to_string()]
+        }
+        None => Vec::new(),
     };
+    let sessions = Sessions::new(home);
     let total: u64 = members.iter().map(|m| m.meta.size).sum();
     let progress = Arc::new(Progress::new("pushing", Some(total), opts.quiet));
     let cancel = Arc::new(AtomicBool::new(false));
     let claimed = std::sync::Mutex::new(std::collections::HashSet::new());
     let result = reg.block_on(async {
-        reg.login(RegistryOperation::Push).await?;
+        reg.login(RegistryOperation::Push, &mount_from).await?;
         let sent = stream::iter(0..members.len())
             .map(|index| {
                 let (plan, spool, progress, cancel) =
                     (plan.clone(), spool.path().to_path_buf(), progress.clone(), cancel.clone());
                 let level = opts.level;
                 let reg = &reg;
-                let mount_from = mount_from.as_ref();
+                let (mount_from, sessions) = (&mount_from, &sessions);
                 let claimed = &claimed;
                 async move {
                     let prepared = tokio::task::spawn_blocking(move || {
@@ -193,17 +215,20 @@ pub fn push(
                     // after every send has succeeded, so the blob is there by then.
                     let first =
                         claimed.lock().map(|mut c| c.insert(prepared.layer.digest.clone())).unwrap_or(true);
-                    let action =
-                        if first { send(reg, &prepared, mount_from).await? } else { BlobAction::Skipped };
-                    Ok::<_, HostError>((prepared, action))
+                    let sent = if first {
+                        send(reg, &prepared, mount_from, sessions).await?
+                    } else {
+                        Sent { action: BlobAction::Skipped, bytes: 0, resumed: false }
+                    };
+                    Ok::<_, HostError>((prepared, sent))
                 }
             })
             .buffer_unordered(reg.jobs)
             .inspect_err(|_| cancel.store(true, Ordering::Relaxed))
-            .inspect_ok(|(p, action)| {
+            .inspect_ok(|(p, sent)| {
                 progress.line(&format!(
                     "{:>8} {} {} ({} B)",
-                    label(*action),
+                    label(sent.action),
                     p.layer.path,
                     p.layer.digest,
                     p.layer.size
@@ -211,7 +236,7 @@ pub fn push(
             })
             .try_collect::<Vec<_>>()
             .await?;
-        finish(&reg, &plan, sent, mount_from.as_ref()).await
+        finish(&reg, &plan, sent, &mount_from, &sessions).await
     });
     progress.finish();
     let (blobs, manifest_digest) = result?;
@@ -225,6 +250,8 @@ pub fn push(
         skipped: count(BlobAction::Skipped),
         mounted: count(BlobAction::Mounted),
         bytes_uploaded: blobs.iter().filter(|b| b.action == BlobAction::Uploaded).map(|b| b.size).sum(),
+        bytes_sent: blobs.iter().map(|b| b.sent).sum(),
+        resumed: blobs.iter().filter(|b| b.resumed).count(),
         bytes_total: blobs.iter().map(|b| b.size).sum(),
         blobs,
         retries: reg.retries(),
@@ -244,8 +271,9 @@ fn label(a: BlobAction) -> &'static str {
 async fn finish(
     reg: &Registry,
     plan: &Plan,
-    mut sent: Vec<(Prepared, BlobAction)>,
-    mount_from: Option<&oci_client::Reference>,
+    mut sent: Vec<(Prepared, Sent)>,
+    mount_from: &[String],
+    sessions: &Sessions,
 ) -> Result<(Vec<PushedBlob>, String), HostError> {
     sent.sort_by_key(|(p, _)| p.index);
     let layers: Vec<Layer> = sent.iter().map(|(p, _)| p.layer.clone()).collect();
@@ -279,90 +307,182 @@ async fn finish(
         },
         data: Data::Bytes(config_bytes.into()),
     };
-    let config_action = send(reg, &config_blob, mount_from).await?;
-    let manifest = format::manifest_bytes(&config_digest, config_size, &layers, plan.head());
+    let config_sent = send(reg, &config_blob, mount_from, sessions).await?;
+    let manifest =
+        bytes::Bytes::from(format::manifest_bytes(&config_digest, config_size, &layers, plan.head()));
     let manifest_digest = format::sha256_digest(&manifest);
-    let content_type = http_value(format::OCI_MANIFEST_MEDIA_TYPE);
     reg.retry(&format!("putting the manifest to {}", reg.reference), || {
-        reg.client.push_manifest_raw(&reg.reference, manifest.clone(), content_type.clone())
+        upload::put_manifest(reg, manifest.clone(), format::OCI_MANIFEST_MEDIA_TYPE)
     })
     .await?;
-    let mut blobs: Vec<PushedBlob> = sent
-        .into_iter()
-        .map(|(p, action)| PushedBlob {
-            member: p.layer.path,
-            digest: p.layer.digest,
-            size: p.layer.size,
-            action,
-        })
-        .collect();
-    blobs.push(PushedBlob {
-        member: "config".into(),
-        digest: config_digest,
-        size: config_size,
-        action: config_action,
-    });
+    let blob = |p: Prepared, s: Sent| PushedBlob {
+        member: p.layer.path,
+        digest: p.layer.digest,
+        size: p.layer.size,
+        action: s.action,
+        sent: s.bytes,
+        resumed: s.resumed,
+    };
+    let mut blobs: Vec<PushedBlob> = sent.into_iter().map(|(p, s)| blob(p, s)).collect();
+    blobs.push(blob(config_blob, config_sent));
     Ok((blobs, manifest_digest))
 }
 
-fn http_value(s: &'static str) -> http::HeaderValue {
-    http::HeaderValue::from_static(s)
+/// What sending a blob did.
+struct Sent {
+    action: BlobAction,
+    /// Bytes sent.
+    bytes: u64,
+    /// Whether an earlier session was continued.
+    resumed: bool,
 }
 
 /// HEAD, then mount, then upload: whatever gets the blob into the repository cheapest.
 async fn send(
     reg: &Registry,
     p: &Prepared,
-    mount_from: Option<&oci_client::Reference>,
-) -> Result<BlobAction, HostError> {
+    mount_from: &[String],
+    sessions: &Sessions,
+) -> Result<Sent, HostError> {
     let digest = p.layer.digest.as_str();
     let what = format!("blob {digest} ({}) to {}", p.layer.path, reg.repository());
-    let exists =
-        reg.retry(&format!("checking {what}"), || reg.client.blob_exists(&reg.reference, digest)).await?;
+    let exists = reg.retry(&format!("checking {what}"), || upload::exists(reg, digest)).await?;
     if exists {
-        return Ok(BlobAction::Skipped);
+        sessions.remove(&reg.repository(), digest);
+        return Ok(Sent { action: BlobAction::Skipped, bytes: 0, resumed: false });
     }
-    if let Some(source) = mount_from {
-        // 201 is a mount; anything else (202: the registry started an upload instead, 404) means
-        // upload it.
-        if reg.client.mount_blob(&reg.reference, source, digest).await.is_ok() {
-            return Ok(BlobAction::Mounted);
-        }
-    }
-    reg.retry(&format!("uploading {what}"), || async move {
-        match &p.data {
-            Data::Bytes(b) => {
-                let one = stream::once(std::future::ready(Ok(b.clone())));
-                reg.client.push_blob_stream(&reg.reference, one, digest).await
+    let mut started = None;
+    for source in mount_from {
+        match reg
+            .retry(&format!("mounting {what} from {source}"), || upload::mount(reg, digest, source))
+            .await?
+        {
+            Mount::Mounted => {
+                sessions.remove(&reg.repository(), digest);
+                return Ok(Sent { action: BlobAction::Mounted, bytes: 0, resumed: false });
             }
-            Data::Spooled(path) => {
-                let file = File::open(path)?;
-                reg.client.push_blob_stream(&reg.reference, file_chunks(file), digest).await
-            }
-        }
-    })
-    .await?;
-    Ok(BlobAction::Uploaded)
-}
-
-/// A spooled blob as a stream of 4 MiB chunks (oci-client sends each as one PATCH).
-fn file_chunks(file: File) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> {
-    stream::try_unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; 4 << 20];
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = file.read(buf.get_mut(filled..).unwrap_or(&mut []))?;
-            if n == 0 {
+            // The registry started an upload instead: use it.
+            Mount::Started(location) => {
+                started = Some(Session { location, offset: 0 });
                 break;
             }
-            filled += n;
+            Mount::Refused => {}
         }
-        if filled == 0 {
-            return Ok(None);
+    }
+    let (bytes, resumed) = upload_blob(reg, p, started, sessions, &what).await?;
+    Ok(Sent { action: BlobAction::Uploaded, bytes, resumed })
+}
+
+/// Why an upload attempt stopped.
+enum Stop {
+    /// The request failed (maybe transiently).
+    Net(OciDistributionError),
+    /// Reading the blob failed: not the registry's doing, not retried.
+    Local(HostError),
+}
+
+impl From<OciDistributionError> for Stop {
+    fn from(e: OciDistributionError) -> Self {
+        Stop::Net(e)
+    }
+}
+
+/// Uploads `p`: in one request when it fits in [`CHUNK`], else in chunks through a session,
+/// continuing `started`, or the session an earlier push recorded, where the registry stands.
+/// A transient failure is retried with backoff from where the registry stands. Returns the
+/// bytes sent and whether an earlier session was continued.
+async fn upload_blob(
+    reg: &Registry,
+    p: &Prepared,
+    started: Option<Session>,
+    sessions: &Sessions,
+    what: &str,
+) -> Result<(u64, bool), HostError> {
+    let digest = p.layer.digest.as_str();
+    let size = p.layer.size;
+    let repo = reg.repository();
+    let mut session = started;
+    if session.is_none() && size > CHUNK as u64 {
+        if let Some(location) = sessions.load(&repo, digest) {
+            session = upload::status(reg, &location).await.ok().flatten();
         }
-        buf.truncate(filled);
-        Ok(Some((bytes::Bytes::from(buf), file)))
-    })
+    }
+    let mut resumed = session.as_ref().is_some_and(|s| s.offset > 0);
+    let mut sent = 0u64;
+    let mut attempt = 1;
+    let mut delay = crate::registry::client::BACKOFF;
+    loop {
+        // Where this attempt starts: the session we hold, if the registry still holds a
+        // prefix of the blob in it, else a new one.
+        let mut current = match session.take().filter(|s| s.offset <= size) {
+            Some(s) => s,
+            None => reg.retry(&format!("starting the upload of {what}"), || upload::start(reg)).await?,
+        };
+        let result: Result<(), Stop> = async {
+            if size <= CHUNK as u64 && current.offset == 0 {
+                let all = read_at(p, 0, size)?;
+                upload::close(reg, &current, digest, all).await?;
+                sent = sent.saturating_add(size);
+                return Ok(());
+            }
+            sessions.save(&repo, digest, &current.location);
+            while current.offset < size {
+                let chunk =
+                    read_at(p, current.offset, size.saturating_sub(current.offset).min(CHUNK as u64))?;
+                let len = chunk.len() as u64;
+                current = upload::patch(reg, &current, chunk).await?;
+                sent = sent.saturating_add(len);
+                sessions.save(&repo, digest, &current.location);
+            }
+            upload::close(reg, &current, digest, bytes::Bytes::new()).await?;
+            Ok(())
+        }
+        .await;
+        let e = match result {
+            Ok(()) => {
+                sessions.remove(&repo, digest);
+                return Ok((sent, resumed));
+            }
+            Err(Stop::Local(e)) => return Err(e),
+            Err(Stop::Net(e)) => e,
+        };
+        let failure = classify(&e);
+        if failure != Failure::Transient || attempt >= reg.attempts() {
+            return Err(reg.error(&format!("uploading {what}"), failure, &e, attempt));
+        }
+        reg.note_retry();
+        tokio::time::sleep(delay).await;
+        delay = delay.saturating_mul(2);
+        attempt += 1;
+        // Ask where the session stands; a registry that lost it gets a new one.
+        session = upload::status(reg, &current.location).await.ok().flatten();
+        resumed |= session.as_ref().is_some_and(|s| s.offset > 0);
+    }
+}
+
+/// Bytes `[offset, offset + len)` of a prepared blob.
+fn read_at(p: &Prepared, offset: u64, len: u64) -> Result<bytes::Bytes, Stop> {
+    let range = || {
+        let start = usize::try_from(offset).ok()?;
+        Some(start..start.checked_add(usize::try_from(len).ok()?)?)
+    };
+    match &p.data {
+        Data::Bytes(b) => {
+            range().and_then(|r| b.get(r)).map(bytes::Bytes::copy_from_slice).ok_or_else(|| {
+                Stop::Local(HostError::io("reading a blob", io::Error::other("range outside the blob")))
+            })
+        }
+        Data::Spooled(path) => {
+            let ctx = || format!("reading {}", shown(path));
+            let n = usize::try_from(len)
+                .map_err(|_| Stop::Local(HostError::io(ctx(), io::Error::other("chunk too large"))))?;
+            let mut buf = vec![0u8; n];
+            File::open(path)
+                .and_then(|f| f.read_exact_at(&mut buf, offset))
+                .map_err(|e| Stop::Local(HostError::io(ctx(), e)))?;
+            Ok(bytes::Bytes::from(buf))
+        }
+    }
 }
 
 /// A writer that hashes and counts what passes through it.

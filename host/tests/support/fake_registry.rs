@@ -17,6 +17,8 @@ pub struct Request {
     pub target: String,
     /// Headers, names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// The body (`Content-Length` bytes; at most 64 MiB are read).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -96,6 +98,9 @@ impl FakeRegistry {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
         401 => "Unauthorized",
         404 => "Not Found",
         _ => "Status",
@@ -121,7 +126,17 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Seen) {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let req = Request { method, target, headers };
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(64 << 20);
+    let mut body = vec![0u8; length];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        body.clear();
+    }
+    let req = Request { method, target, headers, body };
     seen.requests.lock().expect("requests").push(req.clone());
     let head_only = req.method == "HEAD";
     let mut out = stream;

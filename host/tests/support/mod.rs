@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fake_registry;
+pub mod mini_registry;
 pub mod registry;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,90 @@
+//! Upload sessions a push left unfinished, so that the next push of the same blob to the same
+//! repository continues where the registry stands instead of from byte 0:
+//! `<home>/cache/snapbundle/uploads/<key>`, the key being the sha256 of
+//! `<registry>/<repository>@<digest>`, holding the session's location. A record is written after
+//! every chunk the registry took and removed when the blob is complete. It is only a hint: the
+//! registry is asked where the session stands (`GET <location>`, same origin only), and a
+//! session it no longer knows starts over. A push's blob is the same bytes every time (fixed
+//! zstd level, single-threaded, pledged size), which is what makes continuing it sound.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::home::Home;
+
+/// The most of a record read (a location is a URL).
+const MAX_RECORD_BYTES: u64 = 8 << 10;
+
+/// The upload-session records of a home.
+#[derive(Debug, Clone)]
+pub(crate) struct Sessions {
+    dir: PathBuf,
+}
+
+impl Sessions {
+    /// The records of `home`.
+    pub(crate) fn new(home: &Home) -> Sessions {
+        Sessions { dir: home.cache.join("snapbundle").join("uploads") }
+    }
+
+    fn path(&self, repository: &str, digest: &str) -> PathBuf {
+        let key = Sha256::digest(format!("{repository}@{digest}").as_bytes());
+        self.dir.join(snapbundle_core::hex::encode(&key))
+    }
+
+    /// The location recorded for `digest` in `repository` (`registry/repo`), if any.
+    pub(crate) fn load(&self, repository: &str, digest: &str) -> Option<String> {
+        let file = fs::File::open(self.path(repository, digest)).ok()?;
+        let mut text = String::new();
+        file.take(MAX_RECORD_BYTES).read_to_string(&mut text).ok()?;
+        let text = text.trim();
+        reqwest::Url::parse(text).ok().map(|_| text.to_string())
+    }
+
+    /// Records `location` for `digest` in `repository` (written whole, then renamed into
+    /// place). A record that cannot be written only costs the resume.
+    pub(crate) fn save(&self, repository: &str, digest: &str, location: &str) {
+        let path = self.path(repository, digest);
+        let write = || -> std::io::Result<()> {
+            fs::create_dir_all(&self.dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            tmp.write_all(location.as_bytes())?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        let _ = write();
+    }
+
+    /// Forgets the session of `digest` in `repository` (the blob is complete, or the session
+    /// is gone); removes the directory when it is empty.
+    pub(crate) fn remove(&self, repository: &str, digest: &str) {
+        let _ = fs::remove_file(self.path(repository, digest));
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_kept_per_repository_and_digest_and_must_be_a_url() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::at(dir.path());
+        let s = Sessions::new(&home);
+        assert_eq!(s.load("r/a", "sha256:1"), None);
+        s.save("r/a", "sha256:1", "http://r/v2/a/blobs/uploads/u?_state=1");
+        assert_eq!(s.load("r/a", "sha256:1").as_deref(), Some("http://r/v2/a/blobs/uploads/u?_state=1"));
+        assert_eq!(s.load("r/b", "sha256:1"), None);
+        assert_eq!(s.load("r/a", "sha256:2"), None);
+        s.save("r/a", "sha256:2", "not a url");
+        assert_eq!(s.load("r/a", "sha256:2"), None);
+        s.remove("r/a", "sha256:1");
+        s.remove("r/a", "sha256:2");
+        assert_eq!(s.load("r/a", "sha256:1"), None);
+        assert!(!dir.path().join("cache/snapbundle/uploads").exists());
+    }
+}
