@@ -1155,3 +1155,47 @@ fn a_push_that_failed_mid_blob_is_continued_by_the_next_push() {
     assert!(!records.exists(), "the record outlived the upload");
     assert_pulls_like_a_file_import(&target, &mini_connection(2), &snaps);
 }
+
+#[test]
+fn a_push_to_another_repository_mounts_the_blobs_this_home_pushed_or_pulled_there() {
+    let reg = TestRegistry::start(false);
+    let snaps = chain(2, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let conn = reg.connection(None);
+    let parent =
+        push(&src, &snaps[0].digest(), &reg.reference("snaps/a:v1"), &conn, &quiet_push(false, false))
+            .unwrap_or_else(|e| panic!("push parent: {e}"));
+    assert_eq!((parent.uploaded, parent.mounted), (3, 0), "{parent:#?}");
+
+    // The child with its parent into another repository: the parent's two blobs are mounted
+    // from snaps/a (no --mount-from), the child's own two and the config uploaded.
+    let child = push(&src, &snaps[1].digest(), &reg.reference("snaps/b:v1"), &conn, &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push child: {e}"));
+    assert_eq!((child.mounted, child.uploaded, child.skipped), (2, 3, 0), "{child:#?}");
+    let parent_digests: Vec<&str> =
+        parent.blobs.iter().filter(|b| b.member != "config").map(|b| b.digest.as_str()).collect();
+    for b in child.blobs.iter().filter(|b| b.action == snapbundle::registry::push::BlobAction::Mounted) {
+        assert!(
+            parent_digests.contains(&b.digest.as_str()),
+            "mounted a blob the parent did not push: {b:#?}"
+        );
+    }
+    assert_eq!(child.bytes_sent, child.bytes_uploaded);
+
+    // A home that pulled the chain from snaps/b pushes it to snaps/c: every member is mounted.
+    let (_p, pulled) = home();
+    pull(&pulled, &reg.reference("snaps/b:v1"), &conn, &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull: {e}"));
+    let again =
+        push(&pulled, &snaps[1].digest(), &reg.reference("snaps/c:v1"), &conn, &quiet_push(true, false))
+            .unwrap_or_else(|e| panic!("push from the pulled home: {e}"));
+    assert_eq!((again.mounted, again.uploaded, again.skipped), (5, 0, 0), "members and config: {again:#?}");
+    assert_eq!(again.bytes_sent, 0);
+    let (_q, copy) = home();
+    pull(&copy, &reg.reference("snaps/c:v1"), &conn, &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull from snaps/c: {e}"));
+    let (_f, filed) = home();
+    import_bytes(&bundle(&snaps, None), &filed);
+    support::assert_tree_eq(&store(&filed.root), &store(&copy.root), "pulled from snaps/c");
+}

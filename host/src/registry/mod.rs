@@ -32,6 +32,7 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub(crate) mod resume;
+pub mod seen;
 pub(crate) mod upload;
 
 pub use auth::Credentials;

@@ -120,7 +120,7 @@ pub fn pull(
     let reference = crate::registry::reference::parse(source, false)?;
     let reg = Registry::connect(reference, conn)?;
     let (manifest_digest, parsed, config) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
-    let layers = parsed.layers;
+    let (layers, config_digest) = (parsed.layers, parsed.config_digest);
     let cache = BlobCache::new(home);
     // Held until the blobs are removed, so `snapbundle gc` leaves them alone meanwhile.
     let hold = cache
@@ -193,6 +193,11 @@ pub fn pull(
             cache.remove(&l.digest);
         }
         drop(hold);
+    // Its blobs are in the source repository: a push to another one may mount them.
+    crate::registry::seen::Seen::load(home, reg.reference.resolve_registry()).record(
+        reg.reference.repository(),
+        layers.iter().map(|l| l.digest.as_str()).chain([config_digest.as_str()]),
+    );
         cache.remove_empty_dirs();
     }
     let (import, bundle) = consumed?;

@@ -7,8 +7,9 @@
 //! (single-threaded, fixed level and pledged size, so the same file always gives the same blob
 //! and the same digest: that is what makes a parent or a shared image layer dedupe). Blobs are
 //! prepared (compressed into a private spool directory, hashed) and sent several at a time: a
-//! HEAD first (skipped if the repository has it), then a cross-repository mount when
-//! `--mount-from` names a repository that may have it, else an upload
+//! HEAD first (skipped if the repository has it), then a cross-repository mount from
+//! `--mount-from`, or from a repository of the same registry this home pushed the blob to or
+//! pulled it from ([`crate::registry::seen`]), else an upload
 //! ([`crate::registry::upload`]): small blobs in one request, large ones in
 //! [`CHUNK`]-byte chunks. A transient failure is retried with backoff, continuing the upload
 //! session from where the registry stands; a push that failed for good leaves a record of its
@@ -38,6 +39,7 @@ use crate::progress::Progress;
 use crate::registry::client::{classify, Connection, Failure, Registry};
 use crate::registry::format::{self, ChainConfig, ConfigMember, ConfigSnapshot, Layer};
 use crate::registry::resume::Sessions;
+use crate::registry::seen::Seen;
 use crate::registry::upload::{self, Mount, Session};
 use crate::sparse::Chunk;
 
@@ -57,7 +59,8 @@ pub struct PushOptions {
     pub level: i32,
     /// Limits the artifact must stay within (the puller's).
     pub limits: Limits,
-    /// A repository of the same registry to mount missing blobs from before uploading them.
+    /// A repository of the same registry to mount missing blobs from before uploading them
+    /// (tried for every blob, before the repositories this home has seen holding it).
     pub mount_from: Option<String>,
     /// Draw no progress.
     pub quiet: bool,
@@ -180,7 +183,11 @@ pub fn push(
         .tempdir_in(&spool_parent)
         .map_err(|e| HostError::io(format!("creating a spool directory in {}", shown(&spool_parent)), e))?;
     let reg = Registry::connect(reference, conn)?;
-    let mount_from: Vec<String> = match &opts.mount_from {
+    // Repositories to mount missing blobs from: `--mount-from`, then those this home has seen
+    // holding blobs on this registry (`seen`).
+    let seen = Seen::load(home, reg.reference.resolve_registry());
+    let target_repo = reg.reference.repository().to_string();
+    let mut mount_from: Vec<String> = match &opts.mount_from {
         Some(repo) => {
             let parsed = format!("{}/{repo}:latest", reg.reference.registry())
                 .parse::<oci_client::Reference>()
@@ -189,20 +196,26 @@ pub fn push(
         }
         None => Vec::new(),
     };
+    for source in seen.sources(&target_repo) {
+        if !mount_from.contains(&source) {
+            mount_from.push(source);
+        }
+    }
+    let mounts = Mounts { explicit: opts.mount_from.is_some(), sources: mount_from, seen };
     let sessions = Sessions::new(home);
     let total: u64 = members.iter().map(|m| m.meta.size).sum();
     let progress = Arc::new(Progress::new("pushing", Some(total), opts.quiet));
     let cancel = Arc::new(AtomicBool::new(false));
     let claimed = std::sync::Mutex::new(std::collections::HashSet::new());
     let result = reg.block_on(async {
-        reg.login(RegistryOperation::Push, &mount_from).await?;
+        reg.login(RegistryOperation::Push, &mounts.sources).await?;
         let sent = stream::iter(0..members.len())
             .map(|index| {
                 let (plan, spool, progress, cancel) =
                     (plan.clone(), spool.path().to_path_buf(), progress.clone(), cancel.clone());
                 let level = opts.level;
                 let reg = &reg;
-                let (mount_from, sessions) = (&mount_from, &sessions);
+                let (mounts, sessions) = (&mounts, &sessions);
                 let claimed = &claimed;
                 async move {
                     let prepared = tokio::task::spawn_blocking(move || {
@@ -216,7 +229,7 @@ pub fn push(
                     let first =
                         claimed.lock().map(|mut c| c.insert(prepared.layer.digest.clone())).unwrap_or(true);
                     let sent = if first {
-                        send(reg, &prepared, mount_from, sessions).await?
+                        send(reg, &prepared, mounts, sessions).await?
                     } else {
                         Sent { action: BlobAction::Skipped, bytes: 0, resumed: false }
                     };
@@ -236,10 +249,11 @@ pub fn push(
             })
             .try_collect::<Vec<_>>()
             .await?;
-        finish(&reg, &plan, sent, &mount_from, &sessions).await
+        finish(&reg, &plan, sent, &mounts, &sessions).await
     });
     progress.finish();
     let (blobs, manifest_digest) = result?;
+    mounts.seen.record(&target_repo, blobs.iter().map(|b| b.digest.as_str()));
     let count = |a: BlobAction| blobs.iter().filter(|b| b.action == a).count();
     Ok(PushOutcome {
         reference: reg.reference.to_string(),
@@ -272,7 +286,7 @@ async fn finish(
     reg: &Registry,
     plan: &Plan,
     mut sent: Vec<(Prepared, Sent)>,
-    mount_from: &[String],
+    mounts: &Mounts,
     sessions: &Sessions,
 ) -> Result<(Vec<PushedBlob>, String), HostError> {
     sent.sort_by_key(|(p, _)| p.index);
@@ -307,7 +321,7 @@ async fn finish(
         },
         data: Data::Bytes(config_bytes.into()),
     };
-    let config_sent = send(reg, &config_blob, mount_from, sessions).await?;
+    let config_sent = send(reg, &config_blob, mounts, sessions).await?;
     let manifest =
         bytes::Bytes::from(format::manifest_bytes(&config_digest, config_size, &layers, plan.head()));
     let manifest_digest = format::sha256_digest(&manifest);
@@ -337,13 +351,31 @@ struct Sent {
     resumed: bool,
 }
 
+/// Where a push may mount blobs from.
+struct Mounts {
+    /// `--mount-from` was given: its repository (first in `sources`) is tried for every blob.
+    explicit: bool,
+    /// Repositories the token asks pull access to: `--mount-from`, then recently seen ones.
+    sources: Vec<String>,
+    /// Which repositories this home has seen holding which blobs.
+    seen: Seen,
+}
+
+impl Mounts {
+    /// The repositories to try a mount of `digest` from, in order.
+    fn candidates(&self, digest: &str, target: &str) -> Vec<String> {
+        let mut out: Vec<String> = self.sources.iter().take(usize::from(self.explicit)).cloned().collect();
+        for r in self.seen.holders(digest, target, &self.sources) {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
+    }
+}
+
 /// HEAD, then mount, then upload: whatever gets the blob into the repository cheapest.
-async fn send(
-    reg: &Registry,
-    p: &Prepared,
-    mount_from: &[String],
-    sessions: &Sessions,
-) -> Result<Sent, HostError> {
+async fn send(reg: &Registry, p: &Prepared, mounts: &Mounts, sessions: &Sessions) -> Result<Sent, HostError> {
     let digest = p.layer.digest.as_str();
     let what = format!("blob {digest} ({}) to {}", p.layer.path, reg.repository());
     let exists = reg.retry(&format!("checking {what}"), || upload::exists(reg, digest)).await?;
@@ -352,9 +384,9 @@ async fn send(
         return Ok(Sent { action: BlobAction::Skipped, bytes: 0, resumed: false });
     }
     let mut started = None;
-    for source in mount_from {
+    for source in mounts.candidates(digest, reg.reference.repository()) {
         match reg
-            .retry(&format!("mounting {what} from {source}"), || upload::mount(reg, digest, source))
+            .retry(&format!("mounting {what} from {source}"), || upload::mount(reg, digest, &source))
             .await?
         {
             Mount::Mounted => {
