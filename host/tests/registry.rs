@@ -1199,3 +1199,45 @@ fn a_push_to_another_repository_mounts_the_blobs_this_home_pushed_or_pulled_ther
     import_bytes(&bundle(&snaps, None), &filed);
     support::assert_tree_eq(&store(&filed.root), &store(&copy.root), "pulled from snaps/c");
 }
+
+#[test]
+fn on_a_terminal_a_push_draws_a_bar_per_blob_in_flight_under_the_overall_bar() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    // Slow chunks, so the bars are drawn while the upper is in flight.
+    mini.set_fault(|req| {
+        if req.method == "PATCH" {
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        None
+    });
+    let snaps = chain(1, None, chunky);
+    let (src_dir, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let log = src_dir.path().join("terminal.log");
+    let cmd = format!(
+        "{} push {} {} --plain-http --home {}",
+        support::bin().display(),
+        snaps[0].digest(),
+        fake.reference("snaps/big:v1"),
+        src.root.display()
+    );
+    // `script` runs the push with a terminal as its standard error and keeps what it drew.
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd])
+        .arg(&log)
+        .env("COLUMNS", "160")
+        .env_remove("MSB_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    assert!(out.status.success(), "{}", describe(&out));
+    let drawn = String::from_utf8_lossy(&fs::read(&log).expect("terminal log")).to_string();
+    if std::env::var_os("SHOW_TERMINAL").is_some() {
+        eprintln!("{drawn}");
+    }
+    let upper = snaps[0].upper_path();
+    assert!(drawn.contains("pushing ["), "no overall bar: {drawn}");
+    assert!(drawn.contains(&format!("↑ {upper}")), "no bar for the upper in flight: {drawn}");
+    assert!(drawn.contains(&format!("uploaded {upper}")), "no line for the finished upper: {drawn}");
+    assert_eq!(mini.manifests.lock().expect("manifests").len(), 2, "tag and digest");
+}

@@ -35,7 +35,7 @@ use snapbundle_core::Limits;
 use crate::error::{shown, HostError};
 use crate::export::{self, ExportOptions, Plan};
 use crate::home::Home;
-use crate::progress::Progress;
+use crate::progress::{ItemBar, Progress};
 use crate::registry::client::{classify, Connection, Failure, Registry};
 use crate::registry::format::{self, ChainConfig, ConfigMember, ConfigSnapshot, Layer};
 use crate::registry::resume::Sessions;
@@ -217,6 +217,7 @@ pub fn push(
                 let reg = &reg;
                 let (mounts, sessions) = (&mounts, &sessions);
                 let claimed = &claimed;
+                let shown_progress = progress.clone();
                 async move {
                     let prepared = tokio::task::spawn_blocking(move || {
                         prepare(&plan, index, &spool, level, &progress, &cancel)
@@ -229,7 +230,7 @@ pub fn push(
                     let first =
                         claimed.lock().map(|mut c| c.insert(prepared.layer.digest.clone())).unwrap_or(true);
                     let sent = if first {
-                        send(reg, &prepared, mounts, sessions).await?
+                        send(reg, &prepared, mounts, sessions, &shown_progress).await?
                     } else {
                         Sent { action: BlobAction::Skipped, bytes: 0, resumed: false }
                     };
@@ -249,7 +250,7 @@ pub fn push(
             })
             .try_collect::<Vec<_>>()
             .await?;
-        finish(&reg, &plan, sent, &mounts, &sessions).await
+        finish(&reg, &plan, sent, &mounts, &sessions, &progress).await
     });
     progress.finish();
     let (blobs, manifest_digest) = result?;
@@ -288,6 +289,7 @@ async fn finish(
     mut sent: Vec<(Prepared, Sent)>,
     mounts: &Mounts,
     sessions: &Sessions,
+    progress: &Progress,
 ) -> Result<(Vec<PushedBlob>, String), HostError> {
     sent.sort_by_key(|(p, _)| p.index);
     let layers: Vec<Layer> = sent.iter().map(|(p, _)| p.layer.clone()).collect();
@@ -321,7 +323,7 @@ async fn finish(
         },
         data: Data::Bytes(config_bytes.into()),
     };
-    let config_sent = send(reg, &config_blob, mounts, sessions).await?;
+    let config_sent = send(reg, &config_blob, mounts, sessions, progress).await?;
     let manifest =
         bytes::Bytes::from(format::manifest_bytes(&config_digest, config_size, &layers, plan.head()));
     let manifest_digest = format::sha256_digest(&manifest);
@@ -375,7 +377,13 @@ impl Mounts {
 }
 
 /// HEAD, then mount, then upload: whatever gets the blob into the repository cheapest.
-async fn send(reg: &Registry, p: &Prepared, mounts: &Mounts, sessions: &Sessions) -> Result<Sent, HostError> {
+async fn send(
+    reg: &Registry,
+    p: &Prepared,
+    mounts: &Mounts,
+    sessions: &Sessions,
+    progress: &Progress,
+) -> Result<Sent, HostError> {
     let digest = p.layer.digest.as_str();
     let what = format!("blob {digest} ({}) to {}", p.layer.path, reg.repository());
     let exists = reg.retry(&format!("checking {what}"), || upload::exists(reg, digest)).await?;
@@ -401,7 +409,8 @@ async fn send(reg: &Registry, p: &Prepared, mounts: &Mounts, sessions: &Sessions
             Mount::Refused => {}
         }
     }
-    let (bytes, resumed) = upload_blob(reg, p, started, sessions, &what).await?;
+    let bar = progress.item(&format!("↑ {}", p.layer.path), p.layer.size);
+    let (bytes, resumed) = upload_blob(reg, p, started, sessions, &what, &bar).await?;
     Ok(Sent { action: BlobAction::Uploaded, bytes, resumed })
 }
 
@@ -429,6 +438,7 @@ async fn upload_blob(
     started: Option<Session>,
     sessions: &Sessions,
     what: &str,
+    bar: &ItemBar,
 ) -> Result<(u64, bool), HostError> {
     let digest = p.layer.digest.as_str();
     let size = p.layer.size;
@@ -458,12 +468,14 @@ async fn upload_blob(
                 return Ok(());
             }
             sessions.save(&repo, digest, &current.location);
+            bar.set(current.offset);
             while current.offset < size {
                 let chunk =
                     read_at(p, current.offset, size.saturating_sub(current.offset).min(CHUNK as u64))?;
                 let len = chunk.len() as u64;
                 current = upload::patch(reg, &current, chunk).await?;
                 sent = sent.saturating_add(len);
+                bar.set(current.offset);
                 sessions.save(&repo, digest, &current.location);
             }
             upload::close(reg, &current, digest, bytes::Bytes::new()).await?;
