@@ -1025,7 +1025,7 @@ fn a_push_trades_credentials_for_a_push_scoped_bearer_token_and_sends_it_with_ev
     let repo_requests: Vec<_> = requests.iter().filter(|r| r.path().starts_with("/v2/snaps/web/")).collect();
     assert!(repo_requests.iter().any(|r| r.method == "PUT" && r.path() == "/v2/snaps/web/manifests/v1"));
     assert!(
-        repo_requests.iter().all(|r| r.header("authorization") == Some("Bearer tok-push")),
+        repo_requests.iter().all(|r| r.header("authorization") == Some("Bearer tok-push-0")),
         "a request without the token: {repo_requests:#?}"
     );
     assert_pulls_like_a_file_import(&target, &mini_connection(4), &snaps);
@@ -1240,4 +1240,36 @@ fn on_a_terminal_a_push_draws_a_bar_per_blob_in_flight_under_the_overall_bar() {
     assert!(drawn.contains(&format!("↑ {upper}")), "no bar for the upper in flight: {drawn}");
     assert!(drawn.contains(&format!("uploaded {upper}")), "no line for the finished upper: {drawn}");
     assert_eq!(mini.manifests.lock().expect("manifests").len(), 2, "tag and digest");
+}
+
+#[test]
+fn a_push_outliving_its_token_trades_for_a_new_one_before_it_expires() {
+    let mut m = Mini::new(Some("short"));
+    m.token_seconds = 2;
+    let (fake, mini) = Mini::start(m);
+    // Slow chunks: the upper's upload outlives the first token (renewed after 1 s).
+    mini.set_fault(|req| {
+        if req.method == "PATCH" {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        None
+    });
+    let snaps = chain(1, None, chunky);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/big:v1");
+    let started = Instant::now();
+    let pushed = push(&src, &snaps[0].digest(), &target, &mini_connection(4), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    assert!(started.elapsed() > Duration::from_secs(2), "the push did not outlive its first token");
+    assert!(mini.issued.load(Ordering::SeqCst) >= 2, "no new token: {pushed:#?}");
+    assert_eq!(mini.expired.load(Ordering::SeqCst), 0, "a request went out with an expired token");
+    assert_eq!(pushed.retries, 0);
+    let tokens: std::collections::BTreeSet<String> = fake
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_string))
+        .filter(|a| a.starts_with("Bearer "))
+        .collect();
+    assert!(tokens.len() >= 2, "{tokens:?}");
 }

@@ -6,7 +6,7 @@
 //! Requests follow the distribution spec: the manifest is
 //! `GET /v2/<repository>/manifests/<tag|digest>` with `Accept` naming the OCI image manifest;
 //! blobs are `GET /v2/<repository>/blobs/<digest>` (with `Range: bytes=<n>-` to resume); push's
-//! requests are in [`crate::registry::upload`]. All are authenticated by [`send`]: the bearer
+//! requests are in `registry::upload`. All are authenticated by `send`: the bearer
 //! token of the login (renewed before it expires, and once more on a 401), else the basic
 //! credentials, else none. A manifest `Content-Length` over the limit is refused before the
 //! body is read; otherwise the body is read chunk by chunk and the connection dropped as soon

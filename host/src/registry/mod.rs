@@ -4,10 +4,12 @@
 //! each ([`format`](mod@format); the layout is documented in `docs/registry-format.md`), so a
 //! parent or an image file shared by many snapshots is stored and uploaded once. Pull rebuilds the exact
 //! 0.6.2 tar stream from the layers and runs it through [`crate::import`], so validation,
-//! staging and promotion are import's own. Requests go through `oci-client`
-//! ([`client`]: TLS by default, retries with backoff, never on 401/403; [`auth`]: credentials
-//! from the command line or the Docker configuration), except pull's GETs, which are our own
-//! so that what a registry sends is bounded while it is read ([`fetch`](mod@fetch)).
+//! staging and promotion are import's own. Requests are our own, following the distribution
+//! spec, so that what a registry sends is bounded while it is read and an upload can continue
+//! where the registry stands ([`fetch`](mod@fetch): pull's GETs and the token exchange,
+//! `upload`: push's requests, [`client`]: TLS by default, retries with backoff, never on
+//! 401/403; [`auth`]: credentials from the command line or the Docker configuration);
+//! oci-client parses references.
 //!
 //! ```no_run
 //! use snapbundle::home::Home;

@@ -10,7 +10,7 @@
 //! HEAD first (skipped if the repository has it), then a cross-repository mount from
 //! `--mount-from`, or from a repository of the same registry this home pushed the blob to or
 //! pulled it from ([`crate::registry::seen`]), else an upload
-//! ([`crate::registry::upload`]): small blobs in one request, large ones in
+//! (`registry::upload`): small blobs in one request, large ones in
 //! [`CHUNK`]-byte chunks. A transient failure is retried with backoff, continuing the upload
 //! session from where the registry stands; a push that failed for good leaves a record of its
 //! session ([`crate::registry::resume`]) so that the next one continues it too. The config blob

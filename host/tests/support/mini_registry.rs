@@ -31,6 +31,13 @@ pub struct Mini {
     pub token: Option<String>,
     /// Tokens issued so far.
     pub issued: AtomicU64,
+    /// A token's lifetime in seconds (`expires_in`; 0: 300). Each token is `<token>-<n>`, and
+    /// one older than its lifetime is refused with a 401.
+    pub token_seconds: u64,
+    /// When each token was issued.
+    issued_at: Mutex<HashMap<String, std::time::Instant>>,
+    /// Requests that came with an expired token.
+    pub expired: AtomicU64,
     /// Answers to give instead of the registry's.
     pub fault: Mutex<Option<Fault>>,
     port: AtomicU16,
@@ -104,8 +111,15 @@ impl Mini {
         if path == "/token" {
             return self.token_answer(req);
         }
-        if let Some(token) = &self.token {
-            if req.header("authorization") != Some(format!("Bearer {token}").as_str()) {
+        if self.token.is_some() {
+            let presented = req.header("authorization").and_then(|a| a.strip_prefix("Bearer "));
+            let age =
+                presented.and_then(|t| self.issued_at.lock().expect("issued").get(t).map(|at| at.elapsed()));
+            let fresh = age.is_some_and(|a| a.as_secs_f64() < self.lifetime() as f64);
+            if age.is_some() && !fresh {
+                self.expired.fetch_add(1, Ordering::SeqCst);
+            }
+            if !fresh {
                 let challenge = format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="mini""#);
                 return full(
                     401,
@@ -159,6 +173,14 @@ impl Mini {
         full(404, &[], Vec::new())
     }
 
+    fn lifetime(&self) -> u64 {
+        if self.token_seconds == 0 {
+            300
+        } else {
+            self.token_seconds
+        }
+    }
+
     fn token_answer(&self, req: &Request) -> Answer {
         let Some(token) = &self.token else { return full(404, &[], Vec::new()) };
         if req.header("authorization")
@@ -173,12 +195,11 @@ impl Mini {
                 self.scopes.lock().expect("scopes").push(v);
             }
         }
-        self.issued.fetch_add(1, Ordering::SeqCst);
-        full(
-            200,
-            &[("Content-Type", "application/json".into())],
-            format!("{{\"token\":\"{token}\",\"expires_in\":300}}").into_bytes(),
-        )
+        let n = self.issued.fetch_add(1, Ordering::SeqCst);
+        let value = format!("{token}-{n}");
+        self.issued_at.lock().expect("issued").insert(value.clone(), std::time::Instant::now());
+        let body = format!("{{\"token\":\"{value}\",\"expires_in\":{}}}", self.lifetime());
+        full(200, &[("Content-Type", "application/json".into())], body.into_bytes())
     }
 
     fn upload(&self, req: &Request, repo: &str, tail: &str) -> Answer {
