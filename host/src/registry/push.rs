@@ -13,7 +13,7 @@
 //! (`registry::upload`): small blobs in one request, large ones in
 //! [`CHUNK`]-byte chunks. A transient failure is retried with backoff, continuing the upload
 //! session from where the registry stands; a push that failed for good leaves a record of its
-//! session ([`crate::registry::resume`]) so that the next one continues it too. The config blob
+//! session (`registry::resume`) so that the next one continues it too. The config blob
 //! and then the manifest are put last, so a failed push never leaves a tag pointing at missing
 //! blobs; running it again skips every blob that made it.
 
