@@ -134,8 +134,8 @@ def main():
     a = ap.parse_args()
     if not shutil.which("docker-registry"):
         sys.exit("docker-registry is not installed (scripts/install-deps.sh installs it)")
-    # No wasmtime needed here: the sandbox feature stays off (saves minutes of compilation).
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "snapbundle", "--no-default-features"], cwd=ROOT, check=True)
+    # The default features, as the other benchmarks build it: target/release/snapbundle is shared.
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "snapbundle"], cwd=ROOT, check=True)
     exe = os.path.join(ROOT, "target", "release", "snapbundle")
     shutil.rmtree(a.dir, ignore_errors=True)
     src = os.path.join(a.dir, "src-home")
