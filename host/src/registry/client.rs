@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use oci_client::errors::OciDistributionError;
-use oci_client::{Reference, RegistryOperation};
+use oci_client::RegistryOperation;
 
 use crate::error::HostError;
 use crate::registry::auth::Credentials;
+use crate::registry::reference::Target;
 
 /// How to reach a registry.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +51,7 @@ pub struct Registry {
     pub(crate) plain_http: bool,
     pub(crate) auth: Credentials,
     /// The reference as given, normalised (`host/repo:tag` or `host/repo@digest`).
-    pub(crate) reference: Reference,
+    pub(crate) reference: Target,
     pub(crate) jobs: usize,
     attempts: u32,
     retries: AtomicU64,
@@ -120,7 +121,7 @@ pub(crate) fn classify(e: &OciDistributionError) -> Failure {
 
 impl Registry {
     /// Connects to the repository of `reference` (nothing is sent until the first request).
-    pub fn connect(reference: Reference, conn: &Connection) -> Result<Registry, HostError> {
+    pub fn connect(reference: Target, conn: &Connection) -> Result<Registry, HostError> {
         let setup = |e: &dyn std::fmt::Display| HostError::Registry {
             code: "registry_error",
             message: format!("cannot set up the registry client: {e}"),

@@ -188,12 +188,8 @@ pub fn push(
     let seen = Seen::load(home, reg.reference.resolve_registry());
     let target_repo = reg.reference.repository().to_string();
     let mut mount_from: Vec<String> = match &opts.mount_from {
-        Some(repo) => {
-            let parsed = format!("{}/{repo}:latest", reg.reference.registry())
-                .parse::<oci_client::Reference>()
-                .map_err(|e| HostError::Usage(format!("--mount-from {repo:?}: {e}")))?;
-            vec![parsed.repository().to_string()]
-        }
+        Some(repo) => vec![crate::registry::reference::repository_of(reg.reference.registry(), repo)
+            .map_err(|e| HostError::Usage(format!("--mount-from: {e}")))?],
         None => Vec::new(),
     };
     for source in seen.sources(&target_repo) {
