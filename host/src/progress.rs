@@ -27,13 +27,6 @@ impl ItemBar {
             b.set_position(bytes);
         }
     }
-
-    /// Advances the item's bytes done.
-    pub fn inc(&self, bytes: u64) {
-        if let Some(b) = &self.bar {
-            b.inc(bytes);
-        }
-    }
 }
 
 impl Drop for ItemBar {

@@ -1200,16 +1200,21 @@ fn a_push_to_another_repository_mounts_the_blobs_this_home_pushed_or_pulled_ther
     support::assert_tree_eq(&store(&filed.root), &store(&copy.root), "pulled from snaps/c");
 }
 
+/// Makes every `PATCH` to `mini` take `delay`.
+fn slow_patches(mini: &Mini, delay: Duration) {
+    mini.set_fault(move |req| {
+        if req.method == "PATCH" {
+            std::thread::sleep(delay);
+        }
+        None
+    });
+}
+
 #[test]
 fn on_a_terminal_a_push_draws_a_bar_per_blob_in_flight_under_the_overall_bar() {
     let (fake, mini) = Mini::start(Mini::new(None));
     // Slow chunks, so the bars are drawn while the upper is in flight.
-    mini.set_fault(|req| {
-        if req.method == "PATCH" {
-            std::thread::sleep(Duration::from_millis(400));
-        }
-        None
-    });
+    slow_patches(&mini, Duration::from_millis(400));
     let snaps = chain(1, None, chunky);
     let (src_dir, src) = home();
     import_bytes(&bundle(&snaps, None), &src);
@@ -1248,12 +1253,7 @@ fn a_push_outliving_its_token_trades_for_a_new_one_before_it_expires() {
     m.token_seconds = 2;
     let (fake, mini) = Mini::start(m);
     // Slow chunks: the upper's upload outlives the first token (renewed after 1 s).
-    mini.set_fault(|req| {
-        if req.method == "PATCH" {
-            std::thread::sleep(Duration::from_millis(600));
-        }
-        None
-    });
+    slow_patches(&mini, Duration::from_millis(600));
     let snaps = chain(1, None, chunky);
     let (_s, src) = home();
     import_bytes(&bundle(&snaps, None), &src);
