@@ -596,7 +596,7 @@ fn push(a: &PushArgs) -> Result<(), HostError> {
         return print_out(&json_line(&json!({ "ok": true, "push": out })));
     }
     print_out(&format!(
-        "pushed {} snapshot{} to {}\nhead     {}\nmanifest {}\nblobs    {} uploaded ({}), {} already there{}, {:.1} s\n",
+        "pushed {} snapshot{} to {}\nhead     {}\nmanifest {}\nblobs    {} uploaded ({}), {} already there{}{}, {:.1} s\n",
         out.snapshots.len(),
         if out.snapshots.len() == 1 { "" } else { "s" },
         out.reference,
@@ -606,6 +606,16 @@ fn push(a: &PushArgs) -> Result<(), HostError> {
         render::size(out.bytes_uploaded),
         out.skipped,
         if out.mounted > 0 { format!(", {} mounted", out.mounted) } else { String::new() },
+        if out.resumed > 0 {
+            format!(
+                "; {} upload{} continued where the registry stood ({} sent)",
+                out.resumed,
+                if out.resumed == 1 { "" } else { "s" },
+                render::size(out.bytes_sent)
+            )
+        } else {
+            String::new()
+        },
         out.seconds
     ))
 }
