@@ -193,13 +193,13 @@ pub fn pull(
             cache.remove(&l.digest);
         }
         drop(hold);
+        cache.remove_empty_dirs();
+    }
     // Its blobs are in the source repository: a push to another one may mount them.
     crate::registry::seen::Seen::load(home, reg.reference.resolve_registry()).record(
         reg.reference.repository(),
         layers.iter().map(|l| l.digest.as_str()).chain([config_digest.as_str()]),
     );
-        cache.remove_empty_dirs();
-    }
     let (import, bundle) = consumed?;
     let count = |k: Fetched| fetched.iter().filter(|f| **f == k).count();
     let bytes_downloaded =
