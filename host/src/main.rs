@@ -260,10 +260,10 @@ struct PushArgs {
     #[arg(long)]
     with_image: bool,
     /// Mount missing blobs from this repository of the same registry before uploading them.
-    #[arg(long, value_name = "REPO")]
-    mount_from: Option<String>,
     /// Without it, blobs this home pushed to or pulled from another repository of the registry
     /// are mounted from there.
+    #[arg(long, value_name = "REPO")]
+    mount_from: Option<String>,
     /// Print a JSON summary (blobs uploaded/skipped, bytes, time) on standard output.
     #[arg(long)]
     json: bool,
