@@ -109,8 +109,10 @@ enum Command {
     ///
     /// Imports still running are never touched. Every import does this first on its own.
     /// Also removes verification records (see `export --rehash`) of uppers that are gone or
-    /// changed, and empties the pull blob cache (<home>/cache/snapbundle/blobs: blobs and
-    /// partial downloads a failed `pull` kept for a resume) unless a pull is running.
+    /// changed, empties the pull blob cache (<home>/cache/snapbundle/blobs: blobs and
+    /// partial downloads a failed `pull` kept for a resume, or a pull left because another
+    /// was running) unless a pull is running, and removes the spool directories of killed
+    /// pushes (<home>/cache/snapbundle/tmp/push-*; those of running pushes are left alone).
     Gc(GcArgs),
 }
 
@@ -731,9 +733,14 @@ fn gc(a: &GcArgs) -> Result<(), HostError> {
     })?;
     let blobs = snapbundle::registry::blobs::BlobCache::new(&home);
     let pulled = blobs.gc().map_err(|e| HostError::io(format!("cleaning {}", blobs.dir().display()), e))?;
+    let spool_dir = snapbundle::registry::spool::dir(&home);
+    let spooled = snapbundle::registry::spool::gc(&home).map_err(|e| {
+        HostError::io(format!("cleaning push spool directories in {}", spool_dir.display()), e)
+    })?;
     if a.json {
         return print_out(&json_line(&json!({
-            "ok": true, "gc": rec, "verification_records_removed": pruned, "pull_cache": pulled
+            "ok": true, "gc": rec, "verification_records_removed": pruned, "pull_cache": pulled,
+            "push_spool": spooled
         })));
     }
     let plural = |n: usize| if n == 1 { "" } else { "s" };
@@ -749,8 +756,18 @@ fn gc(a: &GcArgs) -> Result<(), HostError> {
             pulled.bytes_removed
         )
     };
+    let running = match spooled.in_use {
+        0 => String::new(),
+        n => format!(", left {n} of running pushes"),
+    };
+    let spool = format!(
+        "removed {} push spool director{} ({} bytes){running}",
+        spooled.dirs_removed,
+        if spooled.dirs_removed == 1 { "y" } else { "ies" },
+        spooled.bytes_removed
+    );
     print_out(&format!(
-        "rolled forward {}, removed {}, left {} running; removed {pruned} stale verification record{}; {cache}\n",
+        "rolled forward {}, removed {}, left {} running; removed {pruned} stale verification record{}; {cache}; {spool}\n",
         rec.rolled_forward.len(),
         rec.removed.len(),
         rec.running.len(),

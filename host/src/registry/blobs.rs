@@ -8,14 +8,30 @@
 //! too. A blob whose bytes do not match is deleted and fails the pull, naming it.
 //!
 //! A running pull holds a shared `flock` on the `sha256` directory ([`BlobCache::hold`]) from
-//! before its first download until it has removed its blobs; [`BlobCache::gc`] (run by
+//! before its first download until it is done with its blobs; [`BlobCache::gc`] (run by
 //! `snapbundle gc`) takes it exclusively without waiting, so it clears the cache (stale
-//! `.part` files and verified blobs, kept by failed pulls for a resume) only while no pull runs,
-//! and otherwise leaves it alone and says so. The lock dies with its process, so a killed pull
-//! holds nothing. Whoever waited for the lock checks that the directory it locked is still the
-//! one at the path (a finished pull removes the empty directories) and otherwise starts over.
+//! `.part` files and verified blobs, kept by failed pulls for a resume, or left by pulls that
+//! finished beside another one) only while no pull runs, and otherwise leaves it alone and says
+//! so. The lock dies with its process, so a killed pull holds nothing. Whoever waited for the
+//! lock checks that the directory it locked is still the one at the path (a finished pull
+//! removes the empty directories) and otherwise starts over.
+//!
+//! Pulls into the same home may run at once and share blobs:
+//!
+//! - Only one of them downloads a blob: the downloader holds an exclusive `flock` on the
+//!   `<hex>.part` file for as long as it writes it. Another pull that wants the same blob polls
+//!   for the lock (without blocking its other downloads), and once it has it checks that the
+//!   file it locked is still the one named `<hex>.part`; if it is not (the holder renamed it to
+//!   `<hex>` when verified, or deleted it on a mismatch), it looks again: a verified blob is
+//!   then taken from the cache ([`Fetched::Cached`]), and a missing one downloaded anew. A
+//!   `.part` the holder gave up on (its pull failed) is resumed by the next one.
+//! - A pull that has finished removes its blobs ([`BlobCache::finish`]) only if it can turn its
+//!   shared lock into an exclusive one without waiting, that is when no other pull holds the
+//!   cache (another pull may be reading the same blobs, or be about to find them cached). If
+//!   one does, the finished pull leaves its blobs where they are: a later pull that finishes
+//!   alone does not remove them (it removes only its own), but `snapbundle gc` does.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -37,9 +53,10 @@ pub struct BlobCache {
     dir: PathBuf,
 }
 
-/// A running pull's shared lock on the blob cache ([`BlobCache::hold`]).
+/// A running pull's shared lock on the blob cache ([`BlobCache::hold`]); released when dropped,
+/// or ended by [`BlobCache::finish`].
 #[derive(Debug)]
-pub struct CacheHold(#[allow(dead_code)] OwnedFd);
+pub struct CacheHold(OwnedFd);
 
 enum Lock {
     Held(OwnedFd),
@@ -98,9 +115,29 @@ impl BlobCache {
         fs::symlink_metadata(self.path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
-    /// Removes a blob (after a successful pull); a missing one is fine.
+    /// Removes a blob; a missing one is fine. Only for whoever knows that no pull needs it
+    /// (a finishing pull goes through [`BlobCache::finish`]).
     pub fn remove(&self, digest: &str) {
         let _ = fs::remove_file(self.path(digest));
+    }
+
+    /// Ends a finished pull's `hold`: if no other pull holds the cache (the shared lock turns
+    /// exclusive without waiting), removes the blobs named by `digests` and then the empty
+    /// directories, and returns true; otherwise leaves them to `snapbundle gc` and returns
+    /// false. Either way the hold is released.
+    pub fn finish<'a>(&self, hold: CacheHold, digests: impl IntoIterator<Item = &'a str>) -> bool {
+        // Linux gives up the shared lock when the conversion fails: the hold is over anyway.
+        if rustix::fs::flock(&hold.0, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return false;
+        }
+        // Nobody removes the directory while we hold it shared, so the one locked is the one
+        // at the path.
+        for digest in digests {
+            self.remove(digest);
+        }
+        self.remove_dirs_if_empty();
+        drop(hold);
+        true
     }
 
     /// The `sha256` directory the blobs live in.
@@ -112,6 +149,12 @@ impl BlobCache {
     /// no pull holds the cache.
     pub fn remove_empty_dirs(&self) {
         let Ok(Lock::Held(_held)) = self.lock(FlockOperation::NonBlockingLockExclusive) else { return };
+        self.remove_dirs_if_empty();
+    }
+
+    /// With the cache locked exclusively: `sha256`, `blobs`, `snapbundle`, as long as each is
+    /// empty.
+    fn remove_dirs_if_empty(&self) {
         for dir in self.dir.ancestors().take(3) {
             if fs::remove_dir(dir).is_err() {
                 return;
@@ -134,20 +177,9 @@ impl BlobCache {
 
     fn lock(&self, op: FlockOperation) -> io::Result<Lock> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let fd = match rustix::fs::open(&self.dir, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Ok(Lock::Gone),
-            Err(e) => return Err(e.into()),
-        };
-        match rustix::fs::flock(&fd, op) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(Lock::Busy),
-            Err(e) => return Err(e.into()),
-        }
-        let held = rustix::fs::fstat(&fd)?;
-        match rustix::fs::lstat(&self.dir) {
-            Ok(now) if now.st_dev == held.st_dev && now.st_ino == held.st_ino => Ok(Lock::Held(fd)),
-            Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(Lock::Gone),
+        match rustix::fs::open(&self.dir, flags, Mode::empty()) {
+            Ok(fd) => lock_fd(fd, &self.dir, op),
+            Err(rustix::io::Errno::NOENT) => Ok(Lock::Gone),
             Err(e) => Err(e.into()),
         }
     }
@@ -186,12 +218,18 @@ impl BlobCache {
                 out.blobs_removed += 1;
             }
         }
-        for dir in self.dir.ancestors().take(3) {
-            if fs::remove_dir(dir).is_err() {
-                break;
-            }
-        }
+        self.remove_dirs_if_empty();
         Ok(out)
+    }
+
+    /// Opens (creating it if missing) and locks `digest`'s `.part` file exclusively without
+    /// waiting: `Held` when this caller is now its one downloader, `Busy` while another
+    /// download holds it, `Gone` when the file locked is no longer the one at the path (renamed
+    /// to the verified blob, or deleted, while the lock was being taken).
+    fn lock_part(&self, digest: &str) -> io::Result<(Lock, PathBuf)> {
+        let part = self.part_path(digest);
+        let fd = open_part(&part)?;
+        Ok((lock_fd(fd, &part, FlockOperation::NonBlockingLockExclusive)?, part))
     }
 
     /// Downloads `layer`'s blob into the cache unless it is there; see the module docs.
@@ -201,18 +239,37 @@ impl BlobCache {
         layer: &Layer,
         progress: &Progress,
     ) -> Result<Fetched, HostError> {
-        if self.has(&layer.digest, layer.size) {
-            return Ok(Fetched::Cached);
-        }
-        fs::create_dir_all(&self.dir)
-            .map_err(|e| HostError::io(format!("creating {}", shown(&self.dir)), e))?;
-        let part = self.part_path(&layer.digest);
+        // The one downloader of this blob, or the blob verified by another pull (module docs).
+        let (mut file, part) = loop {
+            if self.has(&layer.digest, layer.size) {
+                return Ok(Fetched::Cached);
+            }
+            fs::create_dir_all(&self.dir)
+                .map_err(|e| HostError::io(format!("creating {}", shown(&self.dir)), e))?;
+            let (lock, part) = self.lock_part(&layer.digest).map_err(|e| {
+                HostError::io(format!("locking {}", shown(&self.part_path(&layer.digest))), e)
+            })?;
+            match lock {
+                Lock::Held(fd) => {
+                    if self.has(&layer.digest, layer.size) {
+                        // Verified by another pull after our first look: this `.part` is one
+                        // we just created.
+                        let _ = fs::remove_file(&part);
+                        return Ok(Fetched::Cached);
+                    }
+                    break (File::from(fd), part);
+                }
+                // Another pull is downloading it: look again in a moment.
+                Lock::Busy => tokio::time::sleep(PART_POLL).await,
+                Lock::Gone => {}
+            }
+        };
         let what = format!("downloading blob {} ({}) from {}", layer.digest, layer.path, reg.repository());
         let mut resumed = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.download(reg, layer, &part, &what, progress).await {
+            match self.download(reg, layer, &mut file, &part, &what, progress).await {
                 Ok((hasher, r)) => {
                     resumed |= r;
                     let got = format!("sha256:{}", snapbundle_core::hex::encode(&hasher.finalize()));
@@ -240,22 +297,18 @@ impl BlobCache {
         }
     }
 
-    /// One download attempt: resumes `part` with a range request if it holds a prefix.
+    /// One download attempt into `file` (the locked `part`, opened for appending): resumes it
+    /// with a range request if it holds a prefix.
     async fn download(
         &self,
         reg: &Registry,
         layer: &Layer,
+        file: &mut File,
         part: &Path,
         what: &str,
         progress: &Progress,
     ) -> Result<(Sha256, bool), Step> {
         let io_fatal = |ctx: String| move |e: io::Error| Step::Fatal(HostError::io(ctx, e));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(part)
-            .map_err(io_fatal(format!("opening {}", shown(part))))?;
         // Hash what an earlier attempt left, so the blob is verified as a whole.
         let mut hasher = Sha256::new();
         let mut have = 0u64;
@@ -323,6 +376,31 @@ impl BlobCache {
     }
 }
 
+/// Opens a `.part` file for appending, creating it if missing (never through a symbolic link).
+fn open_part(part: &Path) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    Ok(rustix::fs::open(part, flags, Mode::from_raw_mode(0o644))?)
+}
+
+/// Locks `fd` with `op`, then checks that it is still the file at `path` (which may have been
+/// renamed or removed, and another put in its place, while we waited).
+fn lock_fd(fd: OwnedFd, path: &Path, op: FlockOperation) -> io::Result<Lock> {
+    match rustix::fs::flock(&fd, op) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Ok(Lock::Busy),
+        Err(e) => return Err(e.into()),
+    }
+    let held = rustix::fs::fstat(&fd)?;
+    match rustix::fs::lstat(path) {
+        Ok(now) if now.st_dev == held.st_dev && now.st_ino == held.st_ino => Ok(Lock::Held(fd)),
+        Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(Lock::Gone),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How long a pull waits before looking again at a blob another pull is downloading.
+const PART_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 enum Step {
     Retry(String),
     Fatal(HostError),
@@ -379,4 +457,80 @@ impl<R: Read> Read for HashingReader<R> {
 pub(crate) fn open(cache: &BlobCache, digest: &str) -> Result<File, HostError> {
     let path = cache.path(digest);
     File::open(&path).map_err(|e| HostError::io(format!("opening {}", shown(&path)), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    fn cache() -> (tempfile::TempDir, BlobCache) {
+        let d = tempfile::tempdir().expect("temp home");
+        let c = BlobCache::new(&Home::at(d.path()));
+        fs::create_dir_all(c.dir()).expect("cache dir");
+        (d, c)
+    }
+
+    fn state(l: &Lock) -> &'static str {
+        match l {
+            Lock::Held(_) => "held",
+            Lock::Busy => "busy",
+            Lock::Gone => "gone",
+        }
+    }
+
+    #[test]
+    fn a_part_being_downloaded_is_busy_for_a_second_downloader_until_released() {
+        let (_d, c) = cache();
+        let (first, part) = c.lock_part(DIGEST).expect("lock");
+        assert_eq!(state(&first), "held");
+        assert_eq!(part, c.dir().join(format!("{}.part", hex_of(DIGEST))));
+        let (second, _) = c.lock_part(DIGEST).expect("lock");
+        assert_eq!(state(&second), "busy");
+        // The first gave up (a failed pull): the next one takes over its part, to resume it.
+        fs::write(&part, b"prefix").expect("write");
+        drop(first);
+        let (third, _) = c.lock_part(DIGEST).expect("lock");
+        assert_eq!(state(&third), "held");
+        assert_eq!(fs::read(&part).expect("read"), b"prefix", "the part was truncated");
+    }
+
+    #[test]
+    fn a_part_renamed_to_the_verified_blob_while_waiting_is_gone_for_the_waiter() {
+        let (_d, c) = cache();
+        let (holder, part) = c.lock_part(DIGEST).expect("lock");
+        assert_eq!(state(&holder), "held");
+        // The waiter opened the part before the holder renamed it.
+        let waiting = open_part(&part).expect("open");
+        fs::rename(&part, c.path(DIGEST)).expect("rename");
+        drop(holder);
+        let l = lock_fd(waiting, &part, FlockOperation::NonBlockingLockExclusive).expect("lock");
+        assert_eq!(state(&l), "gone");
+        assert!(!part.exists(), "the waiter created a part");
+    }
+
+    #[test]
+    fn a_part_deleted_and_created_anew_while_waiting_is_gone_for_the_waiter() {
+        let (_d, c) = cache();
+        let (holder, part) = c.lock_part(DIGEST).expect("lock");
+        let waiting = open_part(&part).expect("open");
+        // A mismatch: the holder deletes its part; a third downloader starts a new one.
+        fs::remove_file(&part).expect("remove");
+        drop(holder);
+        let (third, _) = c.lock_part(DIGEST).expect("lock");
+        assert_eq!(state(&third), "held");
+        let l = lock_fd(waiting, &part, FlockOperation::NonBlockingLockExclusive).expect("lock");
+        assert_eq!(state(&l), "gone");
+    }
+
+    #[test]
+    fn a_symbolic_link_named_like_a_part_is_not_followed() {
+        let (d, c) = cache();
+        let target = d.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, c.part_path(DIGEST)).expect("symlink");
+        let err = c.lock_part(DIGEST).err().expect("refused");
+        assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::LOOP.raw_os_error()), "{err}");
+        assert!(!target.exists(), "created through the link");
+    }
 }

@@ -35,6 +35,7 @@ pub mod push;
 pub mod reference;
 pub(crate) mod resume;
 pub mod seen;
+pub mod spool;
 pub(crate) mod upload;
 
 pub use auth::Credentials;

@@ -17,8 +17,9 @@
 //! that does not match its digest leaves the importer with a truncated stream: nothing is
 //! promoted, and the error names the blob. Verified blobs stay in the cache when the transfer
 //! fails, so running it again fetches only what is missing (a partial blob is resumed with a
-//! range request); once the transfer completed they are removed (unless asked to keep them),
-//! whether the import took the stream or refused it.
+//! range request); once the transfer completed they are removed (unless asked to keep them, or
+//! another pull into the same home is running: see [`blobs`](mod@blobs)), whether the import
+//! took the stream or refused it.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -188,12 +189,9 @@ pub fn pull(
     };
     // The transfer did not fail (what came was checked): whether the import took the stream or
     // refused it (a conflict, an invalid chain), running the pull again would not need the blobs.
+    // Only if no other pull holds the cache (it may need the same blobs): `gc` clears them then.
     if !opts.keep_blobs {
-        for l in &layers {
-            cache.remove(&l.digest);
-        }
-        drop(hold);
-        cache.remove_empty_dirs();
+        cache.finish(hold, layers.iter().map(|l| l.digest.as_str()));
     }
     // Its blobs are in the source repository: a push to another one may mount them.
     crate::registry::seen::Seen::load(home, reg.reference.resolve_registry()).record(
