@@ -252,8 +252,8 @@ impl BlobCache {
             match lock {
                 Lock::Held(fd) => {
                     if self.has(&layer.digest, layer.size) {
-                        // Verified by another pull after our first look: this `.part` is one
-                        // we just created.
+                        // Verified by another pull after our first look: the `.part` (most
+                        // likely one we just created) is not needed.
                         let _ = fs::remove_file(&part);
                         return Ok(Fetched::Cached);
                     }

@@ -115,11 +115,12 @@ pub fn gc(home: &Home) -> io::Result<SpoolGc> {
         if !is_spool || !entry.file_type()?.is_dir() {
             continue;
         }
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", shown(&path)));
         let fd = match open_dir(&path) {
             Ok(fd) => fd,
             // Removed by its push meanwhile.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(named(e)),
         };
         match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
@@ -127,17 +128,17 @@ pub fn gc(home: &Home) -> io::Result<SpoolGc> {
                 out.in_use = out.in_use.saturating_add(1);
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(named(e.into())),
         }
-        let held = rustix::fs::fstat(&fd)?;
+        let held = rustix::fs::fstat(&fd).map_err(|e| named(e.into()))?;
         match rustix::fs::lstat(&path) {
             Ok(now) if now.st_dev == held.st_dev && now.st_ino == held.st_ino => {}
             // Its push removed it (and maybe another took the name) while we locked it.
             Ok(_) | Err(rustix::io::Errno::NOENT) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(named(e.into())),
         }
-        let bytes = tree_bytes(&path)?;
-        fs::remove_dir_all(&path)?;
+        let bytes = tree_bytes(&path).map_err(named)?;
+        fs::remove_dir_all(&path).map_err(named)?;
         out.dirs_removed = out.dirs_removed.saturating_add(1);
         out.bytes_removed = out.bytes_removed.saturating_add(bytes);
     }
