@@ -175,13 +175,8 @@ pub fn push(
     };
     let plan = Arc::new(export::plan(home, snapshot_arg, &eopts)?);
     let members = plan.planned_members();
-    let spool_parent = home.cache.join("snapbundle").join("tmp");
-    std::fs::create_dir_all(&spool_parent)
-        .map_err(|e| HostError::io(format!("creating {}", shown(&spool_parent)), e))?;
-    let spool = tempfile::Builder::new()
-        .prefix("push-")
-        .tempdir_in(&spool_parent)
-        .map_err(|e| HostError::io(format!("creating a spool directory in {}", shown(&spool_parent)), e))?;
+    // Locked while the push runs, so `snapbundle gc` removes it only once the push is gone.
+    let spool = crate::registry::spool::Spool::create(home)?;
     let reg = Registry::connect(reference, conn)?;
     // Repositories to mount missing blobs from: `--mount-from`, then those this home has seen
     // holding blobs on this registry (`seen`).
