@@ -24,8 +24,10 @@ Measured on the same uppers in the same run, for scale:
 - 0.6.2's own dense way, once by default (`--tar-runs`, 0 skips it; it reads every zero):
   `tar --format=gnu -c` (no `--sparse`) of the snapshot directory piped to `zstd -3 -T1` (single
   threaded, as 0.6.2's encoder is) into a file, then fsynced.
-Every timed export and floor run writes a fresh file: the previous output is removed before it,
-outside the timing (replacing a 128 MiB file costs its deallocation, not the export's work).
+The floor is measured with every row, alternating with its two exports run after run, so that
+a job sharing the machine weighs on all three alike. Every timed export and floor run writes a
+fresh file: the previous output is removed before it, outside the timing (replacing a 128 MiB
+file costs its deallocation, not the export's work).
 """
 import argparse
 import json
@@ -53,6 +55,20 @@ def median_run(cmd, runs, before=None):
         times.append(t)
         rss.append(r)
     return statistics.median(times), max(rss)
+
+
+def interleaved(cmds, outs, runs):
+    """Runs each of `cmds` (name -> argv) once per round, `runs` rounds, removing its output file
+    `outs[name]` before each run; returns name -> (median seconds, largest peak RSS in MiB)."""
+    times = {k: [] for k in cmds}
+    rss = {k: [] for k in cmds}
+    for _ in range(runs):
+        for k, cmd in cmds.items():
+            fresh(outs[k])()
+            t, r = run(cmd)
+            times[k].append(t)
+            rss[k].append(r)
+    return {k: (statistics.median(times[k]), max(rss[k])) for k in cmds}
 
 
 def extract_data(upper, out):
@@ -143,10 +159,20 @@ def main():
         if not extra and name == "recorded":
             # Verified once (as an import or `snapbundle verify` does): a record for the upper.
             subprocess.run([exe, "verify", name, "--home", home], check=True, capture_output=True)
-        for mode, flags in (("dense", []), ("sparse", ["--sparse"])):
-            out = os.path.join(a.dir, f"{name}-{mode}.tar.zst")
-            cmd = [exe, "export", name, "-o", out, "-q", "--home", home] + flags + extra
-            t, rss = median_run(cmd, a.runs, before=fresh(out))
+        # The two exports and the floor alternate, run after run, so that another job on the
+        # machine weighs on all three alike.
+        outs = {m: os.path.join(a.dir, f"{name}-{m}.tar.zst") for m in ("dense", "sparse")}
+        dense_data, data_len = floor_inputs[row["upper"]]
+        outs["floor"] = os.path.join(a.dir, f"{name}-floor.zst")
+        cmds = {m: [exe, "export", name, "-o", outs[m], "-q", "--home", home] + flags + extra
+                for m, flags in (("dense", []), ("sparse", ["--sparse"]))}
+        cmds["floor"] = ["sh", "-c", f"zstd -3 -T2 -q -c {dense_data} > {outs['floor']} && sync {outs['floor']}"]
+        timed = interleaved(cmds, outs, a.runs)
+        row["floor"] = dict(s=timed["floor"][0], rss=timed["floor"][1], out=os.path.getsize(outs["floor"]),
+                            input=data_len)
+        for mode in ("dense", "sparse"):
+            out = outs[mode]
+            t, rss = timed[mode]
             dst = os.path.join(a.dir, "dst-home")
             ti, rssi = median_run([exe, "import", out, "-q", "--home", dst], a.runs,
                                   before=lambda: shutil.rmtree(dst, ignore_errors=True))
@@ -158,22 +184,15 @@ def main():
             shutil.rmtree(dst, ignore_errors=True)
         rows.append(row)
 
-    # Floors and 0.6.2's dense way, on both uppers ("recorded" shares the upper of "none").
+    # 0.6.2's dense way, on both uppers ("recorded" shares the upper of "none").
     refs = {}
-    for name in ("none", "small"):
-        dense_data, data_len = floor_inputs[name]
-        out = os.path.join(a.dir, f"{name}-floor.zst")
-        cmd = f"zstd -3 -T2 -q -c {dense_data} > {out} && sync {out}"
-        t, rss = median_run(["sh", "-c", cmd], a.runs, before=fresh(out))
-        ref = {"floor": dict(s=t, rss=rss, out=os.path.getsize(out), input=data_len)}
-        if a.tar_runs > 0:
-            out = os.path.join(a.dir, f"{name}-062.tar.zst")
-            cmd = (f"tar --format=gnu -C {snaps} -cf - {name} | zstd -3 -T1 -q -c > {out} && sync {out}")
-            t, rss = median_run(["sh", "-c", cmd], a.tar_runs, before=fresh(out))
-            tar = int(subprocess.run(f"zstd -dc {out} | wc -c", shell=True, capture_output=True,
-                                     text=True, check=True).stdout)
-            ref["tar062"] = dict(s=t, rss=rss, out=os.path.getsize(out), input=tar)
-        refs[name] = ref
+    for name in ("none", "small") if a.tar_runs > 0 else ():
+        out = os.path.join(a.dir, f"{name}-062.tar.zst")
+        cmd = (f"tar --format=gnu -C {snaps} -cf - {name} | zstd -3 -T1 -q -c > {out} && sync {out}")
+        t, rss = median_run(["sh", "-c", cmd], a.tar_runs, before=fresh(out))
+        tar = int(subprocess.run(f"zstd -dc {out} | wc -c", shell=True, capture_output=True,
+                                 text=True, check=True).stdout)
+        refs[name] = dict(s=t, rss=rss, out=os.path.getsize(out), input=tar)
 
     print(f"\nupper: {size / MIB:.0f} MiB logical, {data / MIB:.0f} MiB of data ({stored / MIB:.1f} MiB allocated), "
           f"half random, half text; median of {a.runs}")
@@ -193,29 +212,27 @@ def main():
               f"import {d['import_s'] / s['import_s']:5.2f}x faster")
     print("\nfloor: the upper's data runs only (contiguous), zstd -3 -T2 to a file + fsync; "
           "0.6.2 way: tar --format=gnu -c (reads every zero) | zstd -3 -T1 to a file + fsync")
-    print(f"{'upper':<21} {'way':<7} {'seconds':>8} {'RSS MiB':>8} {'output MiB':>11} {'input MiB':>10} {'runs':>5}")
-    for name in ("none", "small"):
-        upper = f"{(data if name == 'none' else max(MIB, data // 64)) // MIB} MiB data"
-        for way, key, n in (("floor", "floor", a.runs), ("0.6.2", "tar062", a.tar_runs)):
-            m = refs[name].get(key)
-            if m:
-                print(f"{upper:<21} {way:<7} {m['s']:8.2f} {m['rss']:8.1f} {m['out'] / MIB:11.1f} "
-                      f"{m['input'] / MIB:10.1f} {n:5d}")
+    print(f"{'measured with':<21} {'way':<7} {'seconds':>8} {'RSS MiB':>8} {'output MiB':>11} {'input MiB':>10} {'runs':>5}")
+    lines = [(r["label"], "floor", r["floor"], a.runs) for r in rows]
+    for name in refs:
+        upper = f"{(data if name == 'none' else max(MIB, data // 64)) // MIB} MiB data upper"
+        lines.append((upper, "0.6.2", refs[name], a.tar_runs))
+    for label, way, m, n in lines:
+        print(f"{label:<21} {way:<7} {m['s']:8.2f} {m['rss']:8.1f} {m['out'] / MIB:11.1f} {m['input'] / MIB:10.1f} {n:5d}")
     print("\nratios against the floor (which hashes nothing; --rehash hashes every logical byte) and 0.6.2's way:")
     for r in rows:
-        ref = refs[r["upper"]]
-        fl = ref["floor"]["s"]
+        fl = r["floor"]["s"]
         line = (f"  {r['label']:<21} sparse / floor {r['sparse']['export_s'] / fl:5.2f}x, "
                 f"dense / floor {r['dense']['export_s'] / fl:6.1f}x")
-        if "tar062" in ref:
-            t = ref["tar062"]["s"]
+        if r["upper"] in refs:
+            t = refs[r["upper"]]["s"]
             line += (f", 0.6.2 / sparse {t / r['sparse']['export_s']:6.1f}x, "
                      f"0.6.2 / dense {t / r['dense']['export_s']:5.2f}x, 0.6.2 / floor {t / fl:6.1f}x")
         print(line)
     print("\ntargets:")
     for r in rows:
         ratio = r["dense"]["export_s"] / r["sparse"]["export_s"]
-        best = r["dense"]["export_s"] / refs[r["upper"]]["floor"]["s"]
+        best = r["dense"]["export_s"] / r["floor"]["s"]
         print(f"  export --sparse >= 20x faster than dense ({r['label']}): {ratio:.1f}x "
               f"{'met' if ratio >= 20 else 'NOT met'}")
         if "rehash" in r["label"]:
