@@ -1253,7 +1253,7 @@ fn a_push_outliving_its_token_trades_for_a_new_one_before_it_expires() {
     m.token_seconds = 2;
     let (fake, mini) = Mini::start(m);
     // Slow chunks: the upper's upload outlives the first token (renewed after 1 s).
-    slow_patches(&mini, Duration::from_millis(600));
+    slow_patches(&mini, Duration::from_millis(1000));
     let snaps = chain(1, None, chunky);
     let (_s, src) = home();
     import_bytes(&bundle(&snaps, None), &src);

@@ -326,7 +326,7 @@ impl BlobCache {
             file.set_len(0).map_err(io_fatal(format!("truncating {}", shown(part))))?;
         }
         let fatal_or_retry =
-            |e: oci_client::errors::OciDistributionError| match crate::registry::client::classify(&e) {
+            |e: crate::registry::client::RequestError| match crate::registry::client::classify(&e) {
                 crate::registry::client::Failure::Transient => Step::Retry(error_text(&e)),
                 f => Step::Fatal(reg.error(what, f, &e, 1)),
             };

@@ -7,9 +7,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use oci_client::errors::OciDistributionError;
-use oci_client::RegistryOperation;
-
 use crate::error::HostError;
 use crate::registry::auth::Credentials;
 use crate::registry::reference::Target;
@@ -64,6 +61,62 @@ pub(crate) struct Bearer {
     pub(crate) renew_at: std::time::Instant,
 }
 
+/// What a connection is for (the token scope asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    /// Reading: manifests and blobs.
+    Pull,
+    /// Writing: uploads, mounts and the manifest.
+    Push,
+}
+
+/// A request that failed.
+#[derive(Debug)]
+pub(crate) enum RequestError {
+    /// It could not be sent or its answer not read (connection, TLS, timeout).
+    Http(reqwest::Error),
+    /// The registry answered with a status that is not a success (at most
+    /// `fetch::MAX_ERROR_BYTES` of the body kept in `message`).
+    Status {
+        /// The HTTP status.
+        code: u16,
+        /// The request's URL.
+        url: String,
+        /// The start of the answer's body.
+        message: String,
+    },
+    /// The token endpoint refused the credentials.
+    Auth(String),
+    /// The registry broke the protocol (a missing header, an answer past its limit, …).
+    Protocol(String),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Http(e) => write!(f, "{e}"),
+            RequestError::Status { code, url, message } if message.is_empty() => write!(f, "{url}: {code}"),
+            RequestError::Status { code, url, message } => write!(f, "{url}: {code}: {message}"),
+            RequestError::Auth(m) | RequestError::Protocol(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RequestError::Http(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<reqwest::Error> for RequestError {
+    fn from(e: reqwest::Error) -> Self {
+        RequestError::Http(e)
+    }
+}
+
 /// Why a request failed, for the retry decision and the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
@@ -88,34 +141,16 @@ fn status_failure(code: u16) -> Failure {
 }
 
 /// Classifies a request error.
-pub(crate) fn classify(e: &OciDistributionError) -> Failure {
+pub(crate) fn classify(e: &RequestError) -> Failure {
     match e {
-        OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
-            Failure::Auth
-        }
-        OciDistributionError::ImageManifestNotFoundError(_) => Failure::NotFound,
-        OciDistributionError::ServerError { code, .. } => status_failure(*code),
-        OciDistributionError::RegistryError { envelope, .. } => {
-            use oci_client::errors::OciErrorCode as C;
-            let codes: Vec<&C> = envelope.errors.iter().map(|e| &e.code).collect();
-            if codes.iter().any(|c| matches!(c, C::Unauthorized | C::Denied)) {
-                Failure::Auth
-            } else if codes
-                .iter()
-                .any(|c| matches!(c, C::BlobUnknown | C::ManifestUnknown | C::NameUnknown | C::NotFound))
-            {
-                Failure::NotFound
-            } else {
-                Failure::Other
-            }
-        }
-        OciDistributionError::RequestError(r) => match r.status() {
+        RequestError::Auth(_) => Failure::Auth,
+        RequestError::Status { code, .. } => status_failure(*code),
+        RequestError::Http(r) => match r.status() {
             Some(s) => status_failure(s.as_u16()),
             None if r.is_builder() => Failure::Other,
             None => Failure::Transient,
         },
-        OciDistributionError::IoError(_) => Failure::Transient,
-        _ => Failure::Other,
+        RequestError::Protocol(_) => Failure::Other,
     }
 }
 
@@ -182,12 +217,12 @@ impl Registry {
     /// then proves the credentials with one cheap request for a blob no one has, so that wrong
     /// ones fail before any work, in few requests. Every request is our own and bounded
     /// ([`crate::registry::fetch`], [`crate::registry::upload`]).
-    pub(crate) async fn login(&self, op: RegistryOperation, mount_from: &[String]) -> Result<(), HostError> {
+    pub(crate) async fn login(&self, op: Operation, mount_from: &[String]) -> Result<(), HostError> {
         let what = format!("authenticating to {}", self.repository());
         let repo = self.reference.repository();
         let mut scopes = vec![match op {
-            RegistryOperation::Pull => format!("repository:{repo}:pull"),
-            RegistryOperation::Push => format!("repository:{repo}:pull,push"),
+            Operation::Pull => format!("repository:{repo}:pull"),
+            Operation::Push => format!("repository:{repo}:pull,push"),
         }];
         scopes
             .extend(mount_from.iter().filter(|m| m.as_str() != repo).map(|m| format!("repository:{m}:pull")));
@@ -207,7 +242,7 @@ impl Registry {
     pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, HostError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, OciDistributionError>>,
+        Fut: Future<Output = Result<T, RequestError>>,
     {
         let mut delay = BACKOFF;
         let mut attempt = 1;
@@ -229,13 +264,7 @@ impl Registry {
     }
 
     /// The error for a failed request.
-    pub(crate) fn error(
-        &self,
-        what: &str,
-        failure: Failure,
-        e: &OciDistributionError,
-        attempts: u32,
-    ) -> HostError {
+    pub(crate) fn error(&self, what: &str, failure: Failure, e: &RequestError, attempts: u32) -> HostError {
         let detail = error_text(e);
         match failure {
             Failure::Auth => HostError::Registry {
@@ -286,7 +315,9 @@ mod tests {
         assert_eq!(status_failure(403), Failure::Auth);
         assert_eq!(status_failure(503), Failure::Transient);
         assert_eq!(status_failure(400), Failure::Other);
-        let e = OciDistributionError::UnauthorizedError { url: "u".into() };
-        assert_eq!(classify(&e), Failure::Auth);
+        assert_eq!(classify(&RequestError::Auth("no".into())), Failure::Auth);
+        let e = RequestError::Status { code: 404, url: "u".into(), message: String::new() };
+        assert_eq!(classify(&e), Failure::NotFound);
+        assert_eq!(classify(&RequestError::Protocol("odd".into())), Failure::Other);
     }
 }

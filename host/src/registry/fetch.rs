@@ -16,10 +16,8 @@
 
 use std::time::{Duration, Instant};
 
-use oci_client::errors::OciDistributionError;
-
 use crate::registry::auth::Credentials;
-use crate::registry::client::{Bearer, Registry};
+use crate::registry::client::{Bearer, Registry, RequestError};
 use crate::registry::format::{self, MAX_MANIFEST_BYTES};
 
 /// The most of a token endpoint's answer read.
@@ -53,7 +51,7 @@ pub(crate) async fn send(
     method: reqwest::Method,
     url: &str,
     build: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Sync),
-) -> Result<reqwest::Response, OciDistributionError> {
+) -> Result<reqwest::Response, RequestError> {
     let mut renewed = false;
     loop {
         let held = reg.bearer.lock().ok().and_then(|b| b.clone());
@@ -82,7 +80,7 @@ pub(crate) async fn send(
 }
 
 /// Trades the credentials for a new token and keeps it.
-async fn renew(reg: &Registry) -> Result<Option<Bearer>, OciDistributionError> {
+async fn renew(reg: &Registry) -> Result<Option<Bearer>, RequestError> {
     let token = token(reg).await?;
     if let Ok(mut bearer) = reg.bearer.lock() {
         bearer.clone_from(&token);
@@ -93,7 +91,7 @@ async fn renew(reg: &Registry) -> Result<Option<Bearer>, OciDistributionError> {
 /// The error for a response that is not a success: its status, and the first
 /// [`MAX_ERROR_BYTES`] of its body for the message (the rest is not read: the connection is
 /// dropped).
-pub(crate) async fn failed(mut res: reqwest::Response) -> OciDistributionError {
+pub(crate) async fn failed(mut res: reqwest::Response) -> RequestError {
     let status = res.status();
     let url = res.url().to_string();
     let mut body = Vec::new();
@@ -110,7 +108,7 @@ pub(crate) async fn failed(mut res: reqwest::Response) -> OciDistributionError {
     if cut {
         message.push_str(" […]");
     }
-    OciDistributionError::ServerError { code: status.as_u16(), url, message }
+    RequestError::Status { code: status.as_u16(), url, message }
 }
 
 /// A pull-side `GET` of `/v2/<repository>/<rest>` (optionally from byte `from` on, with a
@@ -121,7 +119,7 @@ pub(crate) async fn get(
     rest: &str,
     accept: Option<&str>,
     from: u64,
-) -> Result<reqwest::Response, OciDistributionError> {
+) -> Result<reqwest::Response, RequestError> {
     let url = url(reg, rest);
     let res = send(reg, reqwest::Method::GET, &url, &|mut req| {
         if let Some(accept) = accept {
@@ -142,14 +140,14 @@ pub(crate) async fn get(
 
 /// Fetches the manifest's bytes, at most [`MAX_MANIFEST_BYTES`]; checks them against the
 /// `Docker-Content-Digest` header when the registry sends one.
-pub(crate) async fn fetch(reg: &Registry) -> Result<Vec<u8>, OciDistributionError> {
+pub(crate) async fn fetch(reg: &Registry) -> Result<Vec<u8>, RequestError> {
     let r = &reg.reference;
     let target = r.digest().or(r.tag()).unwrap_or("latest");
     let mut res = get(reg, &format!("manifests/{target}"), Some(format::OCI_MANIFEST_MEDIA_TYPE), 0).await?;
     let too_large = || {
-        OciDistributionError::GenericError(Some(format!(
+        RequestError::Protocol(format!(
             "the manifest is larger than the limit of {MAX_MANIFEST_BYTES} bytes (4 MiB); stopped reading"
-        )))
+        ))
     };
     if res.content_length().is_some_and(|n| n > MAX_MANIFEST_BYTES as u64) {
         return Err(too_large());
@@ -159,9 +157,9 @@ pub(crate) async fn fetch(reg: &Registry) -> Result<Vec<u8>, OciDistributionErro
     if let Some(want) = header.filter(|h| h.starts_with("sha256:")) {
         let got = format::sha256_digest(&body);
         if want != got {
-            return Err(OciDistributionError::GenericError(Some(format!(
+            return Err(RequestError::Protocol(format!(
                 "the manifest's bytes have digest {got}, the registry's Docker-Content-Digest says {want}"
-            ))));
+            )));
         }
     }
     Ok(body)
@@ -172,7 +170,7 @@ pub(crate) async fn fetch(reg: &Registry) -> Result<Vec<u8>, OciDistributionErro
 pub(crate) async fn read_bounded(
     res: &mut reqwest::Response,
     cap: usize,
-) -> Result<Option<Vec<u8>>, OciDistributionError> {
+) -> Result<Option<Vec<u8>>, RequestError> {
     let mut out = Vec::new();
     while let Some(chunk) = res.chunk().await? {
         if out.len().checked_add(chunk.len()).is_none_or(|n| n > cap) {
@@ -190,18 +188,16 @@ pub(crate) async fn read_bounded(
 /// `expires_in` (default 60 s) runs out. `None`: the registry asks for no token (basic
 /// credentials, if any, are sent with each request). A refusal of the token endpoint is an
 /// authentication failure.
-pub(crate) async fn token(reg: &Registry) -> Result<Option<Bearer>, OciDistributionError> {
+pub(crate) async fn token(reg: &Registry) -> Result<Option<Bearer>, RequestError> {
     let res = reg.http.get(format!("{}/v2/", origin(reg))).send().await?;
     let challenge = res.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
     let Some(params) = challenge.and_then(bearer_params) else { return Ok(None) };
     drop(res);
     let param = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
-    let realm = param("realm").ok_or_else(|| {
-        OciDistributionError::GenericError(Some("the registry's bearer challenge names no realm".into()))
-    })?;
-    let mut url = reqwest::Url::parse(realm).map_err(|e| {
-        OciDistributionError::GenericError(Some(format!("the registry's token realm {realm:?}: {e}")))
-    })?;
+    let realm = param("realm")
+        .ok_or_else(|| RequestError::Protocol("the registry's bearer challenge names no realm".into()))?;
+    let mut url = reqwest::Url::parse(realm)
+        .map_err(|e| RequestError::Protocol(format!("the registry's token realm {realm:?}: {e}")))?;
     let scopes = reg.scopes.lock().map(|s| s.clone()).unwrap_or_default();
     let scopes = if scopes.is_empty() {
         vec![format!("repository:{}:pull", reg.reference.repository())]
@@ -224,24 +220,22 @@ pub(crate) async fn token(reg: &Registry) -> Result<Option<Bearer>, OciDistribut
     let body = read_bounded(&mut res, MAX_TOKEN_BYTES).await?;
     if !status.is_success() {
         let text = body.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
-        return Err(OciDistributionError::AuthenticationFailure(format!(
-            "the token endpoint answered {status}: {text}"
-        )));
+        return Err(RequestError::Auth(format!("the token endpoint answered {status}: {text}")));
     }
     let body = body.ok_or_else(|| {
-        OciDistributionError::GenericError(Some(format!(
+        RequestError::Protocol(format!(
             "the token endpoint's answer is larger than the limit of {MAX_TOKEN_BYTES} bytes; stopped reading"
-        )))
+        ))
     })?;
     let v: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| OciDistributionError::RegistryTokenDecodeError(e.to_string()))?;
+        .map_err(|e| RequestError::Protocol(format!("the token endpoint's answer is not JSON: {e}")))?;
     let token = v.get("token").or_else(|| v.get("access_token")).and_then(|t| t.as_str());
     let lifetime = v.get("expires_in").and_then(serde_json::Value::as_u64).unwrap_or(DEFAULT_TOKEN_SECONDS);
     match token {
         Some(t) if !t.is_empty() => {
             Ok(Some(Bearer { token: t.to_string(), renew_at: asked + renew_after(lifetime) }))
         }
-        _ => Err(OciDistributionError::RegistryTokenDecodeError("no token in the answer".into())),
+        _ => Err(RequestError::Protocol("the token endpoint's answer holds no token".into())),
     }
 }
 

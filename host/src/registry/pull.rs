@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::{stream, StreamExt};
-use oci_client::RegistryOperation;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use snapbundle_core::Limits;
@@ -222,7 +221,7 @@ async fn fetch_metadata(
     reg: &Registry,
     limits: &Limits,
 ) -> Result<(String, format::Parsed, ChainConfig), HostError> {
-    reg.login(RegistryOperation::Pull, &[]).await?;
+    reg.login(crate::registry::client::Operation::Pull, &[]).await?;
     let what = format!("fetching the manifest of {}", reg.reference);
     // Our own GET, which stops reading at the manifest limit (oci-client's reads it whole).
     let bytes = reg.retry(&what, || crate::registry::fetch::fetch(reg)).await?;
@@ -261,9 +260,9 @@ async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>,
             let mut out = Vec::new();
             while let Some(chunk) = s.chunk().await? {
                 if (out.len() as u64).saturating_add(chunk.len() as u64) > size {
-                    return Err(oci_client::errors::OciDistributionError::GenericError(Some(format!(
+                    return Err(crate::registry::client::RequestError::Protocol(format!(
                         "the config blob is larger than its {size} bytes"
-                    ))));
+                    )));
                 }
                 out.extend_from_slice(&chunk);
             }

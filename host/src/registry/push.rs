@@ -26,8 +26,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
-use oci_client::errors::OciDistributionError;
-use oci_client::RegistryOperation;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use snapbundle_core::Limits;
@@ -36,7 +34,7 @@ use crate::error::{shown, HostError};
 use crate::export::{self, ExportOptions, Plan};
 use crate::home::Home;
 use crate::progress::{ItemBar, Progress};
-use crate::registry::client::{classify, Connection, Failure, Registry};
+use crate::registry::client::{classify, Connection, Failure, Operation, Registry, RequestError};
 use crate::registry::format::{self, ChainConfig, ConfigMember, ConfigSnapshot, Layer};
 use crate::registry::resume::Sessions;
 use crate::registry::seen::Seen;
@@ -199,7 +197,7 @@ pub fn push(
     let cancel = Arc::new(AtomicBool::new(false));
     let claimed = std::sync::Mutex::new(std::collections::HashSet::new());
     let result = reg.block_on(async {
-        reg.login(RegistryOperation::Push, &mounts.sources).await?;
+        reg.login(Operation::Push, &mounts.sources).await?;
         let sent = stream::iter(0..members.len())
             .map(|index| {
                 let (plan, spool, progress, cancel) =
@@ -408,13 +406,13 @@ async fn send(
 /// Why an upload attempt stopped.
 enum Stop {
     /// The request failed (maybe transiently).
-    Net(OciDistributionError),
+    Net(RequestError),
     /// Reading the blob failed: not the registry's doing, not retried.
     Local(HostError),
 }
 
-impl From<OciDistributionError> for Stop {
-    fn from(e: OciDistributionError) -> Self {
+impl From<RequestError> for Stop {
+    fn from(e: RequestError) -> Self {
         Stop::Net(e)
     }
 }

@@ -14,10 +14,9 @@
 //! Upload locations come from the registry; one on another origin (scheme, host, port) is
 //! refused, so credentials never go to a host the user did not name.
 
-use oci_client::errors::OciDistributionError;
 use reqwest::{Method, StatusCode};
 
-use crate::registry::client::Registry;
+use crate::registry::client::{Registry, RequestError};
 use crate::registry::fetch::{self, failed, send};
 
 /// What a mount request did.
@@ -40,13 +39,13 @@ pub(crate) struct Session {
     pub(crate) offset: u64,
 }
 
-fn protocol(msg: String) -> OciDistributionError {
-    OciDistributionError::GenericError(Some(msg))
+fn protocol(msg: String) -> RequestError {
+    RequestError::Protocol(msg)
 }
 
 /// The answer's `Location`, made absolute against the registry, and refused if it leaves the
 /// registry's origin.
-fn location(reg: &Registry, res: &reqwest::Response) -> Result<String, OciDistributionError> {
+fn location(reg: &Registry, res: &reqwest::Response) -> Result<String, RequestError> {
     let raw = res
         .headers()
         .get(reqwest::header::LOCATION)
@@ -76,7 +75,7 @@ fn held(res: &reqwest::Response) -> Option<u64> {
 }
 
 /// `location` with `key=value` added to its query.
-fn with_query(location: &str, key: &str, value: &str) -> Result<String, OciDistributionError> {
+fn with_query(location: &str, key: &str, value: &str) -> Result<String, RequestError> {
     let mut url = reqwest::Url::parse(location)
         .map_err(|e| protocol(format!("the upload location {location:?}: {e}")))?;
     url.query_pairs_mut().append_pair(key, value);
@@ -84,7 +83,7 @@ fn with_query(location: &str, key: &str, value: &str) -> Result<String, OciDistr
 }
 
 /// Whether the repository has blob `digest`: `HEAD`, 200 yes, 404 no.
-pub(crate) async fn exists(reg: &Registry, digest: &str) -> Result<bool, OciDistributionError> {
+pub(crate) async fn exists(reg: &Registry, digest: &str) -> Result<bool, RequestError> {
     let url = fetch::url(reg, &format!("blobs/{digest}"));
     let res = send(reg, Method::HEAD, &url, &|r| r).await?;
     match res.status() {
@@ -95,7 +94,7 @@ pub(crate) async fn exists(reg: &Registry, digest: &str) -> Result<bool, OciDist
 }
 
 /// Asks the registry to mount `digest` from repository `from` (same registry).
-pub(crate) async fn mount(reg: &Registry, digest: &str, from: &str) -> Result<Mount, OciDistributionError> {
+pub(crate) async fn mount(reg: &Registry, digest: &str, from: &str) -> Result<Mount, RequestError> {
     let mut url = reqwest::Url::parse(&fetch::url(reg, "blobs/uploads/"))
         .map_err(|e| protocol(format!("the upload address: {e}")))?;
     url.query_pairs_mut().append_pair("mount", digest).append_pair("from", from);
@@ -112,7 +111,7 @@ pub(crate) async fn mount(reg: &Registry, digest: &str, from: &str) -> Result<Mo
 }
 
 /// Starts an upload session.
-pub(crate) async fn start(reg: &Registry) -> Result<Session, OciDistributionError> {
+pub(crate) async fn start(reg: &Registry) -> Result<Session, RequestError> {
     let url = fetch::url(reg, "blobs/uploads/");
     let res = send(reg, Method::POST, &url, &|r| r.header(reqwest::header::CONTENT_LENGTH, "0")).await?;
     if res.status() != StatusCode::ACCEPTED {
@@ -123,7 +122,7 @@ pub(crate) async fn start(reg: &Registry) -> Result<Session, OciDistributionErro
 
 /// Where the session at `location` stands: `None` if the registry no longer knows it (or
 /// does not say), so the upload has to start over.
-pub(crate) async fn status(reg: &Registry, location: &str) -> Result<Option<Session>, OciDistributionError> {
+pub(crate) async fn status(reg: &Registry, location: &str) -> Result<Option<Session>, RequestError> {
     let res = send(reg, Method::GET, location, &|r| r).await?;
     match res.status() {
         StatusCode::NO_CONTENT | StatusCode::OK => {
@@ -156,7 +155,7 @@ pub(crate) async fn patch(
     reg: &Registry,
     session: &Session,
     chunk: bytes::Bytes,
-) -> Result<Session, OciDistributionError> {
+) -> Result<Session, RequestError> {
     let len = chunk.len() as u64;
     let end = session.offset.checked_add(len).ok_or_else(|| protocol("the blob is too large".into()))?;
     let range = format!("{}-{}", session.offset, end.saturating_sub(1));
@@ -185,7 +184,7 @@ pub(crate) async fn close(
     session: &Session,
     digest: &str,
     last: bytes::Bytes,
-) -> Result<(), OciDistributionError> {
+) -> Result<(), RequestError> {
     let url = with_query(&session.location, "digest", digest)?;
     let len = last.len() as u64;
     let res = send(reg, Method::PUT, &url, &|r| {
@@ -205,7 +204,7 @@ pub(crate) async fn put_manifest(
     reg: &Registry,
     manifest: bytes::Bytes,
     media_type: &str,
-) -> Result<(), OciDistributionError> {
+) -> Result<(), RequestError> {
     let r = &reg.reference;
     let target = r.digest().or(r.tag()).unwrap_or("latest");
     let url = fetch::url(reg, &format!("manifests/{target}"));
