@@ -1210,6 +1210,54 @@ fn slow_patches(mini: &Mini, delay: Duration) {
     });
 }
 
+/// Runs the shell command `cmd` with a terminal as its standard error (`script`, util-linux)
+/// and returns what it drew.
+fn on_a_terminal(cmd: &str, log: &Path) -> String {
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", cmd])
+        .arg(log)
+        .env("COLUMNS", "160")
+        .env_remove("MSB_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    assert!(out.status.success(), "{}", describe(&out));
+    let drawn = String::from_utf8_lossy(&fs::read(log).expect("terminal log")).to_string();
+    if std::env::var_os("SHOW_TERMINAL").is_some() {
+        eprintln!("{drawn}");
+    }
+    drawn
+}
+
+#[test]
+fn on_a_terminal_a_pull_draws_a_bar_per_blob_in_flight_under_the_overall_bar() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    let snaps = chain(1, None, chunky);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/big:v1");
+    push(&src, &snaps[0].digest(), &target, &mini_connection(4), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    // Slow blob answers, so the bars are drawn while the blobs are in flight.
+    mini.set_fault(|req| {
+        if req.method == "GET" && req.path().contains("/blobs/sha256:") {
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        None
+    });
+    let (_d, dst) = home();
+    let cmd =
+        format!("{} pull {target} --plain-http --home {}", support::bin().display(), dst.root.display());
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let drawn = on_a_terminal(&cmd, log.path());
+    let upper = snaps[0].upper_path();
+    assert!(drawn.contains("pulling ["), "no overall bar: {drawn}");
+    assert!(drawn.contains(&format!("↓ {upper}")), "no bar for the upper in flight: {drawn}");
+    let (_f, filed) = home();
+    import_bytes(&bundle(&snaps, None), &filed);
+    support::assert_tree_eq(&store(&filed.root), &store(&dst.root), "pulled on a terminal");
+}
+
 #[test]
 fn on_a_terminal_a_push_draws_a_bar_per_blob_in_flight_under_the_overall_bar() {
     let (fake, mini) = Mini::start(Mini::new(None));
@@ -1218,7 +1266,6 @@ fn on_a_terminal_a_push_draws_a_bar_per_blob_in_flight_under_the_overall_bar() {
     let snaps = chain(1, None, chunky);
     let (src_dir, src) = home();
     import_bytes(&bundle(&snaps, None), &src);
-    let log = src_dir.path().join("terminal.log");
     let cmd = format!(
         "{} push {} {} --plain-http --home {}",
         support::bin().display(),
@@ -1226,20 +1273,7 @@ fn on_a_terminal_a_push_draws_a_bar_per_blob_in_flight_under_the_overall_bar() {
         fake.reference("snaps/big:v1"),
         src.root.display()
     );
-    // `script` runs the push with a terminal as its standard error and keeps what it drew.
-    let out = std::process::Command::new("script")
-        .args(["-q", "-e", "-c", &cmd])
-        .arg(&log)
-        .env("COLUMNS", "160")
-        .env_remove("MSB_HOME")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script (util-linux)");
-    assert!(out.status.success(), "{}", describe(&out));
-    let drawn = String::from_utf8_lossy(&fs::read(&log).expect("terminal log")).to_string();
-    if std::env::var_os("SHOW_TERMINAL").is_some() {
-        eprintln!("{drawn}");
-    }
+    let drawn = on_a_terminal(&cmd, &src_dir.path().join("terminal.log"));
     let upper = snaps[0].upper_path();
     assert!(drawn.contains("pushing ["), "no overall bar: {drawn}");
     assert!(drawn.contains(&format!("↑ {upper}")), "no bar for the upper in flight: {drawn}");

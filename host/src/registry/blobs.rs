@@ -43,7 +43,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{shown, HostError};
 use crate::home::Home;
-use crate::progress::Progress;
+use crate::progress::{ItemBar, Progress};
 use crate::registry::client::{error_text, Registry};
 use crate::registry::format::Layer;
 
@@ -240,10 +240,16 @@ impl BlobCache {
         progress: &Progress,
     ) -> Result<Fetched, HostError> {
         // The one downloader of this blob, or the blob verified by another pull (module docs).
+        let mut looked = false;
         let (mut file, part) = loop {
             if self.has(&layer.digest, layer.size) {
+                if looked {
+                    // Another pull fetched it meanwhile: its share of the bar is done.
+                    progress.inc(layer.size);
+                }
                 return Ok(Fetched::Cached);
             }
+            looked = true;
             fs::create_dir_all(&self.dir)
                 .map_err(|e| HostError::io(format!("creating {}", shown(&self.dir)), e))?;
             let (lock, part) = self.lock_part(&layer.digest).map_err(|e| {
@@ -255,6 +261,7 @@ impl BlobCache {
                         // Verified by another pull after our first look: the `.part` (most
                         // likely one we just created) is not needed.
                         let _ = fs::remove_file(&part);
+                        progress.inc(layer.size);
                         return Ok(Fetched::Cached);
                     }
                     break (File::from(fd), part);
@@ -267,9 +274,11 @@ impl BlobCache {
         let what = format!("downloading blob {} ({}) from {}", layer.digest, layer.path, reg.repository());
         let mut resumed = false;
         let mut attempt = 0;
+        let mut shown_bytes =
+            Shown { bar: progress.item(&format!("↓ {}", layer.path), layer.size), progress, counted: 0 };
         loop {
             attempt += 1;
-            match self.download(reg, layer, &mut file, &part, &what, progress).await {
+            match self.download(reg, layer, &mut file, &part, &what, &mut shown_bytes).await {
                 Ok((hasher, r)) => {
                     resumed |= r;
                     let got = format!("sha256:{}", snapbundle_core::hex::encode(&hasher.finalize()));
@@ -306,7 +315,7 @@ impl BlobCache {
         file: &mut File,
         part: &Path,
         what: &str,
-        progress: &Progress,
+        shown_bytes: &mut Shown<'_>,
     ) -> Result<(Sha256, bool), Step> {
         let io_fatal = |ctx: String| move |e: io::Error| Step::Fatal(HostError::io(ctx, e));
         // Hash what an earlier attempt left, so the blob is verified as a whole.
@@ -349,6 +358,7 @@ impl BlobCache {
         if response.status() == reqwest::StatusCode::PARTIAL_CONTENT && !continues {
             return Err(Step::Retry("the registry answered a range that was not asked for".into()));
         }
+        shown_bytes.at(have);
         while let Some(chunk) = response.chunk().await.map_err(|e| Step::Retry(error_text(&e)))? {
             have = have.saturating_add(chunk.len() as u64);
             if have > layer.size {
@@ -366,7 +376,7 @@ impl BlobCache {
             }
             hasher.update(&chunk);
             file.write_all(&chunk).map_err(io_fatal(format!("writing {}", shown(part))))?;
-            progress.inc(chunk.len() as u64);
+            shown_bytes.at(have);
         }
         if have < layer.size {
             return Err(Step::Retry(format!("the registry sent {have} of {} bytes", layer.size)));
@@ -400,6 +410,25 @@ fn lock_fd(fd: OwnedFd, path: &Path, op: FlockOperation) -> io::Result<Lock> {
 
 /// How long a pull waits before looking again at a blob another pull is downloading.
 const PART_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A download's progress: its own bar, and its share of the overall one (each byte of the
+/// blob counted once, however many attempts it took).
+struct Shown<'a> {
+    bar: ItemBar,
+    progress: &'a Progress,
+    counted: u64,
+}
+
+impl Shown<'_> {
+    /// The download holds the blob's first `bytes` bytes.
+    fn at(&mut self, bytes: u64) {
+        self.bar.set(bytes);
+        if bytes > self.counted {
+            self.progress.inc(bytes - self.counted);
+            self.counted = bytes;
+        }
+    }
+}
 
 enum Step {
     Retry(String),
