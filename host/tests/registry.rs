@@ -1088,19 +1088,29 @@ fn chunky(i: usize) -> (Vec<u8>, Integrity) {
     (support::noise(snapbundle::registry::push::CHUNK * 2 + (1 << 20), 3 * i as u64 + 11), Integrity::Sha256)
 }
 
+/// Makes `PATCH` number `n` (from 0) to `mini` answer 503 when `fails(n)`.
+fn failing_patches(mini: &Mini, fails: impl Fn(usize) -> bool + Send + Sync + 'static) {
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    mini.set_fault(move |req| {
+        (req.method == "PATCH" && fails(count.fetch_add(1, Ordering::SeqCst)))
+            .then(|| Answer::Full(503, Vec::new(), b"busy".to_vec()))
+    });
+}
+
+/// A home holding one snapshot with a [`chunky`] upper.
+fn chunky_home() -> (Vec<Snapshot>, tempfile::TempDir, Home) {
+    let snaps = chain(1, None, chunky);
+    let (dir, home) = home();
+    import_bytes(&bundle(&snaps, None), &home);
+    (snaps, dir, home)
+}
+
 #[test]
 fn an_upload_failing_mid_blob_continues_from_where_the_registry_stands() {
     let (fake, mini) = Mini::start(Mini::new(None));
     // The second chunk of the upload fails once, after the registry kept the first.
-    let patches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let p = patches.clone();
-    mini.set_fault(move |req| {
-        (req.method == "PATCH" && p.fetch_add(1, Ordering::SeqCst) == 1)
-            .then(|| Answer::Full(503, Vec::new(), b"busy".to_vec()))
-    });
-    let snaps = chain(1, None, chunky);
-    let (_s, src) = home();
-    import_bytes(&bundle(&snaps, None), &src);
+    failing_patches(&mini, |n| n == 1);
+    let (snaps, _s, src) = chunky_home();
     let target = fake.reference("snaps/big:v1");
     let pushed = push(&src, &snaps[0].digest(), &target, &mini_connection(4), &quiet_push(true, false))
         .unwrap_or_else(|e| panic!("push: {e}"));
@@ -1124,15 +1134,8 @@ fn an_upload_failing_mid_blob_continues_from_where_the_registry_stands() {
 fn a_push_that_failed_mid_blob_is_continued_by_the_next_push() {
     let (fake, mini) = Mini::start(Mini::new(None));
     // Every chunk after the first fails: the push gives up with one chunk in the registry.
-    let patches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let p = patches.clone();
-    mini.set_fault(move |req| {
-        (req.method == "PATCH" && p.fetch_add(1, Ordering::SeqCst) >= 1)
-            .then(|| Answer::Full(503, Vec::new(), b"busy".to_vec()))
-    });
-    let snaps = chain(1, None, chunky);
-    let (_s, src) = home();
-    import_bytes(&bundle(&snaps, None), &src);
+    failing_patches(&mini, |n| n >= 1);
+    let (snaps, _s, src) = chunky_home();
     let target = fake.reference("snaps/big:v1");
     let failed = push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(true, false));
     assert_eq!(code(&failed), "registry_unreachable");
@@ -1232,9 +1235,7 @@ fn on_a_terminal(cmd: &str, log: &Path) -> String {
 #[test]
 fn on_a_terminal_a_pull_draws_a_bar_per_blob_in_flight_under_the_overall_bar() {
     let (fake, mini) = Mini::start(Mini::new(None));
-    let snaps = chain(1, None, chunky);
-    let (_s, src) = home();
-    import_bytes(&bundle(&snaps, None), &src);
+    let (snaps, _s, src) = chunky_home();
     let target = fake.reference("snaps/big:v1");
     push(&src, &snaps[0].digest(), &target, &mini_connection(4), &quiet_push(true, false))
         .unwrap_or_else(|e| panic!("push: {e}"));
@@ -1263,9 +1264,7 @@ fn on_a_terminal_a_push_draws_a_bar_per_blob_in_flight_under_the_overall_bar() {
     let (fake, mini) = Mini::start(Mini::new(None));
     // Slow chunks, so the bars are drawn while the upper is in flight.
     slow_patches(&mini, Duration::from_millis(400));
-    let snaps = chain(1, None, chunky);
-    let (src_dir, src) = home();
-    import_bytes(&bundle(&snaps, None), &src);
+    let (snaps, src_dir, src) = chunky_home();
     let cmd = format!(
         "{} push {} {} --plain-http --home {}",
         support::bin().display(),
@@ -1288,9 +1287,7 @@ fn a_push_outliving_its_token_trades_for_a_new_one_before_it_expires() {
     let (fake, mini) = Mini::start(m);
     // Slow chunks: the upper's upload outlives the first token (renewed after 1 s).
     slow_patches(&mini, Duration::from_millis(1000));
-    let snaps = chain(1, None, chunky);
-    let (_s, src) = home();
-    import_bytes(&bundle(&snaps, None), &src);
+    let (snaps, _s, src) = chunky_home();
     let target = fake.reference("snaps/big:v1");
     let started = Instant::now();
     let pushed = push(&src, &snaps[0].digest(), &target, &mini_connection(4), &quiet_push(true, false))
