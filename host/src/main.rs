@@ -78,9 +78,11 @@ enum Command {
     ///
     /// Verified like export; every bundle member becomes one blob (uppers and image files
     /// zstd-compressed), so a parent or an image shared by many snapshots is uploaded once.
-    /// Blobs the repository has are skipped (HEAD), the rest uploaded several at once, in
-    /// chunks, with retries; the manifest is put last, so a failed push leaves no tag behind
-    /// and running it again sends only what is missing. TLS unless --plain-http. Credentials:
+    /// Blobs the repository has are skipped (HEAD); blobs this home pushed to or pulled from
+    /// another repository of the registry are mounted from there; the rest are uploaded
+    /// several at once, in chunks, with retries. The manifest is put last, so a failed push
+    /// leaves no tag behind; running it again sends only what is missing and continues a
+    /// half-sent blob where the registry stands. TLS unless --plain-http. Credentials:
     /// --username with --password-stdin, else ~/.docker/config.json ($DOCKER_CONFIG).
     /// Examples:
     ///   snapbundle push web registry.example/snaps/web:v1 --with-parents --with-image
