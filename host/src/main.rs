@@ -113,8 +113,9 @@ enum Command {
     /// Also removes verification records (see `export --rehash`) of uppers that are gone or
     /// changed, empties the pull blob cache (<home>/cache/snapbundle/blobs: blobs and
     /// partial downloads a failed `pull` kept for a resume, or a pull left because another
-    /// was running) unless a pull is running, and removes the spool directories of killed
-    /// pushes (<home>/cache/snapbundle/tmp/push-*; those of running pushes are left alone).
+    /// was running) unless a pull is running, removes the spool directories of killed
+    /// pushes (<home>/cache/snapbundle/tmp/push-*; those of running pushes are left alone),
+    /// and forgets unfinished upload sessions older than a week (registries purge them).
     Gc(GcArgs),
 }
 
@@ -739,10 +740,12 @@ fn gc(a: &GcArgs) -> Result<(), HostError> {
     let spooled = snapbundle::registry::spool::gc(&home).map_err(|e| {
         HostError::io(format!("cleaning push spool directories in {}", spool_dir.display()), e)
     })?;
+    let sessions = snapbundle::registry::resume::gc(&home, snapbundle::registry::resume::MAX_AGE)
+        .map_err(|e| HostError::io("pruning upload session records", e))?;
     if a.json {
         return print_out(&json_line(&json!({
             "ok": true, "gc": rec, "verification_records_removed": pruned, "pull_cache": pulled,
-            "push_spool": spooled
+            "push_spool": spooled, "upload_sessions_removed": sessions
         })));
     }
     let plural = |n: usize| if n == 1 { "" } else { "s" };
@@ -769,11 +772,12 @@ fn gc(a: &GcArgs) -> Result<(), HostError> {
         spooled.bytes_removed
     );
     print_out(&format!(
-        "rolled forward {}, removed {}, left {} running; removed {pruned} stale verification record{}; {cache}; {spool}\n",
+        "rolled forward {}, removed {}, left {} running; removed {pruned} stale verification record{}; {cache}; {spool}; removed {sessions} week-old upload session record{}\n",
         rec.rolled_forward.len(),
         rec.removed.len(),
         rec.running.len(),
-        plural(pruned)
+        plural(pruned),
+        plural(sessions)
     ))
 }
 

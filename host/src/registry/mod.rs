@@ -33,7 +33,7 @@ pub mod format;
 pub mod pull;
 pub mod push;
 pub mod reference;
-pub(crate) mod resume;
+pub mod resume;
 pub mod seen;
 pub mod spool;
 pub(crate) mod upload;

@@ -6,6 +6,8 @@
 //! registry is asked where the session stands (`GET <location>`, same origin only), and a
 //! session it no longer knows starts over. A push's blob is the same bytes every time (fixed
 //! zstd level, single-threaded, pledged size), which is what makes continuing it sound.
+//! Registries purge unfinished uploads after a while (distribution: a week), so [`gc`] drops
+//! records older than [`MAX_AGE`].
 
 use std::fs;
 use std::io::{Read, Write};
@@ -14,6 +16,10 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 use crate::home::Home;
+
+/// Age past which [`gc`] removes a record: the distribution registry purges unfinished uploads
+/// older than a week by default.
+pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The most of a record read (a location is a URL).
 const MAX_RECORD_BYTES: u64 = 8 << 10;
@@ -66,6 +72,34 @@ impl Sessions {
     }
 }
 
+/// Removes the records of `home` last written more than `max_age` ago (and the directory when
+/// it is empty); returns how many went. Names that are not records are left alone.
+pub fn gc(home: &Home, max_age: std::time::Duration) -> std::io::Result<usize> {
+    let dir = Sessions::new(home).dir;
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let is_record =
+            name.to_str().is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+        let meta = entry.metadata()?;
+        let old =
+            meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age > max_age);
+        if is_record && meta.is_file() && old {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    let _ = fs::remove_dir(&dir);
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +120,26 @@ mod tests {
         s.remove("r/a", "sha256:2");
         assert_eq!(s.load("r/a", "sha256:1"), None);
         assert!(!dir.path().join("cache/snapbundle/uploads").exists());
+    }
+
+    #[test]
+    fn gc_removes_only_records_older_than_the_age() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::at(dir.path());
+        assert_eq!(gc(&home, MAX_AGE).ok(), Some(0), "no directory, nothing to do");
+        let s = Sessions::new(&home);
+        s.save("r/a", "sha256:old", "http://r/v2/a/blobs/uploads/1");
+        s.save("r/a", "sha256:new", "http://r/v2/a/blobs/uploads/2");
+        let week_ago = std::time::SystemTime::now() - MAX_AGE - std::time::Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(s.path("r/a", "sha256:old"))
+            .and_then(|f| f.set_modified(week_ago))
+            .expect("age the record");
+        fs::write(s.dir.join("notes.txt"), b"not a record").expect("other file");
+        assert_eq!(gc(&home, MAX_AGE).ok(), Some(1));
+        assert_eq!(s.load("r/a", "sha256:old"), None);
+        assert!(s.load("r/a", "sha256:new").is_some());
+        assert!(s.dir.join("notes.txt").exists());
     }
 }
