@@ -517,6 +517,20 @@ fn plain(credentials: snapbundle::registry::Credentials) -> snapbundle::registry
     snapbundle::registry::Connection { plain_http: true, credentials, ..Default::default() }
 }
 
+/// Pulls `reference` into `h` expecting a failure: the result and the error's message.
+fn failed_pull(
+    h: &Home,
+    reference: &str,
+    conn: &snapbundle::registry::Connection,
+) -> (Result<snapbundle::registry::PullOutcome, HostError>, String) {
+    let r = pull(h, reference, conn, &quiet_pull(), PullTarget::Import { dest: None });
+    let message = match &r {
+        Err(e) => e.to_string(),
+        Ok(o) => panic!("pulled {reference}: {o:?}"),
+    };
+    (r, message)
+}
+
 #[test]
 fn a_registry_serving_an_endless_manifest_is_cut_off_at_the_limit_and_nothing_is_written() {
     // Once without a length (the body ends when the connection does), once declaring 1 GiB.
@@ -539,17 +553,7 @@ fn a_registry_serving_an_endless_manifest_is_cut_off_at_the_limit_and_nothing_is
         });
         let (dir, h) = home();
         let started = Instant::now();
-        let r = pull(
-            &h,
-            &fake.reference("snaps/web:v1"),
-            &plain(Default::default()),
-            &quiet_pull(),
-            PullTarget::Import { dest: None },
-        );
-        let message = match &r {
-            Err(e) => e.to_string(),
-            Ok(o) => panic!("pulled an endless manifest: {o:?}"),
-        };
+        let (r, message) = failed_pull(&h, &fake.reference("snaps/web:v1"), &plain(Default::default()));
         assert_eq!(code(&r), "registry_error", "{message}");
         assert!(message.contains("larger than the limit of 4194304 bytes"), "{message}");
         // Not even the blob cache (which `tree` leaves out).
@@ -911,17 +915,7 @@ fn an_endless_error_body_for_a_blob_is_cut_off_and_the_pull_fails_naming_the_blo
     let blob = pushed.blobs.iter().find(|b| b.member != "config").expect("a layer").digest.clone();
     let fake = served_from(&real, false, Some(Trouble::EndlessError(blob.clone())));
     let (dir, h) = home();
-    let r = pull(
-        &h,
-        &fake.reference("snaps/web:v1"),
-        &plain(Default::default()),
-        &quiet_pull(),
-        PullTarget::Import { dest: None },
-    );
-    let message = match &r {
-        Err(e) => e.to_string(),
-        Ok(o) => panic!("pulled: {o:?}"),
-    };
+    let (r, message) = failed_pull(&h, &fake.reference("snaps/web:v1"), &plain(Default::default()));
     assert_eq!(code(&r), "registry_error", "{message}");
     assert!(message.contains(&blob) && message.contains("400"), "{message}");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -952,17 +946,7 @@ fn an_endless_token_endpoint_answer_is_cut_off_at_the_limit() {
     });
     let (dir, h) = home();
     let creds = snapbundle::registry::Credentials::Basic { username: USER.into(), password: PASSWORD.into() };
-    let r = pull(
-        &h,
-        &fake.reference("snaps/web:v1"),
-        &plain(creds),
-        &quiet_pull(),
-        PullTarget::Import { dest: None },
-    );
-    let message = match &r {
-        Err(e) => e.to_string(),
-        Ok(o) => panic!("pulled: {o:?}"),
-    };
+    let (r, message) = failed_pull(&h, &fake.reference("snaps/web:v1"), &plain(creds));
     assert_eq!(code(&r), "registry_error", "{message}");
     assert!(message.contains("larger than the limit of 65536 bytes"), "{message}");
     let deadline = Instant::now() + Duration::from_secs(20);
