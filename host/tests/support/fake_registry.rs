@@ -89,6 +89,17 @@ impl FakeRegistry {
         format!("127.0.0.1:{}/{repo_tag}", self.port)
     }
 
+    /// Waits (20 s at most) until the client has hung up on an endless answer; returns the
+    /// body bytes that answer got out.
+    pub fn wait_hung_up(&self) -> u64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.seen.hung_up.load(Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "the server never saw the connection closed");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.seen.streamed.load(Ordering::SeqCst)
+    }
+
     /// The requests so far.
     pub fn requests(&self) -> Vec<Request> {
         self.seen.requests.lock().expect("requests").clone()
