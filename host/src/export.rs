@@ -258,7 +258,7 @@ fn cache_err(error: CacheError) -> HostError {
 }
 
 /// Opens a file for reading without following a final symlink and without blocking on a FIFO.
-fn open_nofollow(path: &Path) -> io::Result<File> {
+pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(
         path,
@@ -785,13 +785,30 @@ pub struct PlannedMember {
     pub meta: EntryMeta,
     /// The file it is read from.
     pub source: PathBuf,
+    /// `(st_dev, st_ino)` of the file when it was planned: reading it fails if that changed.
+    pub identity: (u64, u64),
+    /// For an upper with recorded integrity, `<algorithm> <digest>` as the manifest records it
+    /// (reading it fails unless the bytes match).
+    pub integrity: Option<String>,
+    /// Whether it is read from its file (`false`: its bytes were read and checked at planning).
+    pub from_file: bool,
 }
 
 impl Plan {
     /// The members in archive order, with the header fields the tar stream gives them.
     pub fn planned_members(&self) -> Vec<PlannedMember> {
         self.members()
-            .map(|m| PlannedMember { name: m.name.clone(), meta: m.meta, source: m.source.clone() })
+            .map(|m| PlannedMember {
+                name: m.name.clone(),
+                meta: m.meta,
+                source: m.source.clone(),
+                identity: m.identity,
+                integrity: match &m.content {
+                    Content::File { check: Some(c) } => Some(format!("{} {}", c.algorithm_name, c.digest)),
+                    _ => None,
+                },
+                from_file: matches!(m.content, Content::File { .. }),
+            })
             .collect()
     }
 

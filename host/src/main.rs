@@ -78,7 +78,9 @@ enum Command {
     ///
     /// Verified like export; every bundle member becomes one blob (uppers and image files
     /// zstd-compressed), so a parent or an image shared by many snapshots is uploaded once.
-    /// Blobs the repository has are skipped (HEAD); blobs this home pushed to or pulled from
+    /// Blobs the repository has are skipped (HEAD); a file this home pushed before and that
+    /// has not changed since is not even read when its blob is there (records in
+    /// <home>/cache/snapbundle/pushed); blobs this home pushed to or pulled from
     /// another repository of the registry are mounted from there; the rest are uploaded
     /// several at once, in chunks, with retries. The manifest is put last, so a failed push
     /// leaves no tag behind; running it again sends only what is missing and continues a
@@ -110,8 +112,8 @@ enum Command {
     /// Clean up after imports that were killed: roll committed ones forward, remove the rest.
     ///
     /// Imports still running are never touched. Every import does this first on its own.
-    /// Also removes verification records (see `export --rehash`) of uppers that are gone or
-    /// changed, empties the pull blob cache (<home>/cache/snapbundle/blobs: blobs and
+    /// Also removes verification records (see `export --rehash`) and push records (which blob
+    /// a file made) of files that are gone or changed, empties the pull blob cache (<home>/cache/snapbundle/blobs: blobs and
     /// partial downloads a failed `pull` kept for a resume, or a pull left because another
     /// was running) unless a pull is running, removes the spool directories of killed
     /// pushes (<home>/cache/snapbundle/tmp/push-*; those of running pushes are left alone),
@@ -601,7 +603,7 @@ fn push(a: &PushArgs) -> Result<(), HostError> {
         return print_out(&json_line(&json!({ "ok": true, "push": out })));
     }
     print_out(&format!(
-        "pushed {} snapshot{} to {}\nhead     {}\nmanifest {}\nblobs    {} uploaded ({}), {} already there{}{}, {:.1} s\n",
+        "pushed {} snapshot{} to {}\nhead     {}\nmanifest {}\nblobs    {} uploaded ({}), {} already there{}{}; read {} of {}, {:.1} s\n",
         out.snapshots.len(),
         if out.snapshots.len() == 1 { "" } else { "s" },
         out.reference,
@@ -621,6 +623,8 @@ fn push(a: &PushArgs) -> Result<(), HostError> {
         } else {
             String::new()
         },
+        render::size(out.bytes_read),
+        render::size(out.member_bytes),
         out.seconds
     ))
 }
@@ -734,6 +738,10 @@ fn gc(a: &GcArgs) -> Result<(), HostError> {
     let pruned = records.prune().map_err(|e| {
         HostError::io(format!("pruning verification records in {}", records.dir().display()), e)
     })?;
+    let known = snapbundle::registry::known::KnownBlobs::of(&home);
+    let pushed = known
+        .prune()
+        .map_err(|e| HostError::io(format!("pruning push records in {}", known.dir().display()), e))?;
     let blobs = snapbundle::registry::blobs::BlobCache::new(&home);
     let pulled = blobs.gc().map_err(|e| HostError::io(format!("cleaning {}", blobs.dir().display()), e))?;
     let spool_dir = snapbundle::registry::spool::dir(&home);
@@ -744,7 +752,7 @@ fn gc(a: &GcArgs) -> Result<(), HostError> {
         .map_err(|e| HostError::io("pruning upload session records", e))?;
     if a.json {
         return print_out(&json_line(&json!({
-            "ok": true, "gc": rec, "verification_records_removed": pruned, "pull_cache": pulled,
+            "ok": true, "gc": rec, "verification_records_removed": pruned, "push_records_removed": pushed, "pull_cache": pulled,
             "push_spool": spooled, "upload_sessions_removed": sessions
         })));
     }
@@ -772,11 +780,12 @@ fn gc(a: &GcArgs) -> Result<(), HostError> {
         spooled.bytes_removed
     );
     print_out(&format!(
-        "rolled forward {}, removed {}, left {} running; removed {pruned} stale verification record{}; {cache}; {spool}; removed {sessions} week-old upload session record{}\n",
+        "rolled forward {}, removed {}, left {} running; removed {pruned} stale verification record{} and {pushed} stale push record{}; {cache}; {spool}; removed {sessions} week-old upload session record{}\n",
         rec.rolled_forward.len(),
         rec.removed.len(),
         rec.running.len(),
         plural(pruned),
+        plural(pushed),
         plural(sessions)
     ))
 }

@@ -101,7 +101,7 @@ impl Record {
 }
 
 /// Whether `ctime` is at least [`RACY_MARGIN`] before `at` (seconds, nanoseconds).
-fn settled(ctime: (i64, i64), at: (i64, u32)) -> bool {
+pub(crate) fn settled(ctime: (i64, i64), at: (i64, u32)) -> bool {
     let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     ns(at.0, i64::from(at.1)) - ns(ctime.0, ctime.1) >= RACY_MARGIN.as_nanos() as i128
 }
@@ -113,8 +113,9 @@ fn now() -> (i64, u32) {
     }
 }
 
-/// The record stored at `path`, if it can be read (at most [`MAX_RECORD`] bytes) and parses.
-fn read_record(path: &Path) -> Option<Record> {
+/// The JSON record stored at `path`, if it can be read (at most [`MAX_RECORD`] bytes) and
+/// parses.
+pub(crate) fn read_json<R: serde::de::DeserializeOwned>(path: &Path) -> Option<R> {
     let mut bytes = Vec::new();
     File::open(path).ok()?.take(MAX_RECORD).read_to_end(&mut bytes).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -143,7 +144,7 @@ impl Records {
 
     /// The record for the file in `state`, if one exists and parses.
     pub fn get(&self, state: &FileState) -> Option<Record> {
-        read_record(&self.path_for(state))
+        read_json(&self.path_for(state))
     }
 
     /// Whether a record vouches for `file` (opened, in the state `md`) carrying `algorithm`
@@ -165,15 +166,7 @@ impl Records {
         algorithm: &str,
         digest: &str,
     ) -> io::Result<bool> {
-        let mut at = now();
-        if !settled(verified.ctime, at) {
-            std::thread::sleep(RACY_MARGIN);
-            at = now();
-        }
-        let current = file.metadata()?;
-        if FileState::of(&current).as_ref() != Some(verified) || !settled(verified.ctime, at) {
-            return Ok(false);
-        }
+        let Some(at) = settle(file, verified)? else { return Ok(false) };
         let record = Record {
             version: VERSION,
             path: path.to_path_buf(),
@@ -182,44 +175,88 @@ impl Records {
             digest: digest.to_string(),
             verified_at: at,
         };
-        fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::Builder::new().prefix(".record-").tempfile_in(&self.dir)?;
-        let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
-        tmp.write_all(&json)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.path_for(verified)).map_err(|e| e.error)?;
+        write_record(&self.dir, &self.path_for(verified), &record)?;
         Ok(true)
     }
 
     /// Removes records that no longer vouch for anything: the file at their path is gone or
     /// changed, or the record does not parse. Returns how many were removed.
     pub fn prune(&self) -> io::Result<usize> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
+        prune_records(&self.dir, |path| {
+            read_json::<Record>(path).is_some_and(|r| live(&r.path, &r.state, |s| self.path_for(s) == path))
+        })
+    }
+}
+
+/// Waits until the ctime of `file`, recorded as `state`, is settled ([`RACY_MARGIN`] older
+/// than the clock; at most one margin's wait), then re-reads its state: the clock reading to
+/// store with a record of `state`, or `None` if the file changed or its ctime is in the future.
+pub(crate) fn settle(file: &File, state: &FileState) -> io::Result<Option<(i64, u32)>> {
+    let mut at = now();
+    if !settled(state.ctime, at) {
+        std::thread::sleep(RACY_MARGIN);
+        at = now();
+    }
+    let current = file.metadata()?;
+    Ok((FileState::of(&current).as_ref() == Some(state) && settled(state.ctime, at)).then_some(at))
+}
+
+/// Writes `record` as JSON to `path` in `dir` atomically (a synced temporary file renamed).
+pub(crate) fn write_record<R: Serialize>(dir: &Path, path: &Path, record: &R) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".record-").tempfile_in(dir)?;
+    let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+    tmp.write_all(&json)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Whether the file at `path` is still in `state` (and `at_home(state)`: its record is where
+/// a record of that state is kept).
+pub(crate) fn live(path: &Path, state: &FileState, at_home: impl Fn(&FileState) -> bool) -> bool {
+    fs::symlink_metadata(path)
+        .ok()
+        .and_then(|md| FileState::of(&md))
+        .is_some_and(|s| s == *state && at_home(&s))
+}
+
+/// How old a temporary record file must be before [`prune_records`] takes it for a leftover of
+/// a killed writer (a live writer renames its file into place within milliseconds).
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the records in `dir` that `keep` does not keep, and temporary files older than
+/// [`LEFTOVER_AGE`]; returns how many were removed. Safe beside running writers: their fresh
+/// temporary files are left alone, and a file that vanished meanwhile (renamed into place or
+/// removed by another gc) is not an error.
+pub(crate) fn prune_records(dir: &Path, keep: impl Fn(&Path) -> bool) -> io::Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = if name.starts_with(".record-") {
+            let age = entry.metadata().ok().and_then(|md| md.modified().ok()).and_then(|m| m.elapsed().ok());
+            age.is_some_and(|a| a >= LEFTOVER_AGE)
+        } else if name.ends_with(".json") {
+            !keep(&entry.path())
+        } else {
+            false
         };
-        let mut removed = 0;
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !name.ends_with(".json") && !name.starts_with(".record-") {
-                continue;
-            }
-            let live = read_record(&entry.path()).is_some_and(|r| {
-                fs::symlink_metadata(&r.path)
-                    .ok()
-                    .and_then(|md| FileState::of(&md))
-                    .is_some_and(|s| s == r.state && self.path_for(&s) == entry.path())
-            });
-            if !live {
-                fs::remove_file(entry.path())?;
-                removed += 1;
+        if stale {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(removed)
     }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -264,5 +301,22 @@ mod tests {
         // A clock behind the ctime (stepped back) never vouches.
         let behind = record((200, 0), (101, 0));
         assert!(!behind.vouches_for(&state((200, 0)), "sha256", "sha256:ab"));
+    }
+
+    #[test]
+    fn pruning_removes_old_temporary_files_but_not_a_running_writers() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fresh = dir.path().join(".record-fresh");
+        let old = dir.path().join(".record-old");
+        let other = dir.path().join("notes.txt");
+        for p in [&fresh, &old, &other] {
+            fs::write(p, b"{").expect("write");
+        }
+        let aged = std::time::SystemTime::now() - LEFTOVER_AGE - std::time::Duration::from_secs(1);
+        fs::File::options().write(true).open(&old).and_then(|f| f.set_modified(aged)).expect("age");
+        // `keep` is asked about records only, never about temporary or foreign files.
+        let removed = prune_records(dir.path(), |p| panic!("asked about {}", p.display())).expect("prune");
+        assert_eq!(removed, 1);
+        assert!(fresh.exists() && other.exists() && !old.exists());
     }
 }

@@ -154,12 +154,14 @@ fn a_child_pushed_after_its_parent_uploads_only_its_own_blobs() {
     let image = ImageCache::new("docker.io/library/alpine:3.20", 2);
     let snaps = chain(3, Some(&image), small);
     let (_s, src) = home();
-    import_bytes(&bundle(&snaps, Some(&image)), &src);
+    let imported = import_bytes(&bundle(&snaps, Some(&image)), &src);
     let conn = reg.connection(None);
 
     let parent =
         push(&src, &snaps[1].digest(), &reg.reference("snaps/web:parent"), &conn, &quiet_push(true, true))
             .unwrap_or_else(|e| panic!("push parent: {e}"));
+    assert!(parent.blobs.iter().all(|b| b.read), "a first push reads every member: {parent:#?}");
+    assert_eq!(parent.bytes_read, parent.member_bytes);
     // 2 manifests + 2 uppers + 5 image files + config.
     assert_eq!((parent.uploaded, parent.skipped), (10, 0));
     let before = reg.blob_uploads();
@@ -185,12 +187,74 @@ fn a_child_pushed_after_its_parent_uploads_only_its_own_blobs() {
         .map(|b| b.size)
         .sum();
     assert_eq!(child.bytes_uploaded, child_own);
+    // The parents' uppers and the image files were compressed by the first push and have not
+    // changed since: the child's push took their digests from its records and did not read
+    // them. Only JSON members (held from planning) and the child's own upper were read.
+    let unread: Vec<&str> = child.blobs.iter().filter(|b| !b.read).map(|b| b.member.as_str()).collect();
+    let expected: Vec<&str> = child
+        .blobs
+        .iter()
+        .filter(|b| {
+            !b.member.ends_with(".json") && b.member != "config" && !b.member.starts_with(&snaps[2].prefix())
+        })
+        .map(|b| b.member.as_str())
+        .collect();
+    assert_eq!(unread, expected, "{child:#?}");
+    assert_eq!(unread.len(), 6, "2 parent uppers and 4 image files: {child:#?}");
+    let child_upper = fs::metadata(imported.snapshots[2].join("upper.ext4")).expect("child upper").len();
+    assert!(child.bytes_read >= child_upper && child.bytes_read < child_upper + (64 << 10), "{child:#?}");
 
     // The same snapshot pushed to another repository of the registry: mounted, not uploaded.
     let mopts = PushOptions { mount_from: Some("snaps/web".into()), ..quiet_push(true, true) };
     let mounted = push(&src, &snaps[2].digest(), &reg.reference("other/web:v1"), &conn, &mopts)
         .unwrap_or_else(|e| panic!("push with mount: {e}"));
     assert_eq!((mounted.uploaded, mounted.mounted), (0, 12), "{mounted:#?}");
+}
+
+#[test]
+fn a_parent_upper_changed_since_its_push_is_read_again_and_its_integrity_stops_the_push() {
+    let reg = TestRegistry::start(false);
+    let snaps = chain(2, None, small);
+    let (_s, src) = home();
+    let imported = import_bytes(&bundle(&snaps, None), &src);
+    let conn = reg.connection(None);
+    push(&src, &snaps[0].digest(), &reg.reference("snaps/web:parent"), &conn, &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push parent: {e}"));
+
+    // Unchanged but touched: the record no longer vouches, the upper is read again (and its
+    // record renewed), and the registry still has its blob.
+    let parent_upper = imported.snapshots[0].join("upper.ext4");
+    let f = fs::OpenOptions::new().write(true).open(&parent_upper).expect("open parent upper");
+    f.set_modified(std::time::SystemTime::now()).expect("touch");
+    drop(f);
+    let child =
+        push(&src, &snaps[1].digest(), &reg.reference("snaps/web:child"), &conn, &quiet_push(true, false))
+            .unwrap_or_else(|e| panic!("push child: {e}"));
+    let parent_blob = |out: &snapbundle::registry::PushOutcome| {
+        out.blobs.iter().find(|b| b.member == snaps[0].upper_path()).cloned().expect("the parent's upper")
+    };
+    let b = parent_blob(&child);
+    assert!(b.read && b.action == snapbundle::registry::push::BlobAction::Skipped, "{b:?}");
+    let again =
+        push(&src, &snaps[1].digest(), &reg.reference("snaps/web:child2"), &conn, &quiet_push(true, false))
+            .unwrap_or_else(|e| panic!("push child again: {e}"));
+    assert!(!parent_blob(&again).read, "the renewed record vouches again: {again:#?}");
+
+    // One byte changed in place (same size): the record does not vouch for it, the read
+    // checks the upper's recorded integrity, and the push stops before any tag is put.
+    tamper(&parent_upper);
+    let r =
+        push(&src, &snaps[1].digest(), &reg.reference("snaps/web:tampered"), &conn, &quiet_push(true, false));
+    assert_eq!(code(&r), "upper_digest_mismatch");
+    let (_n, nowhere) = home();
+    let missing = pull(
+        &nowhere,
+        &reg.reference("snaps/web:tampered"),
+        &conn,
+        &quiet_pull(),
+        PullTarget::Import { dest: None },
+    );
+    assert_eq!(code(&missing), "registry_not_found");
 }
 
 /// Uppers big enough that a push is still running when the registry is killed (distinct: the
@@ -1126,6 +1190,38 @@ fn a_push_that_failed_mid_blob_is_continued_by_the_next_push() {
     let first_patch = rerun.iter().find(|r| r.method == "PATCH").expect("a PATCH");
     assert_eq!(first_patch.header("content-range"), Some(format!("{chunk}-{}", 2 * chunk - 1).as_str()));
     assert!(!records.exists(), "the record outlived the upload");
+    assert_pulls_like_a_file_import(&target, &mini_connection(2), &snaps);
+}
+
+#[test]
+fn a_file_whose_blob_an_earlier_push_made_is_read_and_uploaded_where_the_registry_lacks_it() {
+    let (fake, _mini) = Mini::start(Mini::new(None));
+    let snaps = chain(2, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let first = push(
+        &src,
+        &snaps[1].digest(),
+        &fake.reference("snaps/web:v1"),
+        &mini_connection(2),
+        &quiet_push(true, false),
+    )
+    .unwrap_or_else(|e| panic!("first push: {e}"));
+    let records = src.cache.join("snapbundle").join("pushed");
+    assert_eq!(fs::read_dir(&records).map(|d| d.count()).unwrap_or(0), 2, "a record per upper");
+
+    // Another registry (no mount source: the home saw nothing there): the records give the
+    // digests, HEAD finds nothing, so every file is read and every blob uploaded.
+    let (fake2, _mini2) = Mini::start(Mini::new(None));
+    let target = fake2.reference("snaps/web:v1");
+    let second = push(&src, &snaps[1].digest(), &target, &mini_connection(2), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("second push: {e}"));
+    assert_eq!((second.uploaded, second.skipped, second.mounted), (first.uploaded, 0, 0), "{second:#?}");
+    assert!(second.blobs.iter().all(|b| b.read), "{second:#?}");
+    assert_eq!(second.bytes_read, second.member_bytes);
+    let digests =
+        |o: &snapbundle::registry::PushOutcome| o.blobs.iter().map(|b| b.digest.clone()).collect::<Vec<_>>();
+    assert_eq!(digests(&second), digests(&first), "the same blobs");
     assert_pulls_like_a_file_import(&target, &mini_connection(2), &snaps);
 }
 

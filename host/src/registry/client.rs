@@ -54,6 +54,41 @@ pub struct Registry {
     retries: AtomicU64,
 }
 
+/// The retry rule of one request, for loops that must do more between attempts than
+/// [`Registry::retry`] does (an upload asks where its session stands): a transient failure is
+/// retried after 250 ms, 500 ms, 1 s, … until the registry's attempts are used up; anything
+/// else fails at once.
+pub(crate) struct Backoff {
+    attempt: u32,
+    delay: Duration,
+}
+
+impl Backoff {
+    /// Before the first attempt.
+    pub(crate) fn new() -> Backoff {
+        Backoff { attempt: 1, delay: BACKOFF }
+    }
+
+    /// After attempt failed with `e`: waits out the delay and returns `Ok` to try again, or the
+    /// error to give up with (`what` names the request in it).
+    pub(crate) async fn wait(
+        &mut self,
+        reg: &Registry,
+        what: &str,
+        e: &RequestError,
+    ) -> Result<(), HostError> {
+        let failure = classify(e);
+        if failure != Failure::Transient || self.attempt >= reg.attempts {
+            return Err(reg.error(what, failure, e, self.attempt));
+        }
+        reg.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(self.delay).await;
+        self.delay = self.delay.saturating_mul(2);
+        self.attempt = self.attempt.saturating_add(1);
+        Ok(())
+    }
+}
+
 /// A bearer token and when to trade the credentials for a new one (before it expires).
 #[derive(Debug, Clone)]
 pub(crate) struct Bearer {
@@ -202,16 +237,6 @@ impl Registry {
         self.retries.load(Ordering::Relaxed)
     }
 
-    /// Counts a retry made outside [`Registry::retry`].
-    pub(crate) fn note_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Attempts per request.
-    pub(crate) fn attempts(&self) -> u32 {
-        self.attempts
-    }
-
     /// Authenticates for `op` (basic credentials, or a bearer token from the registry's token
     /// endpoint when it asks for one; push also asks for pull access to each of `mount_from`),
     /// then proves the credentials with one cheap request for a blob no one has, so that wrong
@@ -237,29 +262,19 @@ impl Registry {
         self.retry(&what, || crate::registry::upload::exists(self, &probe)).await.map(|_| ())
     }
 
-    /// Runs `f` until it succeeds, fails for good, or the attempts are used up; waits
-    /// 250 ms, 500 ms, 1 s, … between attempts. 401/403 and other client errors fail at once.
+    /// Runs `f` until it succeeds, fails for good, or the attempts are used up, by the rule of
+    /// [`Backoff`] (401/403 and other client errors fail at once).
     pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, HostError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RequestError>>,
     {
-        let mut delay = BACKOFF;
-        let mut attempt = 1;
+        let mut backoff = Backoff::new();
         loop {
             match f().await {
                 Ok(v) => return Ok(v),
-                Err(e) => {
-                    let failure = classify(&e);
-                    if failure != Failure::Transient || attempt >= self.attempts {
-                        return Err(self.error(what, failure, &e, attempt));
-                    }
-                }
+                Err(e) => backoff.wait(self, what, &e).await?,
             }
-            self.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(delay).await;
-            delay = delay.saturating_mul(2);
-            attempt += 1;
         }
     }
 

@@ -8,8 +8,11 @@
 //! spec, so that what a registry sends is bounded while it is read and an upload can continue
 //! where the registry stands ([`fetch`](mod@fetch): pull's GETs and the token exchange,
 //! `upload`: push's requests, [`client`]: TLS by default, retries with backoff, never on
-//! 401/403; [`auth`]: credentials from the command line or the Docker configuration);
-//! oci-client parses references.
+//! 401/403; [`auth`]: credentials from the command line or the Docker configuration;
+//! [`reference`](mod@reference): references, parsed by the core). Records under the home's
+//! cache make repeated work cheap: [`known`] (the blob a file compressed to), [`seen`]
+//! (repositories holding a blob, to mount from), [`resume`] (unfinished upload sessions),
+//! [`blobs`] (verified pulled blobs).
 //!
 //! ```no_run
 //! use snapbundle::home::Home;
@@ -30,6 +33,7 @@ pub mod blobs;
 pub mod client;
 pub mod fetch;
 pub mod format;
+pub mod known;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -17,7 +17,7 @@
 //! and then the manifest are put last, so a failed push never leaves a tag pointing at missing
 //! blobs; running it again skips every blob that made it.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
@@ -31,15 +31,17 @@ use sha2::{Digest as _, Sha256};
 use snapbundle_core::Limits;
 
 use crate::error::{shown, HostError};
-use crate::export::{self, ExportOptions, Plan};
+use crate::export::{self, ExportOptions, Plan, PlannedMember};
 use crate::home::Home;
 use crate::progress::{ItemBar, Progress};
-use crate::registry::client::{classify, Connection, Failure, Operation, Registry, RequestError};
+use crate::registry::client::{Backoff, Connection, Operation, Registry, RequestError};
 use crate::registry::format::{self, ChainConfig, ConfigMember, ConfigSnapshot, Layer};
+use crate::registry::known::{KnownBlob, KnownBlobs};
 use crate::registry::resume::Sessions;
 use crate::registry::seen::Seen;
 use crate::registry::upload::{self, Mount, Session};
 use crate::sparse::Chunk;
+use crate::verified::FileState;
 
 /// Bytes per upload request: a blob up to this size goes in one request, a larger one in
 /// chunks of it (each held in memory while it is sent).
@@ -105,6 +107,9 @@ pub struct PushedBlob {
     pub sent: u64,
     /// Whether the upload continued a session an earlier attempt or push had started.
     pub resumed: bool,
+    /// Whether this push read the member's bytes (`false`: an earlier push's record gave its
+    /// digest, see [`crate::registry::known`], and the repository had or mounted the blob).
+    pub read: bool,
 }
 
 /// What a push did.
@@ -134,6 +139,11 @@ pub struct PushOutcome {
     pub resumed: usize,
     /// Bytes of all blobs.
     pub bytes_total: u64,
+    /// Bytes of all members (uncompressed, holes counted).
+    pub member_bytes: u64,
+    /// Bytes of members read (and compressed) for this push; members whose blob an earlier
+    /// push made and the repository had are not read.
+    pub bytes_read: u64,
     /// Requests retried after transient failures.
     pub retries: u64,
     /// Wall time in seconds.
@@ -150,6 +160,8 @@ struct Prepared {
 enum Data {
     Bytes(bytes::Bytes),
     Spooled(PathBuf),
+    /// Not read: the digest came from a [`KnownBlob`] and the repository had the blob.
+    Unread,
 }
 
 /// Pushes `snapshot_arg` (as `export` resolves it) to `target` (`REGISTRY/REPO:TAG`).
@@ -192,36 +204,60 @@ pub fn push(
     }
     let mounts = Mounts { explicit: opts.mount_from.is_some(), sources: mount_from, seen };
     let sessions = Sessions::new(home);
+    let known = KnownBlobs::of(home);
     let total: u64 = members.iter().map(|m| m.meta.size).sum();
     let progress = Arc::new(Progress::new("pushing", Some(total), opts.quiet));
     let cancel = Arc::new(AtomicBool::new(false));
     let claimed = std::sync::Mutex::new(std::collections::HashSet::new());
     let result = reg.block_on(async {
         reg.login(Operation::Push, &mounts.sources).await?;
-        let sent = stream::iter(0..members.len())
-            .map(|index| {
+        let sent = stream::iter(members.iter().cloned().enumerate())
+            .map(|(index, member)| {
                 let (plan, spool, progress, cancel) =
                     (plan.clone(), spool.path().to_path_buf(), progress.clone(), cancel.clone());
                 let level = opts.level;
                 let reg = &reg;
-                let (mounts, sessions) = (&mounts, &sessions);
-                let claimed = &claimed;
+                let (mounts, sessions, known) = (&mounts, &sessions, &known);
+                // Two members with the same bytes (identical uppers) are one blob: the first to
+                // claim its digest sends it, the other counts as skipped. The manifest is put
+                // only after every send has succeeded, so the blob is there by then.
+                let claim =
+                    |digest: &str| claimed.lock().map(|mut c| c.insert(digest.to_string())).unwrap_or(true);
                 let shown_progress = progress.clone();
                 async move {
+                    // An earlier push's record gives the digest without reading the file: if
+                    // the repository has the blob, or a mount brings it, that is all.
+                    let mut known_upload = None;
+                    if let Some(k) = known.lookup(&member, level) {
+                        let layer = known_layer(k, &member);
+                        let placed = if claim(&layer.digest) {
+                            place(reg, &layer, mounts, sessions).await?
+                        } else {
+                            Placed::Done(Sent::skipped())
+                        };
+                        match placed {
+                            Placed::Done(sent) => {
+                                shown_progress.inc(member.meta.size);
+                                return Ok((Prepared { index, layer, data: Data::Unread }, sent));
+                            }
+                            Placed::Upload(started) => known_upload = Some((layer.digest, started)),
+                        }
+                    }
+                    let records = known.clone();
                     let prepared = tokio::task::spawn_blocking(move || {
-                        prepare(&plan, index, &spool, level, &progress, &cancel)
+                        prepare(&plan, index, &member, &spool, level, &records, &progress, &cancel)
                     })
                     .await
                     .map_err(|e| HostError::io("preparing a blob", io::Error::other(e.to_string())))??;
-                    // Two members with the same bytes (identical uppers) are one blob: the first
-                    // to get here sends it, the other counts as skipped. The manifest is put only
-                    // after every send has succeeded, so the blob is there by then.
-                    let first =
-                        claimed.lock().map(|mut c| c.insert(prepared.layer.digest.clone())).unwrap_or(true);
-                    let sent = if first {
-                        send(reg, &prepared, mounts, sessions, &shown_progress).await?
-                    } else {
-                        Sent { action: BlobAction::Skipped, bytes: 0, resumed: false }
+                    let sent = match known_upload {
+                        // Neither in the repository nor mountable: upload what was prepared.
+                        Some((digest, started)) if digest == prepared.layer.digest => {
+                            upload(reg, &prepared, started, sessions, &shown_progress).await?
+                        }
+                        _ if claim(&prepared.layer.digest) => {
+                            send(reg, &prepared, mounts, sessions, &shown_progress).await?
+                        }
+                        _ => Sent::skipped(),
                     };
                     Ok::<_, HostError>((prepared, sent))
                 }
@@ -257,6 +293,8 @@ pub fn push(
         bytes_sent: blobs.iter().map(|b| b.sent).sum(),
         resumed: blobs.iter().filter(|b| b.resumed).count(),
         bytes_total: blobs.iter().map(|b| b.size).sum(),
+        member_bytes: total,
+        bytes_read: members.iter().zip(&blobs).filter(|(_, b)| b.read).map(|(m, _)| m.meta.size).sum(),
         blobs,
         retries: reg.retries(),
         seconds: started.elapsed().as_secs_f64(),
@@ -327,6 +365,7 @@ async fn finish(
         action: s.action,
         sent: s.bytes,
         resumed: s.resumed,
+        read: !matches!(p.data, Data::Unread),
     };
     let mut blobs: Vec<PushedBlob> = sent.into_iter().map(|(p, s)| blob(p, s)).collect();
     blobs.push(blob(config_blob, config_sent));
@@ -340,6 +379,38 @@ struct Sent {
     bytes: u64,
     /// Whether an earlier session was continued.
     resumed: bool,
+}
+
+impl Sent {
+    /// The repository had the blob.
+    fn skipped() -> Sent {
+        Sent { action: BlobAction::Skipped, bytes: 0, resumed: false }
+    }
+}
+
+/// Where [`place`] left a blob.
+enum Placed {
+    /// In the repository (it was there, or mounted).
+    Done(Sent),
+    /// To be uploaded, in the session a refused mount started, if any.
+    Upload(Option<Session>),
+}
+
+/// The layer of `member` made from an earlier push's record.
+fn known_layer(k: KnownBlob, member: &PlannedMember) -> Layer {
+    Layer {
+        digest: k.digest,
+        size: k.size,
+        zstd: true,
+        path: member.name.clone(),
+        sha256: k.sha256,
+        meta: member.meta,
+    }
+}
+
+/// How messages name a blob.
+fn blob_name(reg: &Registry, layer: &Layer) -> String {
+    format!("blob {} ({}) to {}", layer.digest, layer.path, reg.repository())
 }
 
 /// Where a push may mount blobs from.
@@ -373,14 +444,26 @@ async fn send(
     sessions: &Sessions,
     progress: &Progress,
 ) -> Result<Sent, HostError> {
-    let digest = p.layer.digest.as_str();
-    let what = format!("blob {digest} ({}) to {}", p.layer.path, reg.repository());
+    match place(reg, &p.layer, mounts, sessions).await? {
+        Placed::Done(sent) => Ok(sent),
+        Placed::Upload(started) => upload(reg, p, started, sessions, progress).await,
+    }
+}
+
+/// HEAD, then mounts: whether the blob is in the repository without sending it.
+async fn place(
+    reg: &Registry,
+    layer: &Layer,
+    mounts: &Mounts,
+    sessions: &Sessions,
+) -> Result<Placed, HostError> {
+    let digest = layer.digest.as_str();
+    let what = blob_name(reg, layer);
     let exists = reg.retry(&format!("checking {what}"), || upload::exists(reg, digest)).await?;
     if exists {
         sessions.remove(&reg.repository(), digest);
-        return Ok(Sent { action: BlobAction::Skipped, bytes: 0, resumed: false });
+        return Ok(Placed::Done(Sent::skipped()));
     }
-    let mut started = None;
     for source in mounts.candidates(digest, reg.reference.repository()) {
         match reg
             .retry(&format!("mounting {what} from {source}"), || upload::mount(reg, digest, &source))
@@ -388,18 +471,26 @@ async fn send(
         {
             Mount::Mounted => {
                 sessions.remove(&reg.repository(), digest);
-                return Ok(Sent { action: BlobAction::Mounted, bytes: 0, resumed: false });
+                return Ok(Placed::Done(Sent { action: BlobAction::Mounted, bytes: 0, resumed: false }));
             }
             // The registry started an upload instead: use it.
-            Mount::Started(location) => {
-                started = Some(Session { location, offset: 0 });
-                break;
-            }
+            Mount::Started(location) => return Ok(Placed::Upload(Some(Session { location, offset: 0 }))),
             Mount::Refused => {}
         }
     }
+    Ok(Placed::Upload(None))
+}
+
+/// Uploads a prepared blob the repository lacks, with a progress bar of its own.
+async fn upload(
+    reg: &Registry,
+    p: &Prepared,
+    started: Option<Session>,
+    sessions: &Sessions,
+    progress: &Progress,
+) -> Result<Sent, HostError> {
     let bar = progress.item(&format!("↑ {}", p.layer.path), p.layer.size);
-    let (bytes, resumed) = upload_blob(reg, p, started, sessions, &what, &bar).await?;
+    let (bytes, resumed) = upload_blob(reg, p, started, sessions, &blob_name(reg, &p.layer), &bar).await?;
     Ok(Sent { action: BlobAction::Uploaded, bytes, resumed })
 }
 
@@ -440,8 +531,7 @@ async fn upload_blob(
     }
     let mut resumed = session.as_ref().is_some_and(|s| s.offset > 0);
     let mut sent = 0u64;
-    let mut attempt = 1;
-    let mut delay = crate::registry::client::BACKOFF;
+    let mut backoff = Backoff::new();
     loop {
         // Where this attempt starts: the session we hold, if the registry still holds a
         // prefix of the blob in it, else a new one.
@@ -479,14 +569,7 @@ async fn upload_blob(
             Err(Stop::Local(e)) => return Err(e),
             Err(Stop::Net(e)) => e,
         };
-        let failure = classify(&e);
-        if failure != Failure::Transient || attempt >= reg.attempts() {
-            return Err(reg.error(&format!("uploading {what}"), failure, &e, attempt));
-        }
-        reg.note_retry();
-        tokio::time::sleep(delay).await;
-        delay = delay.saturating_mul(2);
-        attempt += 1;
+        backoff.wait(reg, &format!("uploading {what}"), &e).await?;
         // Ask where the session stands; a registry that lost it gets a new one.
         session = upload::status(reg, &current.location).await.ok().flatten();
         resumed |= session.as_ref().is_some_and(|s| s.offset > 0);
@@ -504,6 +587,9 @@ fn read_at(p: &Prepared, offset: u64, len: u64) -> Result<bytes::Bytes, Stop> {
             range().and_then(|r| b.get(r)).map(bytes::Bytes::copy_from_slice).ok_or_else(|| {
                 Stop::Local(HostError::io("reading a blob", io::Error::other("range outside the blob")))
             })
+        }
+        Data::Unread => {
+            Err(Stop::Local(HostError::io("reading a blob", io::Error::other("the blob was not read"))))
         }
         Data::Spooled(path) => {
             let ctx = || format!("reading {}", shown(path));
@@ -540,21 +626,20 @@ impl<W: Write> Write for HashingWriter<W> {
 
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
-/// Reads member `index` (with export's checks) into a blob: in memory as is, or compressed
-/// into the spool directory; hashes both forms.
+/// Reads member `index` (`member`, with export's checks) into a blob: in memory as is, or
+/// compressed into the spool directory, noting in `known` which blob the file made; hashes
+/// both forms.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     plan: &Plan,
     index: usize,
+    member: &PlannedMember,
     spool: &Path,
     level: i32,
+    known: &KnownBlobs,
     progress: &Progress,
     cancel: &AtomicBool,
 ) -> Result<Prepared, HostError> {
-    let member = plan
-        .planned_members()
-        .into_iter()
-        .nth(index)
-        .ok_or_else(|| HostError::Usage(format!("no member #{index}")))?;
     let mut member_hash = Sha256::new();
     let cancelled = || io::Error::other("the push failed elsewhere");
     if !format::compress_member(&member.name) {
@@ -574,7 +659,7 @@ fn prepare(
             digest: digest.clone(),
             size: bytes.len() as u64,
             zstd: false,
-            path: member.name,
+            path: member.name.clone(),
             sha256: digest,
             meta: member.meta,
         };
@@ -591,6 +676,8 @@ fn prepare(
         Ok(enc)
     };
     let mut enc = setup().map_err(|e| HostError::io("setting up zstd", e))?;
+    // The file's state as the read begins, for the known-blob record.
+    let before = fs::symlink_metadata(&member.source).ok().and_then(|md| FileState::of(&md));
     let mut write_error = None;
     let read = plan.read_member(index, &mut |chunk| {
         if cancel.load(Ordering::Relaxed) {
@@ -632,9 +719,13 @@ fn prepare(
         digest: format!("sha256:{}", snapbundle_core::hex::encode(&hasher.finalize())),
         size: count,
         zstd: true,
-        path: member.name,
+        path: member.name.clone(),
         sha256: format!("sha256:{}", snapbundle_core::hex::encode(&member_hash.finalize())),
         meta: member.meta,
     };
+    if let Some(before) = before {
+        // Best effort: without a record the next push reads the file again.
+        let _ = known.record(member, &before, level, &layer);
+    }
     Ok(Prepared { index, layer, data: Data::Spooled(path) })
 }

@@ -88,12 +88,20 @@ pub fn gc(home: &Home, max_age: std::time::Duration) -> std::io::Result<usize> {
         let name = entry.file_name();
         let is_record =
             name.to_str().is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
-        let meta = entry.metadata()?;
+        // A running push may finish (remove) a record meanwhile: a vanished one is no error.
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         let old =
             meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age > max_age);
         if is_record && meta.is_file() && old {
-            fs::remove_file(entry.path())?;
-            removed += 1;
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     let _ = fs::remove_dir(&dir);
