@@ -124,27 +124,23 @@ pub(crate) fn read_json<R: serde::de::DeserializeOwned>(path: &Path) -> Option<R
 /// The verification records of one microsandbox home.
 #[derive(Debug, Clone)]
 pub struct Records {
-    dir: PathBuf,
+    dir: RecordDir,
 }
 
 impl Records {
     /// The records of `home` (`<home>/cache/snapbundle/verified`).
     pub fn of(home: &Home) -> Records {
-        Records { dir: home.cache.join("snapbundle").join("verified") }
+        Records { dir: RecordDir::of(home, "verified") }
     }
 
     /// The directory the records live in.
     pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn path_for(&self, state: &FileState) -> PathBuf {
-        self.dir.join(format!("{}-{}.json", state.dev, state.ino))
+        self.dir.path()
     }
 
     /// The record for the file in `state`, if one exists and parses.
     pub fn get(&self, state: &FileState) -> Option<Record> {
-        read_json(&self.path_for(state))
+        self.dir.read(state)
     }
 
     /// Whether a record vouches for `file` (opened, in the state `md`) carrying `algorithm`
@@ -175,16 +171,14 @@ impl Records {
             digest: digest.to_string(),
             verified_at: at,
         };
-        write_record(&self.dir, &self.path_for(verified), &record)?;
+        self.dir.write(verified, &record)?;
         Ok(true)
     }
 
     /// Removes records that no longer vouch for anything: the file at their path is gone or
     /// changed, or the record does not parse. Returns how many were removed.
     pub fn prune(&self) -> io::Result<usize> {
-        prune_records(&self.dir, |path| {
-            read_json::<Record>(path).is_some_and(|r| live(&r.path, &r.state, |s| self.path_for(s) == path))
-        })
+        self.dir.prune::<Record>()
     }
 }
 
@@ -201,62 +195,101 @@ pub(crate) fn settle(file: &File, state: &FileState) -> io::Result<Option<(i64, 
     Ok((FileState::of(&current).as_ref() == Some(state) && settled(state.ctime, at)).then_some(at))
 }
 
-/// Writes `record` as JSON to `path` in `dir` atomically (a synced temporary file renamed).
-pub(crate) fn write_record<R: Serialize>(dir: &Path, path: &Path, record: &R) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".record-").tempfile_in(dir)?;
-    let json = serde_json::to_vec(record).map_err(io::Error::other)?;
-    tmp.write_all(&json)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+/// What a record is about: a file's path and the state it was in.
+pub(crate) trait AboutFile {
+    /// The file and its recorded state.
+    fn about(&self) -> (&Path, &FileState);
 }
 
-/// Whether the file at `path` is still in `state` (and `at_home(state)`: its record is where
-/// a record of that state is kept).
-pub(crate) fn live(path: &Path, state: &FileState, at_home: impl Fn(&FileState) -> bool) -> bool {
-    fs::symlink_metadata(path)
-        .ok()
-        .and_then(|md| FileState::of(&md))
-        .is_some_and(|s| s == *state && at_home(&s))
+impl AboutFile for Record {
+    fn about(&self) -> (&Path, &FileState) {
+        (&self.path, &self.state)
+    }
 }
 
-/// How old a temporary record file must be before [`prune_records`] takes it for a leftover of
-/// a killed writer (a live writer renames its file into place within milliseconds).
-const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How old a temporary record file must be before [`RecordDir::prune`] takes it for a leftover
+/// of a killed writer (a live writer renames its file into place within milliseconds).
+const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
-/// Removes the records in `dir` that `keep` does not keep, and temporary files older than
-/// [`LEFTOVER_AGE`]; returns how many were removed. Safe beside running writers: their fresh
-/// temporary files are left alone, and a file that vanished meanwhile (renamed into place or
-/// removed by another gc) is not an error.
-pub(crate) fn prune_records(dir: &Path, keep: impl Fn(&Path) -> bool) -> io::Result<usize> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut removed = 0;
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let stale = if name.starts_with(".record-") {
-            let age = entry.metadata().ok().and_then(|md| md.modified().ok()).and_then(|m| m.elapsed().ok());
-            age.is_some_and(|a| a >= LEFTOVER_AGE)
-        } else if name.ends_with(".json") {
-            !keep(&entry.path())
-        } else {
-            false
+/// A directory of per-file records (these, and [`crate::registry::known`]'s), each named
+/// `<st_dev>-<st_ino>.json` after the file it is about.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordDir {
+    dir: PathBuf,
+}
+
+impl RecordDir {
+    /// `<home>/cache/snapbundle/<name>`.
+    pub(crate) fn of(home: &Home, name: &str) -> RecordDir {
+        RecordDir { dir: home.cache.join("snapbundle").join(name) }
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_for(&self, state: &FileState) -> PathBuf {
+        self.dir.join(format!("{}-{}.json", state.dev, state.ino))
+    }
+
+    /// The record of the file in `state`, if one exists and parses.
+    pub(crate) fn read<R: serde::de::DeserializeOwned>(&self, state: &FileState) -> Option<R> {
+        read_json(&self.path_for(state))
+    }
+
+    /// Writes the record of the file in `state` atomically (a synced temporary file renamed).
+    pub(crate) fn write<R: Serialize>(&self, state: &FileState, record: &R) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let mut tmp = tempfile::Builder::new().prefix(".record-").tempfile_in(&self.dir)?;
+        let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+        tmp.write_all(&json)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.path_for(state)).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Removes the records that no longer vouch for anything (unreadable, stored under another
+    /// file's name, or their file gone or changed) and temporary files older than
+    /// [`LEFTOVER_AGE`]; returns how many were removed. Safe beside running writers: their
+    /// fresh temporary files are left alone, and a file that vanished meanwhile (renamed into
+    /// place or removed by another gc) is not an error.
+    pub(crate) fn prune<R: serde::de::DeserializeOwned + AboutFile>(&self) -> io::Result<usize> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
         };
-        if stale {
-            match fs::remove_file(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let stale = if name.starts_with(".record-") {
+                let age =
+                    entry.metadata().ok().and_then(|md| md.modified().ok()).and_then(|m| m.elapsed().ok());
+                age.is_some_and(|a| a >= LEFTOVER_AGE)
+            } else if name.ends_with(".json") {
+                let path = entry.path();
+                !read_json::<R>(&path).is_some_and(|r| {
+                    let (file, state) = r.about();
+                    self.path_for(state) == path
+                        && fs::symlink_metadata(file).ok().and_then(|md| FileState::of(&md)).as_ref()
+                            == Some(state)
+                })
+            } else {
+                false
+            };
+            if stale {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
+        Ok(removed)
     }
-    Ok(removed)
 }
 
 #[cfg(test)]
@@ -312,10 +345,9 @@ mod tests {
         for p in [&fresh, &old, &other] {
             fs::write(p, b"{").expect("write");
         }
-        let aged = std::time::SystemTime::now() - LEFTOVER_AGE - std::time::Duration::from_secs(1);
+        let aged = std::time::SystemTime::now() - LEFTOVER_AGE - Duration::from_secs(1);
         fs::File::options().write(true).open(&old).and_then(|f| f.set_modified(aged)).expect("age");
-        // `keep` is asked about records only, never about temporary or foreign files.
-        let removed = prune_records(dir.path(), |p| panic!("asked about {}", p.display())).expect("prune");
+        let removed = RecordDir { dir: dir.path().to_path_buf() }.prune::<Record>().expect("prune");
         assert_eq!(removed, 1);
         assert!(fresh.exists() && other.exists() && !old.exists());
     }

@@ -27,7 +27,7 @@ use crate::export::PlannedMember;
 use crate::home::Home;
 use crate::registry::format::Layer;
 use crate::registry::seen::valid_digest;
-use crate::verified::{self, FileState};
+use crate::verified::{self, AboutFile, FileState, RecordDir};
 
 /// The record format's version.
 const VERSION: u32 = 1;
@@ -55,25 +55,27 @@ pub struct KnownBlob {
     pub sha256: String,
 }
 
+impl AboutFile for KnownBlob {
+    fn about(&self) -> (&Path, &FileState) {
+        (&self.path, &self.state)
+    }
+}
+
 /// The known-blob records of one microsandbox home.
 #[derive(Debug, Clone)]
 pub struct KnownBlobs {
-    dir: PathBuf,
+    dir: RecordDir,
 }
 
 impl KnownBlobs {
     /// The records of `home` (`<home>/cache/snapbundle/pushed`).
     pub fn of(home: &Home) -> KnownBlobs {
-        KnownBlobs { dir: home.cache.join("snapbundle").join("pushed") }
+        KnownBlobs { dir: RecordDir::of(home, "pushed") }
     }
 
     /// The directory the records live in.
     pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn path_for(&self, state: &FileState) -> PathBuf {
-        self.dir.join(format!("{}-{}.json", state.dev, state.ino))
+        self.dir.path()
     }
 
     /// The blob an earlier push made of `member` at `level`, if a record vouches that the
@@ -86,7 +88,7 @@ impl KnownBlobs {
         if (state.dev, state.ino) != member.identity || state.size != member.meta.size {
             return None;
         }
-        let r: KnownBlob = verified::read_json(&self.path_for(&state))?;
+        let r: KnownBlob = self.dir.read(&state)?;
         let vouches = r.version == VERSION
             && r.state == state
             && verified::settled(state.ctime, r.settled_at)
@@ -125,17 +127,14 @@ impl KnownBlobs {
             size: layer.size,
             sha256: layer.sha256.clone(),
         };
-        verified::write_record(&self.dir, &self.path_for(before), &record)?;
+        self.dir.write(before, &record)?;
         Ok(true)
     }
 
     /// Removes records that no longer vouch for anything (the file gone or changed, or the
     /// record unreadable). Returns how many were removed.
     pub fn prune(&self) -> io::Result<usize> {
-        verified::prune_records(&self.dir, |path| {
-            verified::read_json::<KnownBlob>(path)
-                .is_some_and(|r| verified::live(&r.path, &r.state, |s| self.path_for(s) == path))
-        })
+        self.dir.prune::<KnownBlob>()
     }
 }
 
