@@ -30,6 +30,16 @@ use support::fake_registry::{Answer, FakeRegistry};
 use support::registry::TestRegistry;
 use support::{command, content, describe, run_gc, tree, Tree};
 
+/// The tests of this file run one at a time. A `flock` belongs to an open file description, and
+/// a process forked to spawn a command (gc, the registry, `sh`) shares every descriptor of the
+/// test process until it execs: a test that drops a hold and at once expects its lock gone
+/// would see it kept by another test's child for that moment.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn home() -> (tempfile::TempDir, Home) {
     let d = tempfile::tempdir().expect("temp home");
     let h = Home::at(d.path());
@@ -88,6 +98,7 @@ fn put_blob(cache: &BlobCache, digest: &str, bytes: &[u8]) {
 
 #[test]
 fn a_pull_finishing_while_another_holds_the_cache_leaves_the_blobs_and_the_last_one_removes_its_own() {
+    let _serial = serial();
     let (d, home) = home();
     let cache = BlobCache::new(&home);
     let first = cache.hold().expect("hold");
@@ -107,6 +118,7 @@ fn a_pull_finishing_while_another_holds_the_cache_leaves_the_blobs_and_the_last_
 
 #[test]
 fn a_finishing_pull_removes_only_its_own_blobs() {
+    let _serial = serial();
     let (d, home) = home();
     let cache = BlobCache::new(&home);
     let hold = cache.hold().expect("hold");
@@ -124,6 +136,7 @@ fn a_finishing_pull_removes_only_its_own_blobs() {
 
 #[test]
 fn a_hold_released_by_dropping_it_no_longer_keeps_another_pull_from_removing_its_blobs() {
+    let _serial = serial();
     let (_d, home) = home();
     let cache = BlobCache::new(&home);
     let gone = cache.hold().expect("hold");
@@ -236,6 +249,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn two_pulls_into_one_home_sharing_a_blob_download_it_once_and_both_succeed() {
+    let _serial = serial();
     let real = TestRegistry::start(false);
     let snaps = chain(3);
     let (v1, v2) = (bundle(&snaps[..2]), bundle(&snaps));
@@ -308,6 +322,7 @@ fn two_pulls_into_one_home_sharing_a_blob_download_it_once_and_both_succeed() {
 
 #[test]
 fn a_pull_finishing_while_the_cache_is_held_keeps_its_verified_blobs_until_gc() {
+    let _serial = serial();
     let real = TestRegistry::start(false);
     let snaps = chain(2);
     let (_s, src) = home();
@@ -359,6 +374,7 @@ fn abandoned_spool(home: &Home, name: &str) -> (PathBuf, u64) {
 
 #[test]
 fn gc_removes_the_spool_of_a_killed_push_and_leaves_a_running_one_and_other_names() {
+    let _serial = serial();
     let (d, home) = home();
     let live = Spool::create(&home).expect("spool");
     fs::write(live.path().join("0.zst"), b"being uploaded").expect("write");
@@ -407,6 +423,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn a_spool_locked_by_a_process_that_is_then_killed_is_removed_by_gc() {
+    let _serial = serial();
     let (d, home) = home();
     let (spooled, bytes) = abandoned_spool(&home, "push-proc3ss");
     // Another process holds the directory's lock, as a running push would: one process (the
