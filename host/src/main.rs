@@ -80,12 +80,13 @@ enum Command {
     /// zstd-compressed), so a parent or an image shared by many snapshots is uploaded once.
     /// Blobs the repository has are skipped (HEAD); a file this home pushed before and that
     /// has not changed since is not even read when its blob is there (records in
-    /// <home>/cache/snapbundle/pushed); blobs this home pushed to or pulled from
-    /// another repository of the registry are mounted from there; the rest are uploaded
-    /// several at once, in chunks, with retries. The manifest is put last, so a failed push
-    /// leaves no tag behind; running it again sends only what is missing and continues a
-    /// half-sent blob where the registry stands. TLS unless --plain-http. Credentials:
-    /// --username with --password-stdin, else ~/.docker/config.json ($DOCKER_CONFIG).
+    /// <home>/cache/snapbundle/pushed; --rehash reads everything); blobs this home pushed to
+    /// or pulled from another repository of the registry are mounted from there; the rest are
+    /// uploaded several at once, in chunks, with retries. The manifest is put last, so a
+    /// failed push leaves no tag behind; running it again sends only what is missing and
+    /// continues a half-sent blob where the registry stands. TLS unless --plain-http.
+    /// Credentials: --username with --password-stdin, else ~/.docker/config.json
+    /// ($DOCKER_CONFIG).
     /// Examples:
     ///   snapbundle push web registry.example/snaps/web:v1 --with-parents --with-image
     ///   echo "$TOKEN" | snapbundle push web ghcr.io/me/web:v2 --username me --password-stdin
@@ -113,11 +114,12 @@ enum Command {
     ///
     /// Imports still running are never touched. Every import does this first on its own.
     /// Also removes verification records (see `export --rehash`) and push records (which blob
-    /// a file made) of files that are gone or changed, empties the pull blob cache (<home>/cache/snapbundle/blobs: blobs and
-    /// partial downloads a failed `pull` kept for a resume, or a pull left because another
-    /// was running) unless a pull is running, removes the spool directories of killed
-    /// pushes (<home>/cache/snapbundle/tmp/push-*; those of running pushes are left alone),
-    /// and forgets unfinished upload sessions older than a week (registries purge them).
+    /// a file made) of files that are gone or changed, empties the pull blob cache
+    /// (<home>/cache/snapbundle/blobs: blobs and partial downloads a failed `pull` kept for a
+    /// resume, or a pull left because another was running) unless a pull is running, removes
+    /// the spool directories of killed pushes (<home>/cache/snapbundle/tmp/push-*; those of
+    /// running pushes are left alone), and forgets unfinished upload sessions older than a
+    /// week (registries purge them).
     Gc(GcArgs),
 }
 
@@ -271,6 +273,11 @@ struct PushArgs {
     /// are mounted from there.
     #[arg(long, value_name = "REPO")]
     mount_from: Option<String>,
+    /// Read, hash and compress every member again: without it an upper verified earlier and
+    /// unchanged since is not hashed (as in export), and an unchanged file whose blob an
+    /// earlier push made is not read at all when the registry has that blob.
+    #[arg(long)]
+    rehash: bool,
     /// Print a JSON summary (blobs uploaded/skipped, bytes, time) on standard output.
     #[arg(long)]
     json: bool,
@@ -595,6 +602,7 @@ fn push(a: &PushArgs) -> Result<(), HostError> {
         with_parents: a.with_parents,
         with_image: a.with_image,
         mount_from: a.mount_from.clone(),
+        rehash: a.rehash,
         quiet: a.quiet || a.json,
         ..Default::default()
     };

@@ -239,6 +239,13 @@ fn a_parent_upper_changed_since_its_push_is_read_again_and_its_integrity_stops_t
         push(&src, &snaps[1].digest(), &reg.reference("snaps/web:child2"), &conn, &quiet_push(true, false))
             .unwrap_or_else(|e| panic!("push child again: {e}"));
     assert!(!parent_blob(&again).read, "the renewed record vouches again: {again:#?}");
+    // --rehash reads every member, records or not; the blobs are the same and all there.
+    let rehash = PushOptions { rehash: true, ..quiet_push(true, false) };
+    let reread = push(&src, &snaps[1].digest(), &reg.reference("snaps/web:child3"), &conn, &rehash)
+        .unwrap_or_else(|e| panic!("push with rehash: {e}"));
+    assert!(reread.blobs.iter().all(|b| b.read), "{reread:#?}");
+    assert_eq!((reread.bytes_read, reread.uploaded), (reread.member_bytes, 0), "every blob is there");
+    assert_eq!(parent_blob(&reread).digest, parent_blob(&again).digest);
 
     // One byte changed in place (same size): the record does not vouch for it, the read
     // checks the upper's recorded integrity, and the push stops before any tag is put.

@@ -62,6 +62,9 @@ pub struct PushOptions {
     /// A repository of the same registry to mount missing blobs from before uploading them
     /// (tried for every blob, before the repositories this home has seen holding it).
     pub mount_from: Option<String>,
+    /// Read, hash and compress every member, ignoring this home's records of verified uppers
+    /// (as `export --rehash`) and of the blobs earlier pushes made of unchanged files.
+    pub rehash: bool,
     /// Draw no progress.
     pub quiet: bool,
 }
@@ -74,6 +77,7 @@ impl Default for PushOptions {
             level: export::DEFAULT_LEVEL,
             limits: Limits::DEFAULT,
             mount_from: None,
+            rehash: false,
             quiet: false,
         }
     }
@@ -181,6 +185,7 @@ pub fn push(
         with_parents: opts.with_parents,
         with_image: opts.with_image,
         limits: opts.limits,
+        rehash: opts.rehash,
         ..ExportOptions::default()
     };
     let plan = Arc::new(export::plan(home, snapshot_arg, &eopts)?);
@@ -215,7 +220,7 @@ pub fn push(
             .map(|(index, member)| {
                 let (plan, spool, progress, cancel) =
                     (plan.clone(), spool.path().to_path_buf(), progress.clone(), cancel.clone());
-                let level = opts.level;
+                let (level, rehash) = (opts.level, opts.rehash);
                 let reg = &reg;
                 let (mounts, sessions, known) = (&mounts, &sessions, &known);
                 // Two members with the same bytes (identical uppers) are one blob: the first to
@@ -228,7 +233,7 @@ pub fn push(
                     // An earlier push's record gives the digest without reading the file: if
                     // the repository has the blob, or a mount brings it, that is all.
                     let mut known_upload = None;
-                    if let Some(k) = known.lookup(&member, level) {
+                    if let Some(k) = known.lookup(&member, level).filter(|_| !rehash) {
                         let layer = known_layer(k, &member);
                         let placed = if claim(&layer.digest) {
                             place(reg, &layer, mounts, sessions).await?
