@@ -68,6 +68,11 @@ impl FileState {
             ctime: (md.ctime(), md.ctime_nsec()),
         })
     }
+
+    /// The state of the regular file at `path` now (symlinks not followed), if there is one.
+    pub fn at(path: &Path) -> Option<FileState> {
+        FileState::of(&fs::symlink_metadata(path).ok()?)
+    }
 }
 
 /// One verification record.
@@ -273,9 +278,7 @@ impl RecordDir {
                 let path = entry.path();
                 !read_json::<R>(&path).is_some_and(|r| {
                     let (file, state) = r.about();
-                    self.path_for(state) == path
-                        && fs::symlink_metadata(file).ok().and_then(|md| FileState::of(&md)).as_ref()
-                            == Some(state)
+                    self.path_for(state) == path && FileState::at(file).as_ref() == Some(state)
                 })
             } else {
                 false

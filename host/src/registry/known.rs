@@ -17,7 +17,6 @@
 //! up is a re-read of bytes the registry already holds under their digest. A missing, stale or
 //! malformed record only means the file is read again.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -81,13 +80,7 @@ impl KnownBlobs {
     /// The blob an earlier push made of `member` at `level`, if a record vouches that the
     /// member's file has not changed since.
     pub fn lookup(&self, member: &PlannedMember, level: i32) -> Option<KnownBlob> {
-        if !member.from_file {
-            return None;
-        }
-        let state = FileState::of(&fs::symlink_metadata(&member.source).ok()?)?;
-        if (state.dev, state.ino) != member.identity || state.size != member.meta.size {
-            return None;
-        }
+        let state = FileState::at(&member.source).filter(|s| is_planned_file(member, s))?;
         let r: KnownBlob = self.dir.read(&state)?;
         let vouches = r.version == VERSION
             && r.state == state
@@ -110,8 +103,7 @@ impl KnownBlobs {
         level: i32,
         layer: &Layer,
     ) -> io::Result<bool> {
-        if !member.from_file || (before.dev, before.ino) != member.identity || before.size != member.meta.size
-        {
+        if !is_planned_file(member, before) {
             return Ok(false);
         }
         let file = crate::export::open_nofollow(&member.source)?;
@@ -138,10 +130,16 @@ impl KnownBlobs {
     }
 }
 
+/// Whether `state` is that of the file `member` was planned to be read from.
+fn is_planned_file(member: &PlannedMember, state: &FileState) -> bool {
+    member.from_file && (state.dev, state.ino) == member.identity && state.size == member.meta.size
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tar_writer::EntryMeta;
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     fn digest(c: char) -> String {

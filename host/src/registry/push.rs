@@ -17,7 +17,7 @@
 //! and then the manifest are put last, so a failed push never leaves a tag pointing at missing
 //! blobs; running it again skips every blob that made it.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
@@ -233,7 +233,7 @@ pub fn push(
                     // An earlier push's record gives the digest without reading the file: if
                     // the repository has the blob, or a mount brings it, that is all.
                     let mut known_upload = None;
-                    if let Some(k) = known.lookup(&member, level).filter(|_| !rehash) {
+                    if let Some(k) = (!rehash).then(|| known.lookup(&member, level)).flatten() {
                         let layer = known_layer(k, &member);
                         let placed = if claim(&layer.digest) {
                             place(reg, &layer, mounts, sessions).await?
@@ -682,7 +682,7 @@ fn prepare(
     };
     let mut enc = setup().map_err(|e| HostError::io("setting up zstd", e))?;
     // The file's state as the read begins, for the known-blob record.
-    let before = fs::symlink_metadata(&member.source).ok().and_then(|md| FileState::of(&md));
+    let before = FileState::at(&member.source);
     let mut write_error = None;
     let read = plan.read_member(index, &mut |chunk| {
         if cancel.load(Ordering::Relaxed) {
