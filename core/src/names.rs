@@ -88,6 +88,14 @@ pub fn check_component(c: &str) -> Result<(), TarError> {
     Ok(())
 }
 
+/// The key under which two member paths count as duplicates: the path without a directory's
+/// trailing `/`, ASCII letters folded to lower case. Two members with the same key would land on
+/// the same file on a case-insensitive filesystem, so the validator rejects the second and export
+/// refuses to write it.
+pub fn duplicate_key(path: &str) -> alloc::string::String {
+    path.strip_suffix('/').unwrap_or(path).to_ascii_lowercase()
+}
+
 /// Classifies a member name. `is_dir` says whether the entry is a directory.
 pub fn classify(raw: &[u8], is_dir: bool) -> Result<Slot<'_>, TarError> {
     let name = core::str::from_utf8(raw).map_err(|_| TarError::NonUtf8Name)?;
@@ -156,6 +164,13 @@ mod tests {
 
     fn err(name: &str, dir: bool) -> &'static str {
         classify(name.as_bytes(), dir).map(|_| "ok").unwrap_or_else(|e| e.code())
+    }
+
+    #[test]
+    fn duplicate_keys_fold_ascii_case_and_a_directory_slash() {
+        assert_eq!(duplicate_key("Sha256-AB/Upper.EXT4"), "sha256-ab/upper.ext4");
+        assert_eq!(duplicate_key("cache/"), duplicate_key("CACHE"));
+        assert_ne!(duplicate_key("a/b"), duplicate_key("a/c"));
     }
 
     #[test]

@@ -157,7 +157,7 @@ impl<S: Sink> TarSink for Router<'_, S> {
             }
         }
         let path = core::str::from_utf8(&m.name).map_err(|_| tar_err(TarError::NonUtf8Name))?;
-        let key = path.strip_suffix('/').unwrap_or(path).to_ascii_lowercase();
+        let key = names::duplicate_key(path);
         if !b.seen.insert(key) {
             return Err(tar_err(TarError::Duplicate));
         }

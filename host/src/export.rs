@@ -484,7 +484,7 @@ fn plan_snapshot(
         if !ft.is_file() {
             return Err(refuse(&path, "is not a regular file"));
         }
-        if let Some(other) = lower.insert(name.to_ascii_lowercase(), name.clone()) {
+        if let Some(other) = lower.insert(names::duplicate_key(&name), name.clone()) {
             return Err(HostError::Usage(format!(
                 "cannot export snapshot {}: {other:?} and {name:?} differ only in letter case, which import rejects as duplicates",
                 shown(&dir)
