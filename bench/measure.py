@@ -1,8 +1,22 @@
 """Measuring helpers shared by the benchmark scripts."""
+import json
 import os
 import subprocess
 import sys
 import time
+
+
+def build_release(root):
+    """Builds the release binary with its default features; returns its path, wherever cargo put
+    it (CARGO_TARGET_DIR, a cargo config's target-dir, or ./target)."""
+    out = subprocess.run(["cargo", "build", "--release", "--locked", "-q", "--workspace",
+                          "--bin", "snapbundle", "--message-format=json"],
+                         cwd=root, check=True, capture_output=True, text=True).stdout
+    exes = [m["executable"] for m in map(json.loads, out.splitlines())
+            if m.get("reason") == "compiler-artifact" and m.get("executable")]
+    if not exes:
+        sys.exit("cargo built no snapbundle executable")
+    return exes[-1]
 
 
 def run(cmd, shell=False, env=None):

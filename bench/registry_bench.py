@@ -33,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundlegen  # noqa: E402
+import measure  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1 << 20
@@ -136,8 +137,7 @@ def main():
     if not shutil.which("docker-registry"):
         sys.exit("docker-registry is not installed (scripts/install-deps.sh installs it)")
     # The default features, as the other benchmarks build it: target/release/snapbundle is shared.
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "snapbundle"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "release", "snapbundle")
+    exe = measure.build_release(ROOT)
     shutil.rmtree(a.dir, ignore_errors=True)
     src = os.path.join(a.dir, "src-home")
     snaps = os.path.join(src, "snapshots")

@@ -39,6 +39,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundlegen  # noqa: E402
+import measure  # noqa: E402
 from measure import allocated, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,8 +119,7 @@ def main():
     if a.exe:
         exe = os.path.abspath(a.exe)
     else:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "snapbundle"], cwd=ROOT, check=True)
-        exe = os.path.join(ROOT, "target", "release", "snapbundle")
+        exe = measure.build_release(ROOT)
     load_start = os.getloadavg()
     shutil.rmtree(a.dir, ignore_errors=True)
     home = os.path.join(a.dir, "src-home")

@@ -13,11 +13,11 @@ allocated bytes <= 1.1x the data; peak RSS < 64 MiB everywhere.
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundlegen  # noqa: E402
+import measure  # noqa: E402
 from measure import allocated, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,8 +29,7 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--dir", default="/tmp/snapbundle-store-bench")
     a = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "snapbundle"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "release", "snapbundle")
+    exe = measure.build_release(ROOT)
     shutil.rmtree(a.dir, ignore_errors=True)
     src_home = os.path.join(a.dir, "src-home")
     snaps = os.path.join(src_home, "snapshots")

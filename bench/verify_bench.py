@@ -15,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundlegen  # noqa: E402
+import measure  # noqa: E402
 from measure import run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,8 +27,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/snapbundle-bench")
     a = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "snapbundle"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "release", "snapbundle")
+    exe = measure.build_release(ROOT)
     os.makedirs(a.dir, exist_ok=True)
     bundle = os.path.join(a.dir, f"mixed-{a.size_mib}m.tar.zst")
     size = a.size_mib << 20

@@ -20,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundlegen  # noqa: E402
+import measure  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JS = os.path.join(ROOT, "wasm", "js-tests")
@@ -73,12 +74,11 @@ def main():
     # feature, and a build finishing mid-run must not swap the binary under the measurement.
     exe = os.path.join(a.dir, "snapbundle-wasm-bench")
     for _ in range(3):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "snapbundle"], cwd=ROOT, check=True)
-        shutil.copy2(os.path.join(ROOT, "target", "release", "snapbundle"), exe)
+        shutil.copy2(measure.build_release(ROOT), exe)
         if "--sandbox" in subprocess.run([exe, "verify", "--help"], capture_output=True, text=True).stdout:
             break
     else:
-        sys.exit("target/release/snapbundle keeps being built without the sandbox feature")
+        sys.exit("the release snapbundle keeps being built without the sandbox feature")
     pkg = os.path.join(ROOT, "target", "npm", "snapbundle-wasm")
     bundle = os.path.join(a.dir, f"mixed-{a.size_mib}m.tar.zst")
     if not os.path.exists(bundle):

@@ -5,7 +5,8 @@
 #
 # 1. installs what is missing (Debian packages via scripts/install-deps.sh);
 # 2. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo doc with warnings denied;
-# 3. cargo test for the whole workspace (unit tests, fixtures, hostile inputs, import/export);
+# 3. cargo test for the whole workspace (unit tests, fixtures, hostile inputs, import/export), then
+#    the README's demo (scripts/demo.sh) with the debug binary that cargo test built;
 # 4. builds the no_std core for the host without default features and for wasm32-unknown-unknown
 #    (scripts/build-wasm-core.sh, Debian rustc-web 1.96 with -Zbuild-std);
 # 5. WebAssembly: rebuilds the sandbox component and checks it is byte-identical to the committed
@@ -41,6 +42,7 @@ step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "cargo test" cargo test --workspace --locked
+step "demo (scripts/demo.sh, the README's first command)" scripts/demo.sh --profile dev
 step "core: no_std builds (host and wasm32)" scripts/build-wasm-core.sh
 step "wasm: build, component reproducible" scripts/build-wasm.sh --check
 step "wasm: npm package and page (node --test)" env -C wasm/js-tests node --test package.test.mjs page.test.mjs

@@ -12,23 +12,13 @@
 //! ```
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet};
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 
-use crate::cache_meta::{self, CacheError, CacheKind};
-use crate::error::{BundleError, ContainerError, Error, LimitError, Location, SnapshotError, TarError};
-use crate::events::{Event, MemberStart, Sink};
-use crate::hex;
-use crate::holes::{HoleSplitter, Piece};
-use crate::integrity::{Algorithm, MemberDigests, MemberHasher, Sha2, Sha256Backend};
+use crate::error::{ContainerError, Error, TarError};
+use crate::events::Sink;
+use crate::generation::Layout;
+use crate::integrity::{Sha2, Sha256Backend};
 use crate::limits::Limits;
-use crate::manifest::{Manifest, MANIFEST_FILENAME, SPARSE_SHA256_V1};
-use crate::names::{self, Slot};
-use crate::report::{
-    Area, CacheReport, Container, IntegrityStatus, PlannedFile, Report, Role, SnapshotReport,
-};
-use crate::tar::header::EntryType;
+use crate::report::{Container, Report};
 use crate::tar::{Member, TarSink, Walker};
 use crate::zstd::{self, ZstdGate};
 
@@ -39,306 +29,28 @@ enum Input {
     Zstd(Box<ZstdGate>),
 }
 
-#[derive(Debug)]
-struct ParsedManifest {
-    manifest: Manifest,
-    digest: String,
-}
-
-#[derive(Debug)]
-struct Prefix {
-    name: String,
-    manifest: Option<ParsedManifest>,
-    /// Indices into `files`.
-    files: Vec<usize>,
-}
-
-#[derive(Debug)]
-struct FileEntry {
-    index: u32,
-    area: Area,
-    /// Prefix index for snapshot files.
-    prefix: Option<usize>,
-    kind: Option<CacheKind>,
-    name: String,
-    size: u64,
-    mtime: u64,
-    digests: MemberDigests,
-    /// Buffered content (manifests and cache metadata only).
-    content: Option<Vec<u8>>,
-}
-
-#[derive(Debug)]
-enum Target {
-    Dir,
-    SnapshotFile { prefix: usize, name: String },
-    CacheFile { kind: CacheKind, name: String },
-}
-
-#[derive(Debug)]
-struct Current {
-    loc: Location,
-    target: Target,
-    size: u64,
-    mtime: u64,
-    hasher: Option<MemberHasher>,
-    buffer: Option<Vec<u8>>,
-    splitter: Option<HoleSplitter>,
-}
-
-/// Bundle-level bookkeeping, shared by the member callbacks.
-#[derive(Debug)]
-struct Bundle {
-    limits: Limits,
-    sha256: &'static dyn Sha256Backend,
-    seen: BTreeSet<String>,
-    prefixes: Vec<Prefix>,
-    prefix_by_name: BTreeMap<String, usize>,
-    /// Prefix indices in the order their manifests appeared.
-    manifest_order: Vec<usize>,
-    files: Vec<FileEntry>,
-    current: Option<Current>,
-    json_bytes: u64,
-}
-
+/// Forwards the walker's records to the generation's layout, with the caller's sink.
 struct Router<'a, S> {
-    bundle: &'a mut Bundle,
+    layout: &'a mut Layout,
     sink: &'a mut S,
-}
-
-fn stop(_: crate::events::Stop) -> Error {
-    Error::Stopped
-}
-
-impl Bundle {
-    fn prefix(&mut self, name: &str) -> usize {
-        if let Some(&i) = self.prefix_by_name.get(name) {
-            return i;
-        }
-        let i = self.prefixes.len();
-        self.prefixes.push(Prefix { name: name.to_string(), manifest: None, files: Vec::new() });
-        self.prefix_by_name.insert(name.to_string(), i);
-        i
-    }
-
-    fn reserve_json(&mut self, size: u64, at: &Location) -> Result<Vec<u8>, Error> {
-        self.json_bytes = self.json_bytes.saturating_add(size);
-        if self.json_bytes > self.limits.max_json_total {
-            return Err(Error::Limit {
-                at: Some(at.clone()),
-                error: LimitError::JsonTotal(self.limits.max_json_total),
-            });
-        }
-        Ok(Vec::with_capacity(usize::try_from(size).unwrap_or(0)))
-    }
 }
 
 impl<S: Sink> TarSink for Router<'_, S> {
     fn member(&mut self, m: &Member) -> Result<(), Error> {
-        let b = &mut *self.bundle;
-        let at = Location {
-            offset: m.offset,
-            index: Some(m.index),
-            name: Some(String::from_utf8_lossy(&m.name).into_owned()),
-        };
-        let tar_err = |error| Error::Tar { at: at.clone(), error };
-        let is_dir = m.entry_type == EntryType::Directory;
-        let slot = names::classify(&m.name, is_dir).map_err(tar_err)?;
-        if m.sparse {
-            // Only the snapshot files that are disk images may be sparse: manifests and cache
-            // metadata are buffered JSON, and cache artifacts go to a shared cache that compares
-            // them byte for byte; neither 0.6.2 nor our export writes them sparse.
-            match slot {
-                Slot::SnapshotFile { file, .. } if file == MANIFEST_FILENAME => {
-                    return Err(tar_err(TarError::SparseNotAllowed("manifest.json")));
-                }
-                Slot::SnapshotFile { .. } => {}
-                _ => return Err(tar_err(TarError::SparseNotAllowed("an image cache file"))),
-            }
-        }
-        let path = core::str::from_utf8(&m.name).map_err(|_| tar_err(TarError::NonUtf8Name))?;
-        let key = names::duplicate_key(path);
-        if !b.seen.insert(key) {
-            return Err(tar_err(TarError::Duplicate));
-        }
-        let wants = self.sink.wants_data();
-        let sha256 = b.sha256;
-        let hashed = |sparse: bool| Some(MemberHasher::with_backend(sha256, m.size, sparse));
-        let (target, hasher, buffer) = match slot {
-            Slot::SnapshotDir { prefix } => {
-                b.prefix(prefix);
-                (Target::Dir, None, None)
-            }
-            Slot::CacheRoot | Slot::CacheDir { .. } => (Target::Dir, None, None),
-            Slot::SnapshotFile { prefix, file } => {
-                let p = b.prefix(prefix);
-                if file == MANIFEST_FILENAME {
-                    if m.size > b.limits.max_manifest_size {
-                        return Err(Error::Limit {
-                            at: Some(at),
-                            error: LimitError::ManifestSize { size: m.size, max: b.limits.max_manifest_size },
-                        });
-                    }
-                    if b.manifest_order.len() >= b.limits.max_snapshots as usize {
-                        return Err(Error::Limit {
-                            at: Some(at),
-                            error: LimitError::Snapshots(b.limits.max_snapshots),
-                        });
-                    }
-                    let buf = b.reserve_json(m.size, &at)?;
-                    (Target::SnapshotFile { prefix: p, name: file.to_string() }, hashed(false), Some(buf))
-                } else {
-                    let sparse = match b.prefixes.get(p).and_then(|x| x.manifest.as_ref()) {
-                        Some(pm) if pm.manifest.upper.file == file => {
-                            if pm.manifest.upper.size_bytes != m.size {
-                                return Err(Error::Snapshot {
-                                    prefix: prefix.to_string(),
-                                    error: SnapshotError::UpperSize {
-                                        manifest: pm.manifest.upper.size_bytes,
-                                        file: m.size,
-                                    },
-                                });
-                            }
-                            pm.manifest
-                                .upper
-                                .integrity
-                                .as_ref()
-                                .is_some_and(|i| i.algorithm == SPARSE_SHA256_V1)
-                        }
-                        Some(_) => false,
-                        // The manifest has not been seen yet: this may be the upper.
-                        None => true,
-                    };
-                    (Target::SnapshotFile { prefix: p, name: file.to_string() }, hashed(sparse), None)
-                }
-            }
-            Slot::CacheFile { kind, file } => {
-                let buffer = if kind == CacheKind::Manifests {
-                    if m.size > b.limits.max_metadata_size {
-                        return Err(Error::Limit {
-                            at: Some(at),
-                            error: LimitError::MetadataSize { size: m.size, max: b.limits.max_metadata_size },
-                        });
-                    }
-                    Some(b.reserve_json(m.size, &at)?)
-                } else {
-                    None
-                };
-                (Target::CacheFile { kind, name: file.to_string() }, hashed(false), buffer)
-            }
-        };
-        let start = MemberStart {
-            index: m.index,
-            offset: m.offset,
-            path,
-            slot,
-            size: m.size,
-            mtime: m.mtime,
-            mode: m.mode,
-        };
-        self.sink.event(Event::Member(start)).map_err(stop)?;
-        let splitter = (wants && hasher.is_some()).then(HoleSplitter::new);
-        self.bundle.current =
-            Some(Current { loc: at, target, size: m.size, mtime: m.mtime, hasher, buffer, splitter });
-        Ok(())
+        self.layout.member(m, self.sink)
     }
 
     fn data(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let Some(cur) = self.bundle.current.as_mut() else {
-            return Ok(());
-        };
-        if let Some(h) = cur.hasher.as_mut() {
-            h.update(bytes);
-        }
-        if let Some(buf) = cur.buffer.as_mut() {
-            buf.extend_from_slice(bytes);
-        }
-        if let Some(split) = cur.splitter.as_mut() {
-            let sink = &mut *self.sink;
-            split.push(bytes, &mut |p| emit_piece(sink, p))?;
-        }
-        Ok(())
+        self.layout.data(bytes, self.sink)
     }
 
     fn hole(&mut self, len: u64) -> Result<(), Error> {
-        let Some(cur) = self.bundle.current.as_mut() else {
-            return Ok(());
-        };
-        if cur.buffer.is_some() {
-            // Buffered slots (manifests, cache metadata) are refused as sparse in `member`; never
-            // grow a buffer from a hole's length.
-            return Err(Error::Tar {
-                at: cur.loc.clone(),
-                error: TarError::SparseNotAllowed("a buffered file"),
-            });
-        }
-        if let Some(h) = cur.hasher.as_mut() {
-            h.update_zeros(len);
-        }
-        if let Some(split) = cur.splitter.as_mut() {
-            let sink = &mut *self.sink;
-            split.hole(len, &mut |p| emit_piece(sink, p))?;
-        }
-        Ok(())
+        self.layout.hole(len, self.sink)
     }
 
     fn member_end(&mut self) -> Result<(), Error> {
-        let Some(mut cur) = self.bundle.current.take() else {
-            return Ok(());
-        };
-        if let Some(split) = cur.splitter.as_mut() {
-            let sink = &mut *self.sink;
-            split.finish(&mut |p| emit_piece(sink, p))?;
-        }
-        let Some(hasher) = cur.hasher.take() else {
-            return Ok(());
-        };
-        let digests = hasher.finish();
-        self.sink.event(Event::FileEnd { size: cur.size, sha256: &digests.sha256 }).map_err(stop)?;
-        let b = &mut *self.bundle;
-        let file_idx = b.files.len();
-        let (area, prefix, kind, name) = match cur.target {
-            Target::Dir => return Ok(()),
-            Target::SnapshotFile { prefix, name } => (Area::Snapshots, Some(prefix), None, name),
-            Target::CacheFile { kind, name } => (Area::Cache, None, Some(kind), name),
-        };
-        let index = cur.loc.index.unwrap_or(0);
-        if let (Some(p), true) = (prefix, name == MANIFEST_FILENAME) {
-            let bytes = cur.buffer.as_deref().unwrap_or(&[]);
-            let prefix_name = b.prefixes.get(p).map(|x| x.name.clone()).unwrap_or_default();
-            let manifest = Manifest::from_bytes(bytes)
-                .map_err(|error| Error::Manifest { prefix: prefix_name, error })?;
-            let digest = manifest.digest();
-            if let Some(px) = b.prefixes.get_mut(p) {
-                px.manifest = Some(ParsedManifest { manifest, digest });
-            }
-            b.manifest_order.push(p);
-            cur.buffer = None;
-        }
-        if let Some(px) = prefix.and_then(|p| b.prefixes.get_mut(p)) {
-            px.files.push(file_idx);
-        }
-        b.files.push(FileEntry {
-            index,
-            area,
-            prefix,
-            kind,
-            name,
-            size: cur.size,
-            mtime: cur.mtime,
-            digests,
-            content: cur.buffer,
-        });
-        Ok(())
+        self.layout.member_end(self.sink)
     }
-}
-
-fn emit_piece<S: Sink>(sink: &mut S, p: Piece<'_>) -> Result<(), Error> {
-    let ev = match p {
-        Piece::Data(offset, bytes) => Event::Data { offset, bytes },
-        Piece::Hole(offset, len) => Event::Hole { offset, len },
-    };
-    sink.event(ev).map_err(stop)
 }
 
 /// Streaming bundle validator. See the crate docs for the rules it enforces.
@@ -346,7 +58,8 @@ fn emit_piece<S: Sink>(sink: &mut S, p: Piece<'_>) -> Result<(), Error> {
 pub struct Validator {
     input: Input,
     walker: Walker,
-    bundle: Bundle,
+    layout: Layout,
+    limits: Limits,
     compressed: u64,
     failed: bool,
 }
@@ -363,17 +76,8 @@ impl Validator {
         Validator {
             input: Input::Detect { buf: [0; 4], len: 0 },
             walker: Walker::new(limits),
-            bundle: Bundle {
-                limits,
-                sha256: backend,
-                seen: BTreeSet::new(),
-                prefixes: Vec::new(),
-                prefix_by_name: BTreeMap::new(),
-                manifest_order: Vec::new(),
-                files: Vec::new(),
-                current: None,
-                json_bytes: 0,
-            },
+            layout: Layout::new(limits, backend),
+            limits,
             compressed: 0,
             failed: false,
         }
@@ -416,7 +120,7 @@ impl Validator {
                 return Ok(());
             }
             let magic = *buf;
-            self.input = detect(&magic, &self.bundle.limits)?;
+            self.input = detect(&magic, &self.limits)?;
             self.feed(&magic, sink)?;
         }
         self.feed(chunk, sink)
@@ -424,7 +128,7 @@ impl Validator {
 
     fn feed<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> Result<(), Error> {
         let walker = &mut self.walker;
-        let mut router = Router { bundle: &mut self.bundle, sink };
+        let mut router = Router { layout: &mut self.layout, sink };
         match &mut self.input {
             Input::Detect { .. } => Ok(()),
             Input::Tar => walker.push(bytes, &mut router).map_err(first_header_unknown),
@@ -454,7 +158,7 @@ impl Validator {
             _ => (Container::Tar, 0),
         };
         self.walker.finish().map_err(first_header_unknown)?;
-        let mut report = conclude(&self.bundle)?;
+        let mut report = self.layout.conclude()?;
         report.container = container;
         report.zstd_frames = frames;
         report.compressed_bytes = self.compressed;
@@ -488,200 +192,4 @@ fn detect(magic: &[u8; 4], limits: &Limits) -> Result<Input, Error> {
         [0x04, 0x22, 0x4d, 0x18] => unsupported("lz4"),
         _ => Ok(Input::Tar),
     }
-}
-
-fn file_path(b: &Bundle, f: &FileEntry) -> String {
-    let dir = match (f.prefix, f.kind) {
-        (Some(p), _) => b.prefixes.get(p).map(|x| x.name.as_str()).unwrap_or(""),
-        (None, Some(k)) => k.as_str(),
-        (None, None) => "",
-    };
-    let mut s = String::with_capacity(dir.len() + 1 + f.name.len());
-    s.push_str(dir);
-    s.push('/');
-    s.push_str(&f.name);
-    s
-}
-
-fn snapshot_err(prefix: &str, error: SnapshotError) -> Error {
-    Error::Snapshot { prefix: prefix.to_string(), error }
-}
-
-/// Whole-bundle checks once every member has been seen.
-fn conclude(b: &Bundle) -> Result<Report, Error> {
-    if b.manifest_order.is_empty() {
-        return Err(Error::Bundle(BundleError::NoManifest));
-    }
-    if let Some(p) = b.prefixes.iter().find(|p| p.manifest.is_none()) {
-        return Err(snapshot_err(&p.name, SnapshotError::NoManifest));
-    }
-    let mut snapshots = Vec::with_capacity(b.manifest_order.len());
-    let mut upper_files = BTreeSet::new();
-    for &pi in &b.manifest_order {
-        let Some(p) = b.prefixes.get(pi) else { continue };
-        let Some(pm) = p.manifest.as_ref() else { continue };
-        let m = &pm.manifest;
-        let upper = p
-            .files
-            .iter()
-            .filter_map(|&i| b.files.get(i).map(|f| (i, f)))
-            .find(|(_, f)| f.name == m.upper.file);
-        let Some((upper_idx, upper)) = upper else {
-            return Err(snapshot_err(&p.name, SnapshotError::MissingUpper(m.upper.file.clone())));
-        };
-        upper_files.insert(upper_idx);
-        if upper.size != m.upper.size_bytes {
-            return Err(snapshot_err(
-                &p.name,
-                SnapshotError::UpperSize { manifest: m.upper.size_bytes, file: upper.size },
-            ));
-        }
-        let integrity = match &m.upper.integrity {
-            None => IntegrityStatus::NotRecorded,
-            Some(i) => {
-                let computed = match Algorithm::parse(&i.algorithm) {
-                    Some(Algorithm::Sha256) => Some(hex::sha256_digest(&upper.digests.sha256)),
-                    Some(Algorithm::SparseSha256V1) => {
-                        upper.digests.sparse_sha256.as_ref().map(hex::sha256_digest)
-                    }
-                    None => {
-                        return Err(snapshot_err(
-                            &p.name,
-                            SnapshotError::UnsupportedAlgorithm(i.algorithm.clone()),
-                        ))
-                    }
-                };
-                let computed = computed.unwrap_or_default();
-                if computed != i.digest {
-                    return Err(snapshot_err(
-                        &p.name,
-                        SnapshotError::DigestMismatch { manifest: i.digest.clone(), file: computed },
-                    ));
-                }
-                IntegrityStatus::Verified { algorithm: i.algorithm.clone(), digest: i.digest.clone() }
-            }
-        };
-        snapshots.push(SnapshotReport {
-            prefix: p.name.clone(),
-            digest: pm.digest.clone(),
-            prefix_matches_digest: Manifest::archive_prefix(&pm.digest) == p.name,
-            parent: m.parent.clone(),
-            parent_in_bundle: false,
-            is_head: false,
-            image_ref: m.image.reference.clone(),
-            image_manifest_digest: m.image.manifest_digest.clone(),
-            format: m.format.as_str().to_string(),
-            fstype: m.fstype.clone(),
-            created_at: m.created_at.clone(),
-            labels: m.labels.clone(),
-            source_sandbox: m.source_sandbox.clone(),
-            upper_file: m.upper.file.clone(),
-            size_bytes: m.upper.size_bytes,
-            integrity,
-        });
-    }
-    // Head: the last snapshot in archive order that is no imported snapshot's parent.
-    // (Sets filled by insert, not collect: collect sorts first, which adds a stable sort of
-    // strings to the WebAssembly modules for nothing.)
-    let mut digests = BTreeSet::new();
-    for s in snapshots.iter() {
-        digests.insert(s.digest.clone());
-    }
-    let mut parents = BTreeSet::new();
-    for p in snapshots.iter().filter_map(|s| s.parent.as_ref()) {
-        if digests.contains(p) {
-            parents.insert(p.clone());
-        }
-    }
-    let head_pos = snapshots
-        .iter()
-        .rposition(|s| !parents.contains(&s.digest))
-        .ok_or(Error::Bundle(BundleError::NoHead))?;
-    for s in snapshots.iter_mut() {
-        s.parent_in_bundle = s.parent.as_ref().is_some_and(|p| digests.contains(p));
-    }
-    if let Some(h) = snapshots.get_mut(head_pos) {
-        h.is_head = true;
-    }
-    let (head, head_prefix, head_ref, head_image_digest) = match snapshots.get(head_pos) {
-        Some(h) => (h.digest.clone(), h.prefix.clone(), h.image_ref.clone(), h.image_manifest_digest.clone()),
-        None => return Err(Error::Bundle(BundleError::NoHead)),
-    };
-    let cache = check_cache(b, &head_ref, &head_image_digest)?;
-    let files = b
-        .files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| PlannedFile {
-            index: f.index,
-            area: f.area,
-            path: file_path(b, f),
-            role: match (f.area, f.kind) {
-                (Area::Cache, Some(CacheKind::Manifests)) => Role::CacheMetadata,
-                (Area::Cache, _) => Role::CacheArtifact,
-                _ if f.name == MANIFEST_FILENAME => Role::Manifest,
-                _ if upper_files.contains(&i) => Role::Upper,
-                _ => Role::Extra,
-            },
-            size: f.size,
-            sha256: hex::encode(&f.digests.sha256),
-            mtime: f.mtime,
-        })
-        .collect();
-    Ok(Report {
-        container: Container::Tar,
-        zstd_frames: 0,
-        compressed_bytes: 0,
-        decompressed_bytes: 0,
-        entries: 0,
-        snapshots,
-        head,
-        head_prefix,
-        cache,
-        files,
-    })
-}
-
-/// 0.6.2 `install_staged_cache` checks, run only when the bundle carries cache files.
-fn check_cache(b: &Bundle, image_ref: &str, image_digest: &str) -> Result<Option<CacheReport>, Error> {
-    let staged: Vec<&FileEntry> = b.files.iter().filter(|f| f.area == Area::Cache).collect();
-    if staged.is_empty() {
-        return Ok(None);
-    }
-    let normalized = cache_meta::normalized_reference(image_ref).map_err(Error::Cache)?;
-    let meta_name = crate::reference::metadata_file_name(&normalized);
-    let missing = || Error::Cache(CacheError::MetadataMissing(image_ref.to_string()));
-    let meta_file = staged
-        .iter()
-        .find(|f| f.kind == Some(CacheKind::Manifests) && f.name == meta_name)
-        .ok_or_else(missing)?;
-    let meta =
-        cache_meta::parse_metadata(meta_file.content.as_deref().unwrap_or(&[])).map_err(|_| missing())?;
-    cache_meta::validate_metadata(&meta, image_digest).map_err(Error::Cache)?;
-    let expected = cache_meta::expected_cache_files(image_ref, &meta).map_err(Error::Cache)?;
-    let mut paths = Vec::with_capacity(expected.len());
-    for e in &expected {
-        let found = staged
-            .iter()
-            .find(|f| f.kind.map(|k| k.as_str()) == Some(e.kind.as_str()) && file_path(b, f) == e.path);
-        match found {
-            None => return Err(Error::Cache(CacheError::MissingArtifact(e.path.clone()))),
-            Some(f) if !e.rule.check(f.size) => {
-                return Err(Error::Cache(CacheError::NotMaterialized { path: e.path.clone(), size: f.size }))
-            }
-            Some(_) => paths.push(e.path.clone()),
-        }
-    }
-    for f in &staged {
-        let p = file_path(b, f);
-        if !paths.contains(&p) {
-            return Err(Error::Cache(CacheError::UnexpectedArtifact(p)));
-        }
-    }
-    Ok(Some(CacheReport {
-        image_ref: normalized,
-        manifest_digest: meta.manifest_digest.clone(),
-        layers: u32::try_from(meta.layers.len()).unwrap_or(u32::MAX),
-        files: paths,
-    }))
 }
