@@ -18,7 +18,7 @@
 //! - [`reference`](mod@reference) and [`cache_meta`]: OCI reference normalisation and image-cache rules;
 //! - [`holes`]: zero-block detection so writers keep sparse files sparse;
 //! - [`validator`]: the state machine that drives the zstd gate and the walker and hands each
-//!   member to the archive generation's rules (`generation`: the seam a later microsandbox
+//!   member to the archive generation's rules ([`generation`]: the seam a later microsandbox
 //!   archive generation plugs into; G1, the 0.6.2 bundle, is the one implemented), and
 //!   [`report`]: the verdict.
 //!
@@ -43,7 +43,7 @@ extern crate std;
 pub mod cache_meta;
 pub mod error;
 pub mod events;
-mod generation;
+pub mod generation;
 pub mod hex;
 pub mod holes;
 pub mod integrity;

@@ -1,4 +1,5 @@
 //! Cross-cutting test support.
+pub mod alloc_counter;
 pub mod builder;
 #[path = "../corpus/generator.rs"]
 pub mod corpus;

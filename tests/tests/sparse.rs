@@ -8,8 +8,6 @@
 //! allocate or hash from an untrusted number also asserts the peak memory of the rejection
 //! (a per-thread counting allocator) and that no member event was emitted for it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
@@ -17,70 +15,13 @@ use std::time::{Duration, Instant};
 
 use snapbundle_core::report::{Area, Report};
 use snapbundle_core::{validate, Error, Event, Limits, Sink, Stop, Validator};
+use snapbundle_tests::alloc_counter::{peak_during, PerThreadCounter};
 use snapbundle_tests::builder::*;
 use snapbundle_tests::sparse::*;
 
-// ---------------------------------------------------------------------------------------------
 // A per-thread allocation counter, to show that a rejection comes before a large allocation.
-// ---------------------------------------------------------------------------------------------
-
-struct PerThreadCounter;
-
-thread_local! {
-    static CURRENT: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn account(delta: isize) {
-    let _ = CURRENT.try_with(|c| {
-        let now = c.get() + delta;
-        c.set(now);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
-    });
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are updated.
-unsafe impl GlobalAlloc for PerThreadCounter {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            account(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            account(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        account(-(layout.size() as isize));
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            account(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: PerThreadCounter = PerThreadCounter;
-
-/// Runs `f`; returns its result with the peak bytes this thread held above what it held before.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = CURRENT.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    let out = f();
-    (out, (PEAK.with(Cell::get) - base).max(0) as usize)
-}
 
 /// What validating a small plain-tar bundle holds at most (hash states, the record, a few
 /// names): a rejection that allocated something sized by the archive would pass this.

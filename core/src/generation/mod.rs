@@ -6,7 +6,7 @@
 //! ([`crate::tar`]), the portable name-component rules and the duplicate key ([`crate::names`]),
 //! the streamed hashes ([`crate::integrity`]), hole detection ([`crate::holes`]) and every bound
 //! ([`crate::Limits`]). The [`Validator`](crate::Validator) drives them and hands each tar member
-//! to a [`Layout`].
+//! to a `Layout`.
 //!
 //! Specific to a generation, inside its own submodule: which member paths exist and in what order
 //! (layout), the descriptor and its digest, which integrity a file records and how it is checked,
@@ -14,8 +14,8 @@
 //! walker's member headers, data, holes and member ends, and emits [`crate::Event`]s to the
 //! caller's sink; at the end it concludes the whole-archive checks into a [`Report`].
 //!
-//! Today there is one generation, G1 (microsandbox 0.6.2 – 0.6.6, [`g1`]). A later one (0.6.7+
-//! inventory archives, 0.7 `.msb`) is a new variant of [`Layout`] with its own submodule;
+//! Today there is one generation, G1 (microsandbox 0.6.2 – 0.6.6, `g1`). A later one (0.6.7+
+//! inventory archives, 0.7 `.msb`) is a new variant of `Layout` with its own submodule;
 //! the first member's path tells the generations apart (a G1 archive starts with `<prefix>/`,
 //! later ones with `snapshots/`), so the choice is made once, on the first member header.
 
