@@ -1,4 +1,4 @@
-//! Host errors: an invalid bundle versus everything else (usage, I/O).
+//! Host errors: an invalid bundle or stored snapshot versus everything else (usage, I/O).
 
 use std::fmt;
 use std::io;
@@ -17,8 +17,12 @@ pub enum HostError {
         /// The underlying error.
         source: io::Error,
     },
-    /// The request cannot be carried out as asked.
+    /// The request cannot be carried out as asked (a fault of the arguments).
     Usage(String),
+    /// A snapshot in the store (or an image cache file) is not fit to export: its parent chain
+    /// loops, its directory holds a symbolic link, a directory or a special file, or a file name
+    /// that import would reject. A fault of the stored data, not of the arguments: exit 1.
+    StoreFault(String),
     /// A snapshot, file or digest does not exist.
     NotFound(String),
     /// The target already exists (a snapshot directory, or a cache file with other bytes).
@@ -57,8 +61,8 @@ impl HostError {
         HostError::Io { context: context.into(), source }
     }
 
-    /// The layer that failed: the core's kind for invalid bundles, else `io`, `usage`,
-    /// `not_found`, `conflict` or `sandbox`.
+    /// The layer that failed: the core's kind for invalid bundles, else `store` (a fault of
+    /// stored data), `io`, `usage`, `not_found`, `conflict`, `sandbox` or `registry`.
     pub fn kind(&self) -> &str {
         match self {
             HostError::Invalid(e) => e.kind(),
@@ -69,15 +73,17 @@ impl HostError {
             HostError::NotFound(_) => "not_found",
             HostError::Conflict(_) => "conflict",
             HostError::Usage(_) => "usage",
+            HostError::StoreFault(_) => "store",
             HostError::Registry { .. } => "registry",
         }
     }
 
-    /// Process exit code: 1 invalid bundle, snapshot or registry artifact (a blob that does not
-    /// match its digest included), 2 usage, I/O, registry access or not found, 3 conflict.
+    /// Process exit code: 1 invalid bundle, snapshot (a stored one that cannot be exported as it
+    /// is included) or registry artifact (a blob that does not match its digest included),
+    /// 2 usage, I/O, registry access or not found, 3 conflict.
     pub fn exit_code(&self) -> u8 {
         match self {
-            HostError::Invalid(_) | HostError::Rejected(_) => 1,
+            HostError::Invalid(_) | HostError::Rejected(_) | HostError::StoreFault(_) => 1,
             #[cfg(feature = "sandbox")]
             HostError::Sandbox(_) => 1,
             HostError::Io { .. } | HostError::Usage(_) | HostError::NotFound(_) => 2,
@@ -89,7 +95,8 @@ impl HostError {
         }
     }
 
-    /// Stable identifier: the core's code for invalid bundles, `io` or `usage` otherwise.
+    /// Stable identifier: the core's code for invalid bundles, `invalid_snapshot` for a fault of
+    /// stored data, `io`, `usage`, `not_found`, `already_exists` or a registry code otherwise.
     pub fn code(&self) -> &str {
         match self {
             HostError::Invalid(e) => e.code(),
@@ -98,6 +105,7 @@ impl HostError {
             HostError::Sandbox(e) => e.code(),
             HostError::Io { .. } => "io",
             HostError::Usage(_) => "usage",
+            HostError::StoreFault(_) => "invalid_snapshot",
             HostError::NotFound(_) => "not_found",
             HostError::Conflict(_) => "already_exists",
             HostError::Registry { code, .. } => code,
@@ -113,7 +121,10 @@ impl fmt::Display for HostError {
             #[cfg(feature = "sandbox")]
             HostError::Sandbox(e) => write!(f, "{e}"),
             HostError::Io { context, source } => write!(f, "{context}: {source}"),
-            HostError::Usage(msg) | HostError::NotFound(msg) | HostError::Conflict(msg) => f.write_str(msg),
+            HostError::Usage(msg)
+            | HostError::StoreFault(msg)
+            | HostError::NotFound(msg)
+            | HostError::Conflict(msg) => f.write_str(msg),
             HostError::Registry { message, .. } => f.write_str(message),
         }
     }
@@ -125,6 +136,7 @@ impl std::error::Error for HostError {
             HostError::Invalid(e) => Some(e),
             HostError::Io { source, .. } => Some(source),
             HostError::Usage(_)
+            | HostError::StoreFault(_)
             | HostError::NotFound(_)
             | HostError::Conflict(_)
             | HostError::Rejected(_)
@@ -144,4 +156,20 @@ impl From<snapbundle_core::Error> for HostError {
 /// A path for messages.
 pub fn shown(p: &std::path::Path) -> String {
     PathBuf::from(p).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostError;
+
+    /// Faults of stored data (a parent chain that loops: export's check, which no store on disk
+    /// can trigger since each digest hashes its parent's; links or directories in a snapshot
+    /// directory: `tests/export.rs`) exit 1 like an invalid snapshot; usage errors exit 2.
+    #[test]
+    fn store_faults_exit_1_and_usage_errors_2() {
+        let e = HostError::StoreFault("the parent chain loops at sha256:00".into());
+        assert_eq!((e.exit_code(), e.code(), e.kind()), (1, "invalid_snapshot", "store"));
+        let e = HostError::Usage("zstd level 40 is out of range".into());
+        assert_eq!((e.exit_code(), e.code(), e.kind()), (2, "usage", "usage"));
+    }
 }

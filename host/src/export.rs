@@ -288,13 +288,13 @@ fn check_member_name(name: &str, cache: bool, source: &Path, limits: &Limits) ->
         Ok(Slot::SnapshotFile { .. }) if !cache => {}
         Ok(Slot::CacheFile { .. }) if cache => {}
         Ok(_) => {
-            return Err(HostError::Usage(format!(
+            return Err(HostError::StoreFault(format!(
                 "cannot export {}: the member name {name:?} would not be read back as intended",
                 shown(source)
             )))
         }
         Err(e) => {
-            return Err(HostError::Usage(format!(
+            return Err(HostError::StoreFault(format!(
                 "cannot export {}: import would reject the member name {name:?}: {e}",
                 shown(source)
             )))
@@ -393,7 +393,7 @@ fn chain(home: &Home, head: Snapshot, opts: &ExportOptions) -> Result<Vec<Snapsh
         let mut by_digest: Option<(BTreeMap<String, Snapshot>, Vec<String>)> = None;
         while let Some(parent) = chain.last().and_then(|s| s.manifest.parent.clone()) {
             if chain.iter().any(|s| s.digest == parent) {
-                return Err(HostError::Usage(format!("the parent chain loops at {parent}")));
+                return Err(HostError::StoreFault(format!("the parent chain loops at {parent}")));
             }
             if chain.len() >= opts.limits.max_snapshots as usize {
                 return Err(limit(LimitError::Snapshots(opts.limits.max_snapshots)));
@@ -412,9 +412,8 @@ fn chain(home: &Home, head: Snapshot, opts: &ExportOptions) -> Result<Vec<Snapsh
                     );
                     if !unreadable.is_empty() {
                         msg.push_str(&format!(
-                            " ({} snapshot director{} there could not be opened: {})",
-                            unreadable.len(),
-                            if unreadable.len() == 1 { "y" } else { "ies" },
+                            " ({} there could not be opened: {})",
+                            crate::render::count(unreadable.len(), "snapshot directory", "snapshot directories"),
                             unreadable.join("; ")
                         ));
                     }
@@ -454,7 +453,7 @@ fn plan_snapshot(
     let dir = snap.dir.clone();
     let prefix = Manifest::archive_prefix(&snap.digest);
     let refuse = |path: &Path, why: &str| {
-        HostError::Usage(format!(
+        HostError::StoreFault(format!(
             "cannot export snapshot {}: {} {why}; a snapshot directory may hold only regular files",
             shown(&dir),
             shown(path)
@@ -467,7 +466,7 @@ fn plan_snapshot(
         let entry = entry.map_err(io_err(format!("listing {}", shown(&dir))))?;
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            return Err(HostError::Usage(format!(
+            return Err(HostError::StoreFault(format!(
                 "cannot export snapshot {}: the file name {:?} is not UTF-8",
                 shown(&dir),
                 entry.file_name()
@@ -485,7 +484,7 @@ fn plan_snapshot(
             return Err(refuse(&path, "is not a regular file"));
         }
         if let Some(other) = lower.insert(names::duplicate_key(&name), name.clone()) {
-            return Err(HostError::Usage(format!(
+            return Err(HostError::StoreFault(format!(
                 "cannot export snapshot {}: {other:?} and {name:?} differ only in letter case, which import rejects as duplicates",
                 shown(&dir)
             )));

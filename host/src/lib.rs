@@ -11,6 +11,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// One `unsafe` block exists (loading the cached sandbox component, `sandbox::cache`), allowed
+// there with its SAFETY argument; nothing else may add one.
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, rust_2018_idioms)]
+
 pub mod check;
 pub mod crash;
 pub mod error;

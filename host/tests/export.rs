@@ -668,3 +668,77 @@ fn bundles_over_the_importers_limits_are_refused_up_front() {
     let (r, buf) = run_to_vec(&fx, head, &o);
     assert_eq!(r.expect("export").bytes_written, buf.len() as u64);
 }
+
+/// Every path under `root` (files, directories, links), for "nothing was written" checks.
+fn paths_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if fs::symlink_metadata(&path).expect("lstat").is_dir() {
+                todo.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `snapbundle export HEAD -o <out>/x.tar.zst --home <home> --json`.
+fn cli_export(fx: &Fx, head: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_snapbundle"))
+        .args(["export", head, "-o"])
+        .arg(fx.out.join("x.tar.zst"))
+        .arg("--home")
+        .arg(&fx.home.root)
+        .args(["--json", "--quiet"])
+        .env_remove("MSB_HOME")
+        .output()
+        .expect("run snapbundle")
+}
+
+#[test]
+fn store_faults_exit_1_as_invalid_and_write_nothing() {
+    let (fx, _) = replicate("a-single.tar");
+    let head = "sha256-b79751d05790b96e";
+    let dir = fx.home.snapshots.join(head);
+    fs::create_dir_all(&fx.out).expect("mkdir out");
+    let root = fx.home.root.parent().expect("tmp root").to_path_buf();
+
+    // A symbolic link where the upper belongs (the store's snapshot is invalid, as 0.6.2's
+    // `open_snapshot` says), and a symbolic link beside it (a snapshot directory holds only
+    // regular files): both faults of the stored data, not of the arguments.
+    let saved = root.join("upper.saved");
+    fs::rename(dir.join("upper.ext4"), &saved).expect("move upper");
+    std::os::unix::fs::symlink(&saved, dir.join("upper.ext4")).expect("symlink upper");
+    let symlink_upper = paths_under(&root);
+    let out = cli_export(&fx, head);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "symlink upper: {stderr}");
+    assert!(stderr.contains("upper.ext4") && stderr.contains("not a regular file"), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(json["valid"], json!(false), "{json}");
+    assert_eq!(paths_under(&root), symlink_upper, "nothing written for a symlink upper");
+    fs::remove_file(dir.join("upper.ext4")).expect("rm symlink");
+    fs::rename(&saved, dir.join("upper.ext4")).expect("restore upper");
+
+    std::os::unix::fs::symlink("upper.ext4", dir.join("link")).expect("symlink");
+    let symlink_beside = paths_under(&root);
+    let out = cli_export(&fx, head);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "symlink in the snapshot directory: {stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(json["error"]["code"], json!("invalid_snapshot"), "{json}");
+    assert_eq!(json["error"]["kind"], json!("store"), "{json}");
+    assert_eq!(json["valid"], json!(false), "{json}");
+    assert_eq!(paths_under(&root), symlink_beside, "nothing written for a symlink beside the upper");
+    fs::remove_file(dir.join("link")).expect("rm symlink");
+
+    // The same export with the store intact succeeds: the faults above were the only cause.
+    let out = cli_export(&fx, head);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(fx.out.join("x.tar.zst").is_file());
+}

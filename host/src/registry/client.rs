@@ -293,7 +293,7 @@ impl Registry {
             Failure::NotFound => HostError::Registry { code: "registry_not_found", message: format!("{what}: not found ({detail})") },
             Failure::Transient => HostError::Registry {
                 code: "registry_unreachable",
-                message: format!("{what}: {detail} (gave up after {attempts} attempt{})", if attempts == 1 { "" } else { "s" }),
+                message: format!("{what}: {detail} (gave up after {})", crate::render::count(attempts, "attempt", "attempts")),
             },
             Failure::Other => HostError::Registry { code: "registry_error", message: format!("{what}: {detail}") },
         }

@@ -62,6 +62,7 @@ fn private(path: &Path, want_dir: bool) -> bool {
 
 /// The component compiled by `engine`: from the cache when a usable entry exists, else compiled
 /// (and stored). The flag says whether it came from the cache.
+#[allow(unsafe_code)] // `Component::deserialize`: see the SAFETY comment in the body.
 pub fn load_or_compile(engine: &Engine, component: &[u8]) -> Result<(Component, bool), String> {
     let path = dir().map(|d| {
         let name = file_name(engine, component);

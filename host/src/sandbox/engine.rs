@@ -17,14 +17,21 @@ use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 use super::SandboxOptions;
 
-wasmtime::component::bindgen!({
-    world: "validator",
-    path: "../wasm/wit",
-    // A digest call naming a state the guest does not own traps instead of panicking.
-    imports: { "snapbundle:sandbox/digest": trappable },
-    with: { "snapbundle:sandbox/digest.sha256": Sha256State },
-});
+/// The bindings `bindgen!` generates from `wasm/wit` (undocumented: generated).
+#[allow(missing_docs)]
+mod bindings {
+    pub use super::Sha256State;
 
+    wasmtime::component::bindgen!({
+        world: "validator",
+        path: "../wasm/wit",
+        // A digest call naming a state the guest does not own traps instead of panicking.
+        imports: { "snapbundle:sandbox/digest": trappable },
+        with: { "snapbundle:sandbox/digest.sha256": Sha256State },
+    });
+}
+
+pub use self::bindings::*;
 pub use self::snapbundle::sandbox::types::{Failure, Member};
 
 /// The component: `wasm/component/snapbundle-validator.wasm`, built from `wasm/guest` by
