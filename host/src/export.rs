@@ -413,7 +413,11 @@ fn chain(home: &Home, head: Snapshot, opts: &ExportOptions) -> Result<Vec<Snapsh
                     if !unreadable.is_empty() {
                         msg.push_str(&format!(
                             " ({} there could not be opened: {})",
-                            crate::render::count(unreadable.len(), "snapshot directory", "snapshot directories"),
+                            crate::render::count(
+                                unreadable.len(),
+                                "snapshot directory",
+                                "snapshot directories"
+                            ),
                             unreadable.join("; ")
                         ));
                     }
