@@ -1,7 +1,7 @@
 //! The connection to one repository of a registry: the HTTP transport (`registry::http`:
 //! reqwest, TLS by default, the credentials and the bearer token they were traded for) on a
 //! small tokio runtime, and the retry policy (backoff on transient failures, never on 401/403)
-//! that every request runs under ([`Registry::retry`]).
+//! that every request runs under (`Registry::retry`).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -191,5 +191,67 @@ impl Registry {
     /// Runs a future on the connection's runtime.
     pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(attempts: u32) -> Registry {
+        let target = crate::registry::reference::parse("localhost:1/snaps/a:t", true).expect("reference");
+        Registry::connect(target, &Connection { plain_http: true, attempts, ..Connection::default() })
+            .expect("connect")
+    }
+
+    fn status(code: u16) -> RequestError {
+        RequestError::Status { code, url: "u".into(), message: String::new() }
+    }
+
+    fn code(r: Result<(), HostError>) -> Option<RegistryErrorCode> {
+        match r {
+            Err(HostError::Registry { code, .. }) => Some(code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_retried_until_the_attempts_run_out() {
+        let reg = registry(3);
+        let mut calls = 0;
+        let r = reg.block_on(reg.retry("t", async || -> Result<(), RequestError> {
+            calls += 1;
+            Err(status(503))
+        }));
+        assert_eq!((calls, reg.retries()), (3, 2));
+        assert_eq!(code(r), Some(RegistryErrorCode::Unreachable));
+        let mut calls = 0;
+        let r = reg.block_on(reg.retry("t", async || {
+            calls += 1;
+            if calls < 2 {
+                Err(status(502))
+            } else {
+                Ok(())
+            }
+        }));
+        assert!(r.is_ok());
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn refusals_and_local_failures_are_not_retried() {
+        let reg = registry(4);
+        let mut calls = 0;
+        let r = reg.block_on(reg.retry("t", async || -> Result<(), RequestError> {
+            calls += 1;
+            Err(status(401))
+        }));
+        assert_eq!(code(r), Some(RegistryErrorCode::Auth));
+        let r = reg.block_on(reg.retry("t", async || -> Result<(), Stop> {
+            calls += 1;
+            Err(Stop::Local(HostError::Usage("local".into())))
+        }));
+        assert!(matches!(r, Err(HostError::Usage(_))));
+        assert_eq!((calls, reg.retries()), (2, 0));
     }
 }
