@@ -32,14 +32,16 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use snapbundle_core::Limits;
 
-use crate::error::{shown, HostError};
+use crate::error::{shown, HostError, RegistryErrorCode};
 use crate::export::{self, Counting, ExportOptions};
 use crate::home::Home;
 use crate::import::{ImportOptions, ImportOutcome};
 use crate::progress::Progress;
 use crate::registry::blobs::{self, BlobCache, Fetched, HashingReader};
-use crate::registry::client::{Connection, Registry};
+use crate::registry::client::{Connection, Operation, Registry};
+use crate::registry::fetch;
 use crate::registry::format::{self, ChainConfig, Layer};
+use crate::registry::http::RequestError;
 use crate::tar_writer::TarWriter;
 
 /// Pull settings.
@@ -128,7 +130,7 @@ pub fn pull(
         .map_err(|e| HostError::io(format!("locking the blob cache {}", shown(cache.dir())), e))?;
     let to_fetch: u64 = layers.iter().filter(|l| !cache.has(&l.digest, l.size)).map(|l| l.size).sum();
     let progress = Arc::new(Progress::new("pulling", Some(to_fetch), opts.quiet));
-    let name = reg.reference.to_string();
+    let name = reg.reference().to_string();
 
     // 1. The downloader: blobs in layer order on a channel, several in flight.
     let (tx, rx) = mpsc::channel::<Result<Fetched, HostError>>();
@@ -193,8 +195,8 @@ pub fn pull(
         cache.finish(hold, layers.iter().map(|l| l.digest.as_str()));
     }
     // Its blobs are in the source repository: a push to another one may mount them.
-    crate::registry::seen::Seen::load(home, reg.reference.resolve_registry()).record(
-        reg.reference.repository(),
+    crate::registry::seen::Seen::load(home, reg.reference().resolve_registry()).record(
+        reg.reference().repository(),
         layers.iter().map(|l| l.digest.as_str()).chain([config_digest.as_str()]),
     );
     let (import, bundle) = consumed?;
@@ -202,7 +204,7 @@ pub fn pull(
     let bytes_downloaded =
         layers.iter().zip(&fetched).filter(|(_, f)| **f != Fetched::Cached).map(|(l, _)| l.size).sum();
     Ok(PullOutcome {
-        reference: reg.reference.to_string(),
+        reference: reg.reference().to_string(),
         manifest_digest,
         head: config.head,
         blobs: layers.len(),
@@ -221,31 +223,31 @@ async fn fetch_metadata(
     reg: &Registry,
     limits: &Limits,
 ) -> Result<(String, format::Parsed, ChainConfig), HostError> {
-    reg.login(crate::registry::client::Operation::Pull, &[]).await?;
-    let what = format!("fetching the manifest of {}", reg.reference);
+    reg.login(Operation::Pull, &[]).await?;
+    let what = format!("fetching the manifest of {}", reg.reference());
     // Our own GET, which stops reading at the manifest limit (oci-client's reads it whole).
-    let bytes = reg.retry(&what, || crate::registry::fetch::fetch(reg)).await?;
+    let bytes = reg.retry(&what, || fetch::fetch(&reg.http)).await?;
     let digest = format::sha256_digest(&bytes);
-    if let Some(want) = reg.reference.digest() {
+    if let Some(want) = reg.reference().digest() {
         if want != digest {
             return Err(HostError::Registry {
-                code: "blob_digest_mismatch",
-                message: format!("the manifest served for {} has digest {digest}", reg.reference),
+                code: RegistryErrorCode::BlobDigestMismatch,
+                message: format!("the manifest served for {} has digest {digest}", reg.reference()),
             });
         }
     }
-    let parsed = format::parse_manifest(&bytes, &reg.reference.to_string(), limits)?;
+    let parsed = format::parse_manifest(&bytes, &reg.reference().to_string(), limits)?;
     let config_bytes = fetch_small(reg, &parsed.config_digest, parsed.config_size).await?;
     let config: ChainConfig = serde_json::from_slice(&config_bytes).map_err(|e| HostError::Registry {
-        code: "invalid_artifact",
-        message: format!("{}: the config blob is not a snapbundle config: {e}", reg.reference),
+        code: RegistryErrorCode::InvalidArtifact,
+        message: format!("{}: the config blob is not a snapbundle config: {e}", reg.reference()),
     })?;
     let paths_match = config.members.len() == parsed.layers.len()
         && config.members.iter().zip(&parsed.layers).all(|(m, l)| m.path == l.path);
     if config.schema != 1 || config.format != format::BUNDLE_FORMAT || !paths_match {
         return Err(HostError::Registry {
-            code: "invalid_artifact",
-            message: format!("{}: the config blob does not describe the layers", reg.reference),
+            code: RegistryErrorCode::InvalidArtifact,
+            message: format!("{}: the config blob does not describe the layers", reg.reference()),
         });
     }
     Ok((digest, parsed, config))
@@ -256,11 +258,11 @@ async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>,
     let what = format!("fetching blob {digest} (config) from {}", reg.repository());
     let bytes = reg
         .retry(&what, || async move {
-            let mut s = crate::registry::fetch::get(reg, &format!("blobs/{digest}"), None, 0).await?;
+            let mut s = fetch::get(&reg.http, &format!("blobs/{digest}"), None, 0).await?;
             let mut out = Vec::new();
             while let Some(chunk) = s.chunk().await? {
                 if (out.len() as u64).saturating_add(chunk.len() as u64) > size {
-                    return Err(crate::registry::client::RequestError::Protocol(format!(
+                    return Err(RequestError::Protocol(format!(
                         "the config blob is larger than its {size} bytes"
                     )));
                 }
@@ -272,7 +274,7 @@ async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>,
     let got = format::sha256_digest(&bytes);
     if got != digest {
         return Err(HostError::Registry {
-            code: "blob_digest_mismatch",
+            code: RegistryErrorCode::BlobDigestMismatch,
             message: format!("blob {digest} (config) from {}: its bytes have digest {got}", reg.repository()),
         });
     }
@@ -308,7 +310,7 @@ fn rebuild(
         let mut buf = vec![0u8; 1 << 20];
         let invalid = |why: String| {
             Some(HostError::Registry {
-                code: "invalid_artifact",
+                code: RegistryErrorCode::InvalidArtifact,
                 message: format!(
                     "blob {} ({}) from {repo}: {why}; nothing was imported",
                     layer.digest, layer.path
