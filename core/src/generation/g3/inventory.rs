@@ -571,14 +571,12 @@ impl Inventory {
             if !e.included {
                 continue;
             }
-            match (&e.transport_algorithm, &e.transport_digest) {
-                (Some(a), Some(d)) => {
-                    if a != ARCHIVE_MEMBER_BLAKE3_V1 || !descriptor::is_digest(d, "blake3:") {
-                        return Err(InventoryError::Transport(e.path.clone()));
-                    }
-                }
-                _ if requires_transport => return Err(InventoryError::Transport(e.path.clone())),
-                _ => {}
+            let transport_ok = match (&e.transport_algorithm, &e.transport_digest) {
+                (Some(a), Some(d)) => a == ARCHIVE_MEMBER_BLAKE3_V1 && descriptor::is_digest(d, "blake3:"),
+                _ => !requires_transport,
+            };
+            if !transport_ok {
+                return Err(InventoryError::Transport(e.path.clone()));
             }
             match e.kind {
                 EntryKind::SnapshotDescriptor => {
@@ -597,13 +595,11 @@ impl Inventory {
                         }
                     }
                 }
-                EntryKind::ImageMetadata | EntryKind::ImageObject => {
-                    if e.owner_snapshot.is_some() || !matches!(e.integrity, Some(Integrity::Sha256 { .. })) {
-                        return Err(InventoryError::Binding(alloc::format!(
-                            "image entry binding: {}",
-                            e.path
-                        )));
-                    }
+                EntryKind::ImageMetadata | EntryKind::ImageObject
+                    if e.owner_snapshot.is_some()
+                        || !matches!(e.integrity, Some(Integrity::Sha256 { .. })) =>
+                {
+                    return Err(InventoryError::Binding(alloc::format!("image entry binding: {}", e.path)));
                 }
                 _ => {}
             }
