@@ -558,7 +558,7 @@ impl Inventory {
             }
             previous = Some(&m.snapshot_id);
         }
-        if !self.members.iter().any(|m| m.snapshot_id == self.head) {
+        if self.members.binary_search_by(|m| m.snapshot_id.cmp(&self.head)).is_err() {
             return Err(InventoryError::Head(self.head.clone()));
         }
         let mut previous: Option<&str> = None;
@@ -580,8 +580,10 @@ impl Inventory {
             }
             match e.kind {
                 EntryKind::SnapshotDescriptor => {
+                    // Members are strictly sorted by id (checked above): a binary search.
                     let bound = e.owner_snapshot.as_deref().and_then(|o| {
-                        self.members.iter().find(|m| m.snapshot_id == o && m.descriptor_path == e.path)
+                        let i = self.members.binary_search_by(|m| m.snapshot_id.as_str().cmp(o)).ok()?;
+                        self.members.get(i).filter(|m| m.descriptor_path == e.path)
                     });
                     match (bound, &e.integrity) {
                         (Some(m), Some(Integrity::Sha256 { digest })) if *digest == m.descriptor_digest => {
