@@ -12,6 +12,7 @@
 //! ```
 
 pub mod check;
+pub mod compress;
 pub mod crash;
 pub mod error;
 pub mod export;
@@ -22,6 +23,7 @@ pub mod index;
 pub mod input;
 pub mod progress;
 pub mod promote;
+pub mod publish;
 pub mod registry;
 pub mod render;
 #[cfg(feature = "sandbox")]

@@ -32,11 +32,12 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use snapbundle_core::Limits;
 
+use crate::compress::{compressor, Compression, Counting};
 use crate::error::{shown, HostError, RegistryErrorCode};
-use crate::export::{self, Counting, ExportOptions};
 use crate::home::Home;
 use crate::import::{ImportOptions, ImportOutcome};
 use crate::progress::Progress;
+use crate::publish::{parent_of, publish};
 use crate::registry::blobs::{self, BlobCache, Fetched, HashingReader};
 use crate::registry::client::{Connection, Operation, Registry};
 use crate::registry::fetch;
@@ -119,6 +120,9 @@ pub fn pull(
     target: PullTarget<'_>,
 ) -> Result<PullOutcome, HostError> {
     let started = Instant::now();
+    if let PullTarget::File(path) = &target {
+        refuse_input(home, path)?;
+    }
     let reference = crate::registry::reference::parse(source, false)?;
     let reg = Registry::connect(reference, conn)?;
     let (manifest_digest, parsed, config) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
@@ -397,23 +401,54 @@ fn write_file(
     path: &Path,
     layers: &[Layer],
 ) -> Result<PulledBundle, HostError> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
     if path.file_name().is_none() || path.is_dir() {
         return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(".snapbundle-pull-")
-        .suffix(".tmp")
-        .tempfile_in(&parent)
-        .map_err(|e| HostError::io(format!("creating a temporary file in {}", shown(&parent)), e))?;
-    let (written, tar_bytes, head) = write_bundle(reader, name, opts, tmp.as_file(), layers)?;
-    tmp.as_file().sync_all().map_err(|e| HostError::io(format!("syncing {}", shown(path)), e))?;
-    tmp.persist(path)
-        .map_err(|e| HostError::io(format!("renaming the bundle to {}", shown(path)), e.error))?;
+    let (written, tar_bytes, head) =
+        publish(path, 0o600, |file| write_bundle(reader, name, opts, &*file, layers))?;
     Ok(PulledBundle { path: Some(path.to_path_buf()), bytes_written: written, tar_bytes, head })
+}
+
+/// Refuses a `pull -o` path inside the snapbundle cache of `home` (`<home>/cache/snapbundle`),
+/// where the pull reads its blobs from: checked before anything is fetched, so nothing is
+/// written. The path's directory need not exist yet (the pull may create it there).
+fn refuse_input(home: &Home, path: &Path) -> Result<(), HostError> {
+    let cache = resolved(&home.cache.join("snapbundle"));
+    if resolved(&parent_of(path)).starts_with(&cache) {
+        return Err(HostError::Usage(format!(
+            "refusing to write {} inside {}, the cache the pull reads its blobs from",
+            shown(path),
+            shown(&cache)
+        )));
+    }
+    Ok(())
+}
+
+/// `path` made absolute with its symbolic links resolved, also where it does not exist (yet):
+/// the deepest existing ancestor is canonicalised, a dangling link followed, the missing
+/// components below appended.
+fn resolved(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut cur = path.to_path_buf();
+    // Bounded, like the kernel's link resolution.
+    for _ in 0..64 {
+        if let Ok(mut base) = cur.canonicalize() {
+            base.extend(missing.iter().rev());
+            return base;
+        }
+        if let Ok(target) = std::fs::read_link(&cur) {
+            cur = cur.parent().map_or_else(|| target.clone(), |p| p.join(&target));
+            continue;
+        }
+        match (cur.file_name(), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name.to_os_string());
+                cur = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
+            }
+            _ => break,
+        }
+    }
+    path.to_path_buf()
 }
 
 /// Validates the stream while compressing it into `out` exactly as `export` would.
@@ -425,10 +460,9 @@ fn write_bundle<W: Write>(
     layers: &[Layer],
 ) -> Result<(u64, u64, String), HostError> {
     let tar_bytes = format::tar_len(layers).unwrap_or(u64::MAX);
-    let eopts = ExportOptions { plain_tar: opts.plain_tar, ..ExportOptions::default() };
+    let how = Compression { plain: opts.plain_tar, ..Compression::default() };
     let counting = Counting { inner: BufWriter::with_capacity(1 << 20, out), count: 0 };
-    let sink =
-        export::compressor(counting, &eopts, tar_bytes).map_err(|e| HostError::io("setting up zstd", e))?;
+    let sink = compressor(counting, how, tar_bytes).map_err(|e| HostError::io("setting up zstd", e))?;
     let mut tee = Tee { inner: reader, out: sink, error: None };
     let report = crate::check::verify_stream(&mut tee, name, opts.limits, &Progress::hidden());
     if let Some(e) = tee.error.take() {

@@ -129,11 +129,7 @@ impl Seen {
         let mut tail = Vec::new();
         f.take(MAX_BYTES / 2).read_to_end(&mut tail)?;
         let start = tail.iter().position(|b| *b == b'\n').map_or(tail.len(), |i| i + 1);
-        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(tail.get(start..).unwrap_or_default())?;
-        tmp.persist(&self.path).map_err(|e| e.error)?;
-        Ok(())
+        crate::publish::publish(&self.path, 0o600, |tmp| tmp.write_all(tail.get(start..).unwrap_or_default()))
     }
 }
 
