@@ -1,5 +1,5 @@
 //! `export`: snapshot directories (and optionally the head's image cache files) into a bundle
-//! in exactly the layout and tar encoding microsandbox 0.6.2 writes (spec §5.1).
+//! in exactly the layout and tar encoding microsandbox 0.6.2 writes (`docs/format-0.6.2.md` §8).
 //!
 //! Two phases, so that nothing is written for a request that cannot succeed:
 //!
