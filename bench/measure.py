@@ -9,7 +9,7 @@ import time
 def build_release(root):
     """Builds the release binary with its default features; returns its path, wherever cargo put
     it (CARGO_TARGET_DIR, a cargo config's target-dir, or ./target)."""
-    out = subprocess.run(["cargo", "build", "--release", "--locked", "-q", "--workspace",
+    out = subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "snapbundle",
                           "--bin", "snapbundle", "--message-format=json"],
                          cwd=root, check=True, capture_output=True, text=True).stdout
     exes = [m["executable"] for m in map(json.loads, out.splitlines())

@@ -2,7 +2,7 @@
 # Check that snapbundle-core builds with --no-default-features (no_std + alloc):
 #   1. natively, with the normal (rustup) cargo:   cargo build -p snapbundle-core --no-default-features
 #   2. for wasm32-unknown-unknown with Debian's rustc-web 1.96 + -Zbuild-std=core,alloc
-#      ("Recipe A" in /work/shared/docs/toolchain.md), release profile, into target/wasm.
+#      (how the two toolchains coexist: below), release profile, into target/wasm.
 #
 # Usage: scripts/build-wasm-core.sh [--clean] [--wasm-only | --native-only] [-- extra cargo args]
 #   --clean        delete target/wasm first (from-scratch wasm build, incl. core/alloc)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the WebAssembly artifacts with Debian's rustc-web 1.96 and -Zbuild-std (recipe A of the
-# toolchain notes; no std, so only core and alloc are built from source):
+# Build the WebAssembly artifacts with Debian's rustc-web 1.96 and -Zbuild-std (as
+# scripts/build-wasm-core.sh explains; no std, so only core and alloc are built from source):
 #
 #   1. the sandbox component: wasm/guest → core module → component (wasm/componentize, wit-component)
 #      → wasm/component/snapbundle-validator.wasm, the committed artifact the host embeds;

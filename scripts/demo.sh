@@ -6,12 +6,12 @@
 # says (scripts/test.sh runs it, so a broken demo fails the tests).
 #
 #   scripts/demo.sh                 builds snapbundle in release mode first
-#   scripts/demo.sh --profile dev   uses the debug build (what scripts/test.sh already built)
+#   scripts/demo.sh --profile test  uses the debug binary cargo test built (scripts/test.sh does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=release
 if [[ ${1:-} == --profile ]]; then
-  profile=${2:?--profile needs release or dev}
+  profile=${2:?--profile needs release or test}
 fi
 sb=$(scripts/cargo-bin.sh "$profile")
 samples=$PWD/tests/fixtures/microsandbox-0.6.2
@@ -49,8 +49,7 @@ run "$sb" import -q "$work/image.tar.zst" --home "$work/other-home"
 echo
 echo "# the re-imported store holds the same files, byte for byte: every file under snapshots/ and"
 echo "# cache/ except cache/snapbundle/ (snapbundle's own records: named by inode, so they differ"
-echo "# between two homes by design); db/msb.db is a SQLite file whose bytes differ, its rows are"
-echo "# checked by the import tests"
+echo "# between two homes by design); these homes have no microsandbox index (db/msb.db) to compare"
 store_sums() {
   (cd "$1" && find snapshots cache -path cache/snapbundle -prune -o -type f -print0 | sort -z |
     xargs -0 sha256sum)

@@ -42,7 +42,7 @@ step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "cargo test" cargo test --workspace --locked
-step "demo (scripts/demo.sh, the README's first command)" scripts/demo.sh --profile dev
+step "demo (scripts/demo.sh, the README's first command)" scripts/demo.sh --profile test
 step "core: no_std builds (host and wasm32)" scripts/build-wasm-core.sh
 step "wasm: build, component reproducible" scripts/build-wasm.sh --check
 step "wasm: npm package and page (node --test)" env -C wasm/js-tests node --test package.test.mjs page.test.mjs

@@ -1,4 +1,4 @@
-//! Digests computed while member data streams by (spec §1.2).
+//! Digests computed while member data streams by (`docs/format-0.6.2.md` §3.2).
 //!
 //! - `sha256`: plain SHA-256 of the file.
 //! - `msb-sparse-sha256-v1`: `SHA256(b"msb-sparse-sha256-v1\0" || u64_le(len) || content)`, where

@@ -14,7 +14,8 @@
 //!   record walker);
 //! - [`names`]: the closed name grammar of the bundle layout (snapshot and cache slots);
 //! - [`manifest`]: 0.6.2 manifest parsing, validation, canonical digest;
-//! - [`integrity`]: `sha256` and `msb-sparse-sha256-v1` over streamed data;
+//! - [`integrity`]: `sha256` and `msb-sparse-sha256-v1` over streamed data; [`merkle`]:
+//!   `msb-file-merkle-blake3-v1` (microsandbox 0.7 layers), holes at the cost of a few hashes;
 //! - [`reference`](mod@reference) and [`cache_meta`]: OCI reference normalisation and image-cache rules;
 //! - [`holes`]: zero-block detection so writers keep sparse files sparse;
 //! - [`validator`]: the state machine that drives the zstd gate and the walker and hands each
@@ -49,6 +50,7 @@ pub mod holes;
 pub mod integrity;
 pub mod limits;
 pub mod manifest;
+pub mod merkle;
 pub mod names;
 pub mod reference;
 pub mod report;

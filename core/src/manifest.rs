@@ -1,11 +1,12 @@
 //! The 0.6.2 snapshot manifest: exact parsing, `validate()`, canonical bytes and digest.
 //!
-//! Parsing follows `microsandbox_image::snapshot::Manifest` (spec §2): every struct denies unknown
-//! fields, `parent`, `upper.integrity` and `source_sandbox` must be present even when `null`,
-//! duplicate struct keys are rejected, duplicate `labels` keys keep the last value.
+//! Parsing follows `microsandbox_image::snapshot::Manifest` (`docs/format-0.6.2.md` §2.2): every
+//! struct denies unknown fields, `parent`, `upper.integrity` and `source_sandbox` must be present
+//! even when `null`, duplicate struct keys are rejected, duplicate `labels` keys keep the last value.
 //!
-//! The snapshot digest (spec §1.1) is SHA-256 over `serde_json::to_vec` of the parsed struct:
-//! compact JSON, fields in declaration order, labels sorted by UTF-8 bytes, serde_json escaping.
+//! The snapshot digest (`docs/format-0.6.2.md` §2.3) is SHA-256 over `serde_json::to_vec` of the
+//! parsed struct: compact JSON, fields in declaration order, labels sorted by UTF-8 bytes,
+//! serde_json escaping.
 //! It is computed from the re-serialised struct, not from the file's bytes.
 
 use alloc::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! Member name grammar: which slot of the bundle layout a tar member fills.
 //!
-//! The layout (microsandbox 0.6.2 §5.2, closed as hostile-inputs rule 1 asks):
+//! The layout (`docs/format-0.6.2.md` §6.4, closed as `docs/hostile-inputs.md` §1.1 asks):
 //! - `<prefix>` directory and `<prefix>/<file>` regular files: a snapshot directory;
 //! - `cache` and `cache/<kind>` directories, `cache/<kind>/<file>` regular files, with kind one of
 //!   `manifests` (`*.json`), `layers` (`*.erofs`), `fsmeta` (`*.erofs`), `vmdk` (`*.vmdk`).

@@ -513,7 +513,8 @@ fn push_path_safe(out: &mut String, part: &str) {
 
 /// Non-ASCII ranges (inclusive code points) of the regex crate's Unicode `\w` class, Unicode
 /// 16.0.0, generated from the UCD `perl-word` property (the table regex-syntax 0.8 uses). Sorted
-/// and disjoint, for binary search.
+/// and disjoint, for binary search. The test `word_table_matches_regex_syntax` compares it with
+/// regex-syntax's own table for every code point.
 #[rustfmt::skip]
 const PERL_WORD_NON_ASCII: &[(u32, u32)] = &[
     (0x000AA, 0x000AA), (0x000B5, 0x000B5), (0x000BA, 0x000BA), (0x000C0, 0x000D6), (0x000D8, 0x000F6),
@@ -953,6 +954,29 @@ mod tests {
         let d = parse_digest("sha256:ab").unwrap_or(Digest { algorithm: "", encoded: "" });
         assert_eq!(d.path_safe(), "sha256_ab");
         assert_eq!(d.to_string(), "sha256:ab");
+    }
+
+    /// The table against an independent source, for every Unicode scalar value: regex-syntax's
+    /// own `\w` (`regex_syntax::try_is_word_character`, from its `unicode-perl` tables, which
+    /// ucd-generate made from the Unicode 16.0.0 UCD). Our table was generated separately, so a
+    /// range typed or cut wrongly shows here; a regex-syntax release on another Unicode version
+    /// would too, and then both the table and its doc must move together.
+    #[test]
+    fn word_table_matches_regex_syntax() {
+        let mut differ = alloc::vec::Vec::new();
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            let theirs = regex_syntax::try_is_word_character(c)
+                .expect("regex-syntax is a dev-dependency with its unicode-perl feature");
+            if is_word_char(c) != theirs {
+                differ.push(u32::from(c));
+            }
+        }
+        assert!(
+            differ.is_empty(),
+            "{} code points differ from regex-syntax's \\w, the first: {:X?}",
+            differ.len(),
+            differ.get(..differ.len().min(16))
+        );
     }
 
     #[test]

@@ -36,12 +36,50 @@ pub enum HostError {
     /// An OCI registry refused a request, could not be reached, or served something that is not
     /// a snapbundle artifact or not the bytes its digest names (see [`crate::registry`]).
     Registry {
-        /// Stable identifier: `registry_auth`, `registry_unreachable`, `registry_not_found`,
-        /// `registry_error`, `blob_digest_mismatch` or `invalid_artifact`.
-        code: &'static str,
+        /// What kind of failure it is ([`RegistryErrorCode::as_str`] gives its stable text).
+        code: RegistryErrorCode,
         /// What failed, naming the registry, repository and blob.
         message: String,
     },
+}
+
+/// The kind of a [`HostError::Registry`] failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RegistryErrorCode {
+    /// The registry refused the credentials (401/403, or its token endpoint did).
+    Auth,
+    /// The registry could not be reached, or kept failing transiently until the attempts ran out.
+    Unreachable,
+    /// The repository, tag, manifest or blob does not exist.
+    NotFound,
+    /// Any other refusal or protocol violation.
+    Error,
+    /// A blob (or manifest) whose bytes are not the ones its digest names.
+    BlobDigestMismatch,
+    /// What the registry serves is not a snapbundle artifact (or not a well-formed one).
+    InvalidArtifact,
+}
+
+impl RegistryErrorCode {
+    /// The stable identifier: `registry_auth`, `registry_unreachable`, `registry_not_found`,
+    /// `registry_error`, `blob_digest_mismatch` or `invalid_artifact`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryErrorCode::Auth => "registry_auth",
+            RegistryErrorCode::Unreachable => "registry_unreachable",
+            RegistryErrorCode::NotFound => "registry_not_found",
+            RegistryErrorCode::Error => "registry_error",
+            RegistryErrorCode::BlobDigestMismatch => "blob_digest_mismatch",
+            RegistryErrorCode::InvalidArtifact => "invalid_artifact",
+        }
+    }
+}
+
+impl fmt::Display for RegistryErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A rejection by the core, as text: what crosses the sandbox boundary.
@@ -88,8 +126,8 @@ impl HostError {
             HostError::Sandbox(_) => 1,
             HostError::Io { .. } | HostError::Usage(_) | HostError::NotFound(_) => 2,
             HostError::Conflict(_) => 3,
-            HostError::Registry { code, .. } => match *code {
-                "blob_digest_mismatch" | "invalid_artifact" => 1,
+            HostError::Registry { code, .. } => match code {
+                RegistryErrorCode::BlobDigestMismatch | RegistryErrorCode::InvalidArtifact => 1,
                 _ => 2,
             },
         }
@@ -108,7 +146,7 @@ impl HostError {
             HostError::StoreFault(_) => "invalid_snapshot",
             HostError::NotFound(_) => "not_found",
             HostError::Conflict(_) => "already_exists",
-            HostError::Registry { code, .. } => code,
+            HostError::Registry { code, .. } => code.as_str(),
         }
     }
 }

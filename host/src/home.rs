@@ -1,5 +1,5 @@
 //! The microsandbox home layout: `$MSB_HOME` or `~/.microsandbox`, with `snapshots/`, `cache/`
-//! and `db/msb.db` (spec §3).
+//! and `db/msb.db` (`docs/format-0.6.2.md` §4).
 
 use std::path::{Path, PathBuf};
 

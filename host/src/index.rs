@@ -1,5 +1,5 @@
 //! Keeping microsandbox's SQLite snapshot index (`<home>/db/msb.db`, table `snapshot_index`)
-//! in step after an import, as 0.6.2's `index_upsert` and `reindex_dir` do (spec §3).
+//! in step after an import, as 0.6.2's `index_upsert` and `reindex_dir` do (`docs/format-0.6.2.md` §4).
 //!
 //! The index is a rebuildable cache: when the database or the table does not exist nothing is
 //! created, and the outcome says how to rebuild it. All rows are written in one transaction.

@@ -18,6 +18,7 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod check;
+pub mod compress;
 pub mod crash;
 pub mod error;
 pub mod export;
@@ -28,6 +29,7 @@ pub mod index;
 pub mod input;
 pub mod progress;
 pub mod promote;
+pub mod publish;
 pub mod registry;
 pub mod render;
 #[cfg(feature = "sandbox")]

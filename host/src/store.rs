@@ -1,7 +1,8 @@
 //! Snapshot directories in a store: open (metadata check), verify (content check), list, resolve.
 //!
-//! `open` follows 0.6.2 `open_snapshot` (spec §1.2): parse and validate `manifest.json`, compute
-//! the digest, require the upper to be a regular file (a symlink is not) of the manifest's size.
+//! `open` follows 0.6.2 `open_snapshot` (`docs/format-0.6.2.md` §3.1): parse and validate
+//! `manifest.json`, compute the digest, require the upper to be a regular file (a symlink is not)
+//! of the manifest's size.
 //! `verify` follows `verify_snapshot`, reading the upper by its data segments.
 
 use std::fs::File;

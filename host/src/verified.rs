@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::home::Home;
+use crate::publish::{is_temp_name, publish};
 
 /// How much older than the clock a file's ctime must be for its state to be recorded.
 pub const RACY_MARGIN: Duration = Duration::from_millis(50);
@@ -243,15 +244,12 @@ impl RecordDir {
         read_json(&self.path_for(state))
     }
 
-    /// Writes the record of the file in `state` atomically (a synced temporary file renamed).
+    /// Writes the record of the file in `state` atomically ([`publish`]: readable by the user
+    /// only).
     pub(crate) fn write<R: Serialize>(&self, state: &FileState, record: &R) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::Builder::new().prefix(".record-").tempfile_in(&self.dir)?;
         let json = serde_json::to_vec(record).map_err(io::Error::other)?;
-        tmp.write_all(&json)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.path_for(state)).map_err(|e| e.error)?;
-        Ok(())
+        publish(&self.path_for(state), 0o600, |f| f.write_all(&json))
     }
 
     /// Removes the records that no longer vouch for anything (unreadable, stored under another
@@ -270,7 +268,8 @@ impl RecordDir {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let stale = if name.starts_with(".record-") {
+            // `.record-*`: the temporary files of earlier versions.
+            let stale = if is_temp_name(name) || name.starts_with(".record-") {
                 let age =
                     entry.metadata().ok().and_then(|md| md.modified().ok()).and_then(|m| m.elapsed().ok());
                 age.is_some_and(|a| a >= LEFTOVER_AGE)
@@ -342,16 +341,19 @@ mod tests {
     #[test]
     fn pruning_removes_old_temporary_files_but_not_a_running_writers() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let fresh = dir.path().join(".record-fresh");
-        let old = dir.path().join(".record-old");
+        let fresh = dir.path().join(".1-2.json.a1b2c3.snapbundle-tmp");
+        let old = dir.path().join(".1-2.json.d4e5f6.snapbundle-tmp");
+        let older_version = dir.path().join(".record-old");
         let other = dir.path().join("notes.txt");
-        for p in [&fresh, &old, &other] {
+        for p in [&fresh, &old, &older_version, &other] {
             fs::write(p, b"{").expect("write");
         }
         let aged = std::time::SystemTime::now() - LEFTOVER_AGE - Duration::from_secs(1);
-        fs::File::options().write(true).open(&old).and_then(|f| f.set_modified(aged)).expect("age");
+        for p in [&old, &older_version] {
+            fs::File::options().write(true).open(p).and_then(|f| f.set_modified(aged)).expect("age");
+        }
         let removed = RecordDir { dir: dir.path().to_path_buf() }.prune::<Record>().expect("prune");
-        assert_eq!(removed, 1);
-        assert!(fresh.exists() && other.exists() && !old.exists());
+        assert_eq!(removed, 2);
+        assert!(fresh.exists() && other.exists() && !old.exists() && !older_version.exists());
     }
 }

@@ -942,7 +942,7 @@ fn eight_racing_imports_of_one_bundle_exactly_one_wins_the_rest_already_exists()
 // 7. The microsandbox index
 // ------------------------------------------------------------------------------------------------
 
-/// The `snapshot_index` table of microsandbox-db 0.6.2 (spec §3).
+/// The `snapshot_index` table of microsandbox-db 0.6.2 (`docs/format-0.6.2.md` §4).
 const INDEX_SCHEMA: &str = "
 CREATE TABLE snapshot_index (
     digest TEXT NOT NULL PRIMARY KEY,

@@ -580,6 +580,40 @@ fn pull_o_writes_the_bundle_export_writes_and_real_0_6_2_wrote() {
     assert!(out.stdout == fs::read(&exported).expect("exported"), "pull -o - differs from export");
 }
 
+#[test]
+fn pull_o_into_the_snapbundle_cache_it_reads_blobs_from_is_refused_and_nothing_is_written() {
+    let (fake, _mini) = Mini::start(Mini::new(None));
+    let snaps = chain(1, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/web:v1");
+    push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let (dir, scratch) = home();
+    let outside = tempfile::tempdir().expect("outside");
+    // Through a symbolic link to the home's cache directory.
+    std::os::unix::fs::symlink(&scratch.cache, outside.path().join("link")).expect("symlink");
+    let asked = fake.requests().len();
+    // The blob directory does not exist yet: the pull would create it before writing there.
+    for out in [
+        scratch.cache.join("snapbundle/blobs/sha256/b.tar.zst"),
+        outside.path().join("link/snapbundle/b.tar.zst"),
+    ] {
+        let r = pull(&scratch, &target, &mini_connection(2), &quiet_pull(), PullTarget::File(&out));
+        assert_eq!(code(&r), "usage");
+        let message = r.map(|_| ()).expect_err("refused").to_string();
+        assert!(message.contains(&out.display().to_string()), "{message}");
+    }
+    assert_eq!(fake.requests().len(), asked, "nothing fetched");
+    let written: Vec<_> = fs::read_dir(dir.path()).expect("home").collect();
+    assert!(written.is_empty(), "written: {written:?}");
+    // Beside the cache, the same pull writes the bundle.
+    let beside = scratch.root.join("b.tar.zst");
+    pull(&scratch, &target, &mini_connection(2), &quiet_pull(), PullTarget::File(&beside))
+        .unwrap_or_else(|e| panic!("pull -o beside the cache: {e}"));
+    assert!(beside.is_file());
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }

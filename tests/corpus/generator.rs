@@ -1,4 +1,4 @@
-//! The hostile-input corpus: one file per case of `shared/spec/hostile-inputs.md`, grouped and
+//! The hostile-input corpus: one file per case of `docs/hostile-inputs.md` §2, grouped and
 //! numbered, each with a JSON sidecar (rule, expected outcome, why, producer), plus the positive
 //! controls and the cases found by attacking our own design.
 //!
@@ -58,7 +58,7 @@ pub struct Case {
     pub number: usize,
     /// Short name (file stem without the number).
     pub name: String,
-    /// The rule of hostile-inputs.md (or our own) the case exercises.
+    /// The rule of `docs/hostile-inputs.md` (or our own) the case exercises.
     pub rule: String,
     /// `None`: the bundle must be accepted by `verify` and imported; else the error code of both.
     pub expect: Option<&'static str>,

@@ -515,7 +515,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 /// `msb-sparse-sha256-v1` of `bytes`: SHA-256 over the tag, a NUL, the length (u64 LE) and
-/// the content (spec §1.2).
+/// the content (`docs/format-0.6.2.md` §3.2).
 pub fn sparse_digest(bytes: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(b"msb-sparse-sha256-v1\0");

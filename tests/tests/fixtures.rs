@@ -32,16 +32,18 @@ enum At {
 
 /// Each rejected fixture with the layer, the error code and the location our spec calls for.
 const REJECTIONS: &[(&str, &str, &str, At)] = &[
-    // hostile-inputs: "Absolute names (`/x`, ...) → unsafe path"; 0.6.2: "archive contains unsafe path".
+    // `docs/hostile-inputs.md` §2.4: an absolute name is an unsafe path;
+    // 0.6.2: "archive contains unsafe path".
     ("r-absolute-path", "tar", "unsafe_path", At::Member(0, "/sha256-871b1eb5f43ec07e/manifest.json")),
     // 0.6.2 validate_cached_metadata: "snapshot image metadata digest mismatch".
     ("r-cache-metadata-digest-mismatch", "cache", "cache_metadata_digest_mismatch", At::Nowhere),
-    // hostile-inputs: "Name outside the grammar (... `cache/tmp/x`) → unexpected member";
+    // `docs/hostile-inputs.md` §2.4: a name outside the layout (`cache/tmp/x`) is an unexpected member;
     // 0.6.2: "archive contains unsupported cache path". Rejected at its header, index 7.
     ("r-cache-unexpected-kind", "tar", "unexpected_member", At::Member(7, "cache/blobs/sha256_0000.tar.gz")),
-    // hostile-inputs: "`./x` (0.6.2 rejects `./` prefixes too) → unsafe path".
+    // `docs/hostile-inputs.md` §2.4: `./x` is an unsafe path (0.6.2 refuses the `./` prefix too).
     ("r-dot-slash-paths", "tar", "unsafe_path", At::Member(0, "./sha256-871b1eb5f43ec07e/manifest.json")),
-    // hostile-inputs: "`..` anywhere → unsafe path"; the two valid members before it do not help.
+    // `docs/hostile-inputs.md` §2.4: `..` anywhere is an unsafe path; the two valid members before
+    // it do not help.
     ("r-dotdot-path", "tar", "unsafe_path", At::Member(2, "sha256-871b1eb5f43ec07e/../../evil.txt")),
     // 0.6.2: "archive contained no snapshot manifest" (also covers empty archives).
     ("r-empty-archive", "bundle", "no_snapshot_manifest", At::Nowhere),
@@ -49,9 +51,9 @@ const REJECTIONS: &[(&str, &str, &str, At)] = &[
     ("r-manifest-schema-2", "manifest", "manifest_schema", At::Prefix("sha256-871b1eb5f43ec07e")),
     // 0.6.2: deny_unknown_fields → "parse failed: unknown field `comment`".
     ("r-manifest-unknown-field", "manifest", "manifest_parse", At::Prefix("sha256-871b1eb5f43ec07e")),
-    // hostile-inputs: "Symlink ... → rejected"; 0.6.2: "unsupported entry type".
+    // `docs/hostile-inputs.md` §2.4: a symlink is refused; 0.6.2: "unsupported entry type".
     ("r-symlink-entry", "tar", "unsupported_entry_type", At::Member(1, "sha256-871b1eb5f43ec07e/upper.ext4")),
-    // hostile-inputs: "End of input ... inside an entry body → truncated". The zstd frame itself is
+    // `docs/hostile-inputs.md` §2.2: input ending inside a member is truncated. The zstd frame itself is
     // complete (the tar inside was cut), so this is a tar truncation, not zstd_truncated.
     ("r-truncated", "tar", "truncated", At::Member(1, "sha256-871b1eb5f43ec07e/upper.ext4")),
     // 0.6.2 open_snapshot: "upper size mismatch: manifest says 65537, file is 65536".

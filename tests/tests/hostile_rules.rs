@@ -1,4 +1,4 @@
-//! One test per rule of `hostile-inputs.md` that the validation core judges, each named after its
+//! One test per rule of `docs/hostile-inputs.md` that the validation core judges, each named after its
 //! rule, building its input byte by byte and asserting the exact `Error::code()`.
 //!
 //! Conventions:

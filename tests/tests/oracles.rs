@@ -1,7 +1,7 @@
 //! Differential tests: every bundle the core accepts must read the same with other tar readers.
 //!
-//! hostile-inputs.md: "Whatever the validator accepts must be a subset of what GNU tar reads, with
-//! the same bytes." For each accepted reference bundle and each accepted case of the hostile-input
+//! `docs/hostile-inputs.md` §3: whatever the validator accepts, GNU tar must read the same way, with
+//! the same bytes. For each accepted reference bundle and each accepted case of the hostile-input
 //! corpus (`tests/corpus/`), the tar stream (decoded by the `zstd` crate, i.e. libzstd, when
 //! compressed) is read by the `tar` crate, by `tar_no_std` (when small enough to hold twice in
 //! memory) and by GNU tar, and each must see the same members in the same order with the same

@@ -1,4 +1,4 @@
-//! Old-GNU sparse (`S`) members: the map rules of hostile-inputs §Sparse, each case named after
+//! Old-GNU sparse (`S`) members: the map rules of `docs/format-0.6.2.md` §9.3, each case named after
 //! its rule and asserting the exact `Error::code()`, and the positive side: sparse bundles made by
 //! our builder and by GNU tar give the same report and digests as the dense bundle of the same
 //! snapshot, and other readers (GNU tar, the `tar` crate) read the same bytes.
@@ -382,7 +382,7 @@ fn gnu_tar_and_the_tar_crate_read_our_builder_sparse_members_identically() {
 }
 
 // =============================================================================================
-// Hostile maps (hostile-inputs §Sparse entries)
+// Hostile maps (`docs/hostile-inputs.md` §2.5)
 // =============================================================================================
 
 #[test]
@@ -729,7 +729,7 @@ fn sparse_entries_need_a_gnu_header_and_no_link_name() {
 
 #[test]
 fn sparse_digests_cover_the_holes() {
-    // hostile-inputs: "one flipped byte in a hole region of a sparse upper". In a sparse member the
+    // `docs/hostile-inputs.md` §2.6: one byte flipped in a hole of a sparse upper. In a sparse member the
     // holes are not stored; a map that moves data into a hole, or drops a segment, changes the
     // logical content, and the digest sees it.
     let s = snapshot(upper());

@@ -1,5 +1,5 @@
 // Type-checked (tsc --noEmit --strict) against the installed package: the generated declarations
-// must describe the streaming API, the report and the error as the README shows them.
+// must describe the streaming API, the report and the error as `docs/wasm.md` shows them.
 import { Validator, validate, version } from "snapbundle-wasm";
 import type { LimitsOptions, Report, SnapshotReport, SnapbundleError } from "snapbundle-wasm";
 

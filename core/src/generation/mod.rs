@@ -27,6 +27,7 @@ use crate::report::Report;
 use crate::tar::Member;
 
 pub(crate) mod g1;
+pub mod g3;
 
 /// The generation-specific state of one archive being validated.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! Docker configuration (`$DOCKER_CONFIG/config.json`, default `~/.docker/config.json`: `auths`
 //! entries and credential helpers), else anonymous. Basic credentials are sent as HTTP basic
 //! auth, or traded for a bearer token at the registry's token endpoint when the registry's
-//! challenge asks for one (`registry::fetch::token`).
+//! challenge asks for one (`registry::http`).
 
 use std::fmt;
 

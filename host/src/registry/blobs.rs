@@ -41,11 +41,13 @@ use serde::Serialize;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{shown, HostError};
+use crate::error::{shown, HostError, RegistryErrorCode};
 use crate::home::Home;
 use crate::progress::{ItemBar, Progress};
-use crate::registry::client::{error_text, Registry};
+use crate::registry::client::Registry;
+use crate::registry::fetch;
 use crate::registry::format::Layer;
+use crate::registry::http::{classify, error_text, Failure, RequestError};
 
 /// The blob cache of a home.
 #[derive(Debug, Clone)]
@@ -293,7 +295,7 @@ impl BlobCache {
                 Err(Step::Fatal(e)) => return Err(e),
                 Err(Step::Retry(e)) if attempt >= 4 => {
                     return Err(HostError::Registry {
-                        code: "registry_unreachable",
+                        code: RegistryErrorCode::Unreachable,
                         message: format!(
                             "{what}: {e} (gave up after {attempt} attempts; run the pull again to resume)"
                         ),
@@ -334,12 +336,11 @@ impl BlobCache {
         } else if len != 0 {
             file.set_len(0).map_err(io_fatal(format!("truncating {}", shown(part))))?;
         }
-        let fatal_or_retry =
-            |e: crate::registry::client::RequestError| match crate::registry::client::classify(&e) {
-                crate::registry::client::Failure::Transient => Step::Retry(error_text(&e)),
-                f => Step::Fatal(reg.error(what, f, &e, 1)),
-            };
-        let mut response = crate::registry::fetch::get(reg, &format!("blobs/{}", layer.digest), None, have)
+        let fatal_or_retry = |e: RequestError| match classify(&e) {
+            Failure::Transient => Step::Retry(error_text(&e)),
+            f => Step::Fatal(reg.error(what, f, &e, 1)),
+        };
+        let mut response = fetch::get(&reg.http, &format!("blobs/{}", layer.digest), None, have)
             .await
             .map_err(fatal_or_retry)?;
         // 206 from where we asked continues the part; anything else is the whole blob again.
@@ -364,7 +365,7 @@ impl BlobCache {
             if have > layer.size {
                 let _ = fs::remove_file(part);
                 return Err(Step::Fatal(HostError::Registry {
-                    code: "blob_digest_mismatch",
+                    code: RegistryErrorCode::BlobDigestMismatch,
                     message: format!(
                         "blob {} ({}) from {}: the registry sent more than its {} bytes",
                         layer.digest,
@@ -438,7 +439,7 @@ enum Step {
 /// The error for a blob whose bytes are not the ones its digest names.
 pub(crate) fn mismatch(layer: &Layer, got: &str, reg_name: &impl RepoName) -> HostError {
     HostError::Registry {
-        code: "blob_digest_mismatch",
+        code: RegistryErrorCode::BlobDigestMismatch,
         message: format!(
             "blob {} ({}) from {}: its bytes have digest {got}; nothing was imported",
             layer.digest,

@@ -1,15 +1,18 @@
-//! The connection to one repository of a registry: an HTTP client (reqwest, TLS by default) on a
-//! small tokio runtime, the credentials and the bearer token they were traded for, and the
-//! retry policy (backoff on transient failures, never on 401/403).
+//! The connection to one repository of a registry: the HTTP transport (`registry::http`:
+//! reqwest, TLS by default, the credentials and the bearer token they were traded for) on a
+//! small tokio runtime, and the retry policy (backoff on transient failures, never on 401/403)
+//! that every request runs under (`Registry::retry`).
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::error::HostError;
+use crate::error::{HostError, RegistryErrorCode};
 use crate::registry::auth::Credentials;
+use crate::registry::http::{classify, error_text, Failure, RequestError, Transport};
 use crate::registry::reference::Target;
+use crate::registry::upload;
 
 /// How to reach a registry.
 #[derive(Debug, Clone, Default)]
@@ -31,69 +34,17 @@ pub const DEFAULT_JOBS: usize = 4;
 /// Default attempts per request.
 pub const DEFAULT_ATTEMPTS: u32 = 4;
 /// First backoff delay; doubled on each retry.
-pub(crate) const BACKOFF: Duration = Duration::from_millis(250);
+const BACKOFF: Duration = Duration::from_millis(250);
 
 /// A repository of a registry, ready for requests.
 pub struct Registry {
-    pub(crate) rt: tokio::runtime::Runtime,
-    /// The HTTP client every request goes through ([`crate::registry::fetch`] for pull's
-    /// GETs and the token, [`crate::registry::upload`] for push's requests).
-    pub(crate) http: reqwest::Client,
-    /// The bearer token [`Registry::login`] obtained, if the registry asked for one.
-    pub(crate) bearer: std::sync::Mutex<Option<Bearer>>,
-    /// The token scopes asked for (`repository:<repo>:pull`, `…:pull,push`, and
-    /// `repository:<source>:pull` for each repository push may mount from).
-    pub(crate) scopes: std::sync::Mutex<Vec<String>>,
-    /// Plain HTTP instead of HTTPS.
-    pub(crate) plain_http: bool,
-    pub(crate) auth: Credentials,
-    /// The reference as given, normalised (`host/repo:tag` or `host/repo@digest`).
-    pub(crate) reference: Target,
+    rt: tokio::runtime::Runtime,
+    /// Where every request goes, authenticated ([`crate::registry::fetch`] for pull's GETs,
+    /// `registry::upload` for push's requests).
+    pub(crate) http: Transport,
     pub(crate) jobs: usize,
     attempts: u32,
     retries: AtomicU64,
-}
-
-/// The retry rule of one request, for loops that must do more between attempts than
-/// [`Registry::retry`] does (an upload asks where its session stands): a transient failure is
-/// retried after 250 ms, 500 ms, 1 s, … until the registry's attempts are used up; anything
-/// else fails at once.
-pub(crate) struct Backoff {
-    attempt: u32,
-    delay: Duration,
-}
-
-impl Backoff {
-    /// Before the first attempt.
-    pub(crate) fn new() -> Backoff {
-        Backoff { attempt: 1, delay: BACKOFF }
-    }
-
-    /// After attempt failed with `e`: waits out the delay and returns `Ok` to try again, or the
-    /// error to give up with (`what` names the request in it).
-    pub(crate) async fn wait(
-        &mut self,
-        reg: &Registry,
-        what: &str,
-        e: &RequestError,
-    ) -> Result<(), HostError> {
-        let failure = classify(e);
-        if failure != Failure::Transient || self.attempt >= reg.attempts {
-            return Err(reg.error(what, failure, e, self.attempt));
-        }
-        reg.retries.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(self.delay).await;
-        self.delay = self.delay.saturating_mul(2);
-        self.attempt = self.attempt.saturating_add(1);
-        Ok(())
-    }
-}
-
-/// A bearer token and when to trade the credentials for a new one (before it expires).
-#[derive(Debug, Clone)]
-pub(crate) struct Bearer {
-    pub(crate) token: String,
-    pub(crate) renew_at: std::time::Instant,
 }
 
 /// What a connection is for (the token scope asked for).
@@ -105,87 +56,18 @@ pub(crate) enum Operation {
     Push,
 }
 
-/// A request that failed.
+/// Why an attempt under [`Registry::retry`] stopped.
 #[derive(Debug)]
-pub(crate) enum RequestError {
-    /// It could not be sent or its answer not read (connection, TLS, timeout).
-    Http(reqwest::Error),
-    /// The registry answered with a status that is not a success (at most
-    /// `fetch::MAX_ERROR_BYTES` of the body kept in `message`).
-    Status {
-        /// The HTTP status.
-        code: u16,
-        /// The request's URL.
-        url: String,
-        /// The start of the answer's body.
-        message: String,
-    },
-    /// The token endpoint refused the credentials.
-    Auth(String),
-    /// The registry broke the protocol (a missing header, an answer past its limit, …).
-    Protocol(String),
+pub(crate) enum Stop {
+    /// A request failed: retried if transient, by the rule of [`Registry::retry`].
+    Net(RequestError),
+    /// Something that is not the registry's doing (reading the blob to send): not retried.
+    Local(HostError),
 }
 
-impl std::fmt::Display for RequestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RequestError::Http(e) => write!(f, "{e}"),
-            RequestError::Status { code, url, message } if message.is_empty() => write!(f, "{url}: {code}"),
-            RequestError::Status { code, url, message } => write!(f, "{url}: {code}: {message}"),
-            RequestError::Auth(m) | RequestError::Protocol(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for RequestError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RequestError::Http(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<reqwest::Error> for RequestError {
-    fn from(e: reqwest::Error) -> Self {
-        RequestError::Http(e)
-    }
-}
-
-/// Why a request failed, for the retry decision and the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// 401/403: wrong or missing credentials. Never retried.
-    Auth,
-    /// 404 / unknown manifest or blob.
-    NotFound,
-    /// Connection refused, reset, timed out, 5xx, 429: retried with backoff.
-    Transient,
-    /// Anything else (4xx, protocol violations): not retried.
-    Other,
-}
-
-fn status_failure(code: u16) -> Failure {
-    match code {
-        401 | 403 => Failure::Auth,
-        404 => Failure::NotFound,
-        408 | 429 => Failure::Transient,
-        c if c >= 500 => Failure::Transient,
-        _ => Failure::Other,
-    }
-}
-
-/// Classifies a request error.
-pub(crate) fn classify(e: &RequestError) -> Failure {
-    match e {
-        RequestError::Auth(_) => Failure::Auth,
-        RequestError::Status { code, .. } => status_failure(*code),
-        RequestError::Http(r) => match r.status() {
-            Some(s) => status_failure(s.as_u16()),
-            None if r.is_builder() => Failure::Other,
-            None => Failure::Transient,
-        },
-        RequestError::Protocol(_) => Failure::Other,
+impl From<RequestError> for Stop {
+    fn from(e: RequestError) -> Self {
+        Stop::Net(e)
     }
 }
 
@@ -193,7 +75,7 @@ impl Registry {
     /// Connects to the repository of `reference` (nothing is sent until the first request).
     pub fn connect(reference: Target, conn: &Connection) -> Result<Registry, HostError> {
         let setup = |e: &dyn std::fmt::Display| HostError::Registry {
-            code: "registry_error",
+            code: RegistryErrorCode::Error,
             message: format!("cannot set up the registry client: {e}"),
         };
         let mut http = reqwest::Client::builder()
@@ -215,21 +97,21 @@ impl Registry {
             .map_err(|e| HostError::io("starting the network runtime", e))?;
         Ok(Registry {
             rt,
-            http,
-            bearer: std::sync::Mutex::new(None),
-            scopes: std::sync::Mutex::new(Vec::new()),
-            plain_http: conn.plain_http,
-            auth: conn.credentials.clone(),
-            reference,
+            http: Transport::new(http, conn.plain_http, reference, conn.credentials.clone()),
             jobs: if conn.jobs == 0 { DEFAULT_JOBS } else { conn.jobs },
             attempts: if conn.attempts == 0 { DEFAULT_ATTEMPTS } else { conn.attempts },
             retries: AtomicU64::new(0),
         })
     }
 
+    /// The reference as given, normalised (`host/repo:tag` or `host/repo@digest`).
+    pub fn reference(&self) -> &Target {
+        &self.http.reference
+    }
+
     /// `registry/repository`, for messages.
     pub fn repository(&self) -> String {
-        format!("{}/{}", self.reference.resolve_registry(), self.reference.repository())
+        format!("{}/{}", self.reference().resolve_registry(), self.reference().repository())
     }
 
     /// Requests retried so far.
@@ -240,63 +122,70 @@ impl Registry {
     /// Authenticates for `op` (basic credentials, or a bearer token from the registry's token
     /// endpoint when it asks for one; push also asks for pull access to each of `mount_from`),
     /// then proves the credentials with one cheap request for a blob no one has, so that wrong
-    /// ones fail before any work, in few requests. Every request is our own and bounded
-    /// ([`crate::registry::fetch`], [`crate::registry::upload`]).
+    /// ones fail before any work, in few requests.
     pub(crate) async fn login(&self, op: Operation, mount_from: &[String]) -> Result<(), HostError> {
         let what = format!("authenticating to {}", self.repository());
-        let repo = self.reference.repository();
+        let repo = self.reference().repository();
         let mut scopes = vec![match op {
             Operation::Pull => format!("repository:{repo}:pull"),
             Operation::Push => format!("repository:{repo}:pull,push"),
         }];
         scopes
             .extend(mount_from.iter().filter(|m| m.as_str() != repo).map(|m| format!("repository:{m}:pull")));
-        if let Ok(mut s) = self.scopes.lock() {
-            *s = scopes;
-        }
-        let token = self.retry(&what, || crate::registry::fetch::token(self)).await?;
-        if let Ok(mut bearer) = self.bearer.lock() {
-            *bearer = token;
-        }
+        self.http.set_scopes(scopes);
+        let token = self.retry(&what, || self.http.token()).await?;
+        self.http.set_bearer(token);
         let probe = format!("sha256:{}", "0".repeat(64));
-        self.retry(&what, || crate::registry::upload::exists(self, &probe)).await.map(|_| ())
+        self.retry(&what, || upload::exists(&self.http, &probe)).await.map(|_| ())
     }
 
-    /// Runs `f` until it succeeds, fails for good, or the attempts are used up, by the rule of
-    /// [`Backoff`] (401/403 and other client errors fail at once).
-    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, HostError>
+    /// Runs `f` until it succeeds, fails for good, or the attempts are used up: a transient
+    /// failure ([`Failure::Transient`]) is retried after 250 ms, 500 ms, 1 s, … until the
+    /// connection's attempts are used up; anything else (401/403 and other client errors, or
+    /// a [`Stop::Local`]) fails at once. `f` may carry state from one attempt to the next (an
+    /// upload asks where its session stands). `what` names the request in the error.
+    pub(crate) async fn retry<T, E>(
+        &self,
+        what: &str,
+        mut f: impl AsyncFnMut() -> Result<T, E>,
+    ) -> Result<T, HostError>
     where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, RequestError>>,
+        E: Into<Stop>,
     {
-        let mut backoff = Backoff::new();
+        let mut attempt = 1u32;
+        let mut delay = BACKOFF;
         loop {
-            match f().await {
+            let e = match f().await.map_err(Into::into) {
                 Ok(v) => return Ok(v),
-                Err(e) => backoff.wait(self, what, &e).await?,
+                Err(Stop::Local(e)) => return Err(e),
+                Err(Stop::Net(e)) => e,
+            };
+            let failure = classify(&e);
+            if failure != Failure::Transient || attempt >= self.attempts {
+                return Err(self.error(what, failure, &e, attempt));
             }
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            delay = delay.saturating_mul(2);
+            attempt = attempt.saturating_add(1);
         }
     }
 
     /// The error for a failed request.
     pub(crate) fn error(&self, what: &str, failure: Failure, e: &RequestError, attempts: u32) -> HostError {
         let detail = error_text(e);
-        match failure {
-            Failure::Auth => HostError::Registry {
-                code: "registry_auth",
-                message: format!(
-                    "{what}: access denied by {} ({detail}); check the credentials (--username with --password-stdin, or `docker login {}`)",
-                    self.reference.resolve_registry(),
-                    self.reference.resolve_registry()
-                ),
-            },
-            Failure::NotFound => HostError::Registry { code: "registry_not_found", message: format!("{what}: not found ({detail})") },
-            Failure::Transient => HostError::Registry {
-                code: "registry_unreachable",
-                message: format!("{what}: {detail} (gave up after {})", crate::render::count(attempts, "attempt", "attempts")),
-            },
-            Failure::Other => HostError::Registry { code: "registry_error", message: format!("{what}: {detail}") },
-        }
+        let registry = self.reference().resolve_registry();
+        let message = match failure {
+            Failure::Auth => format!(
+                "{what}: access denied by {registry} ({detail}); check the credentials (--username with --password-stdin, or `docker login {registry}`)"
+            ),
+            Failure::NotFound => format!("{what}: not found ({detail})"),
+            Failure::Transient => {
+                format!("{what}: {detail} (gave up after {})", crate::render::count(attempts, "attempt", "attempts"))
+            }
+            Failure::Other => format!("{what}: {detail}"),
+        };
+        HostError::Registry { code: failure.code(), message }
     }
 
     /// Runs a future on the connection's runtime.
@@ -305,34 +194,64 @@ impl Registry {
     }
 }
 
-/// An error's text with its causes (reqwest hides the useful part in `source()`).
-pub(crate) fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        cur = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn registry(attempts: u32) -> Registry {
+        let target = crate::registry::reference::parse("localhost:1/snaps/a:t", true).expect("reference");
+        Registry::connect(target, &Connection { plain_http: true, attempts, ..Connection::default() })
+            .expect("connect")
+    }
+
+    fn status(code: u16) -> RequestError {
+        RequestError::Status { code, url: "u".into(), message: String::new() }
+    }
+
+    fn code(r: Result<(), HostError>) -> Option<RegistryErrorCode> {
+        match r {
+            Err(HostError::Registry { code, .. }) => Some(code),
+            _ => None,
+        }
+    }
+
     #[test]
-    fn auth_failures_are_never_transient() {
-        assert_eq!(status_failure(401), Failure::Auth);
-        assert_eq!(status_failure(403), Failure::Auth);
-        assert_eq!(status_failure(503), Failure::Transient);
-        assert_eq!(status_failure(400), Failure::Other);
-        assert_eq!(classify(&RequestError::Auth("no".into())), Failure::Auth);
-        let e = RequestError::Status { code: 404, url: "u".into(), message: String::new() };
-        assert_eq!(classify(&e), Failure::NotFound);
-        assert_eq!(classify(&RequestError::Protocol("odd".into())), Failure::Other);
+    fn transient_failures_are_retried_until_the_attempts_run_out() {
+        let reg = registry(3);
+        let mut calls = 0;
+        let r = reg.block_on(reg.retry("t", async || -> Result<(), RequestError> {
+            calls += 1;
+            Err(status(503))
+        }));
+        assert_eq!((calls, reg.retries()), (3, 2));
+        assert_eq!(code(r), Some(RegistryErrorCode::Unreachable));
+        let mut calls = 0;
+        let r = reg.block_on(reg.retry("t", async || {
+            calls += 1;
+            if calls < 2 {
+                Err(status(502))
+            } else {
+                Ok(())
+            }
+        }));
+        assert!(r.is_ok());
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn refusals_and_local_failures_are_not_retried() {
+        let reg = registry(4);
+        let mut calls = 0;
+        let r = reg.block_on(reg.retry("t", async || -> Result<(), RequestError> {
+            calls += 1;
+            Err(status(401))
+        }));
+        assert_eq!(code(r), Some(RegistryErrorCode::Auth));
+        let r = reg.block_on(reg.retry("t", async || -> Result<(), Stop> {
+            calls += 1;
+            Err(Stop::Local(HostError::Usage("local".into())))
+        }));
+        assert!(matches!(r, Err(HostError::Usage(_))));
+        assert_eq!((calls, reg.retries()), (2, 0));
     }
 }

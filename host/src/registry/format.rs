@@ -11,9 +11,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use snapbundle_core::cache_meta::CacheKind;
+use snapbundle_core::manifest::MANIFEST_FILENAME;
+use snapbundle_core::names::{self, Slot};
 use snapbundle_core::Limits;
 
-use crate::error::HostError;
+use crate::error::{HostError, RegistryErrorCode};
 use crate::tar_writer::{self, EntryMeta, END_OF_ARCHIVE};
 
 /// `artifactType` of a pushed snapshot chain.
@@ -127,20 +130,33 @@ impl Layer {
     }
 }
 
-/// The role recorded in the config for a member path.
-pub fn role(path: &str) -> &'static str {
-    if path.starts_with("cache/") {
-        "cache"
-    } else if path.ends_with("/manifest.json") {
-        "manifest"
-    } else {
-        "snapshot_file"
+/// The slot of the bundle layout a member (a regular file) fills, by the core's name grammar;
+/// `None` for a name outside it.
+fn member_slot(path: &str) -> Option<Slot<'_>> {
+    names::classify(path.as_bytes(), false).ok()
+}
+
+/// The role recorded in the config for a member path: `manifest` (a snapshot's
+/// `manifest.json`), `snapshot_file` (the other file of a snapshot directory, its upper) or
+/// `cache` (an image cache file); `None` for a name outside the bundle layout.
+pub fn role(path: &str) -> Option<&'static str> {
+    match member_slot(path)? {
+        Slot::SnapshotFile { file, .. } if file == MANIFEST_FILENAME => Some("manifest"),
+        Slot::SnapshotFile { .. } => Some("snapshot_file"),
+        Slot::CacheFile { .. } => Some("cache"),
+        Slot::SnapshotDir { .. } | Slot::CacheRoot | Slot::CacheDir { .. } => None,
     }
 }
 
-/// Whether a member is stored compressed: everything but JSON (manifests, image metadata).
+/// Whether a member is stored compressed: everything but the JSON files of the layout, snapshot
+/// manifests and image metadata (`cache/manifests/*.json`). An upper is compressed whatever its
+/// name, and so is a name outside the layout (never pushed: export plans only valid members).
 pub fn compress_member(path: &str) -> bool {
-    !path.ends_with(".json")
+    !matches!(
+        member_slot(path),
+        Some(Slot::SnapshotFile { file: MANIFEST_FILENAME, .. })
+            | Some(Slot::CacheFile { kind: CacheKind::Manifests, .. })
+    )
 }
 
 /// The OCI image manifest bytes for a config blob and layers (compact JSON, keys in a fixed
@@ -166,10 +182,10 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", snapbundle_core::hex::encode(&sha2::Sha256::digest(bytes)))
 }
 
-/// Whether `d` is `sha256:` and 64 lowercase hex digits (the only digests used or accepted).
+/// Whether `d` is `sha256:` and 64 lowercase hex digits (the only digests used or accepted), by
+/// the core's OCI digest parsing.
 pub fn is_sha256_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    snapbundle_core::reference::parse_oci_digest(d).is_ok_and(|p| p.algorithm == "sha256")
 }
 
 /// Exact size of the tar stream the layers rebuild, or `None` on overflow.
@@ -213,7 +229,7 @@ pub struct Parsed {
 }
 
 fn invalid(message: String) -> HostError {
-    HostError::Registry { code: "invalid_artifact", message }
+    HostError::Registry { code: RegistryErrorCode::InvalidArtifact, message }
 }
 
 /// Parses and checks a manifest from a registry: a snapbundle artifact, sha256 digests only,
@@ -353,8 +369,33 @@ mod tests {
 
     #[test]
     fn digests_must_be_lowercase_sha256() {
-        assert!(is_sha256_digest(&sha256_digest(b"")));
-        assert!(!is_sha256_digest(&sha256_digest(b"").to_uppercase()));
+        let d = sha256_digest(b"");
+        assert!(is_sha256_digest(&d));
+        assert!(!is_sha256_digest(&d.to_uppercase()));
+        assert!(!is_sha256_digest(&format!("sha256:{}", d.get(7..).unwrap_or("").to_uppercase())));
+        assert!(!is_sha256_digest(d.get(..d.len() - 1).unwrap_or("")));
+        assert!(!is_sha256_digest(&format!("{d}0")));
+        assert!(!is_sha256_digest(&format!("{d}:")));
+        assert!(!is_sha256_digest(&format!("sha512:{}", "0".repeat(128))));
         assert!(!is_sha256_digest("sha512:00"));
+        assert!(!is_sha256_digest(&d.replacen("sha256:", "sha256", 1)));
+    }
+
+    #[test]
+    fn roles_and_compression_follow_the_layout() {
+        let snap = "sha256-0011223344556677";
+        assert_eq!(role(&format!("{snap}/manifest.json")), Some("manifest"));
+        assert_eq!(role(&format!("{snap}/upper.ext4")), Some("snapshot_file"));
+        assert_eq!(role("cache/layers/sha256_ab.erofs"), Some("cache"));
+        assert_eq!(role("cache/manifests/sha256_ab.json"), Some("cache"));
+        assert_eq!(role("cache/tmp/x"), None);
+        assert_eq!(role("a/b/manifest.json"), None);
+        assert!(!compress_member(&format!("{snap}/manifest.json")));
+        assert!(!compress_member("cache/manifests/sha256_ab.json"));
+        assert!(compress_member(&format!("{snap}/upper.ext4")));
+        // An upper named like JSON is a disk image all the same.
+        assert!(compress_member(&format!("{snap}/upper.json")));
+        assert!(compress_member("cache/layers/sha256_ab.erofs"));
+        assert!(compress_member("cache/vmdk/sha256_ab.vmdk"));
     }
 }

@@ -24,8 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::export::PlannedMember;
 use crate::home::Home;
-use crate::registry::format::Layer;
-use crate::registry::seen::valid_digest;
+use crate::registry::format::{is_sha256_digest, Layer};
 use crate::verified::{self, AboutFile, FileState, RecordDir};
 
 /// The record format's version.
@@ -87,8 +86,8 @@ impl KnownBlobs {
             && verified::settled(state.ctime, r.settled_at)
             && r.integrity == member.integrity
             && r.level == level
-            && valid_digest(&r.digest)
-            && valid_digest(&r.sha256);
+            && is_sha256_digest(&r.digest)
+            && is_sha256_digest(&r.sha256);
         vouches.then_some(r)
     }
 

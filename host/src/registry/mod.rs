@@ -6,10 +6,13 @@
 //! 0.6.2 tar stream from the layers and runs it through [`crate::import`], so validation,
 //! staging and promotion are import's own. Requests are our own, following the distribution
 //! spec, so that what a registry sends is bounded while it is read and an upload can continue
-//! where the registry stands ([`fetch`](mod@fetch): pull's GETs and the token exchange,
-//! `upload`: push's requests, [`client`]: TLS by default, retries with backoff, never on
-//! 401/403; [`auth`]: credentials from the command line or the Docker configuration;
-//! [`reference`](mod@reference): references, parsed by the core). Records under the home's
+//! where the registry stands. They are built in layers, each importing only those below it:
+//! `http` (sending a request authenticated, TLS by default, the token exchange, bounded reads,
+//! why a request failed), then the requests ([`fetch`](mod@fetch): pull's GETs; `upload`:
+//! push's), then [`client`] (the connection and its one retry rule: backoff on transient
+//! failures, never on 401/403), then [`push`] and [`pull`]. [`auth`] reads credentials from the
+//! command line or the Docker configuration; [`reference`](mod@reference) parses references
+//! with the core. Records under the home's
 //! cache make repeated work cheap: [`known`] (the blob a file compressed to), [`seen`]
 //! (repositories holding a blob, to mount from), [`resume`] (unfinished upload sessions),
 //! [`blobs`] (verified pulled blobs).
@@ -33,6 +36,7 @@ pub mod blobs;
 pub mod client;
 pub mod fetch;
 pub mod format;
+pub(crate) mod http;
 pub mod known;
 pub mod pull;
 pub mod push;

@@ -32,14 +32,17 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use snapbundle_core::Limits;
 
-use crate::error::{shown, HostError};
-use crate::export::{self, Counting, ExportOptions};
+use crate::compress::{compressor, Compression, Counting};
+use crate::error::{shown, HostError, RegistryErrorCode};
 use crate::home::Home;
 use crate::import::{ImportOptions, ImportOutcome};
 use crate::progress::Progress;
+use crate::publish::{parent_of, publish};
 use crate::registry::blobs::{self, BlobCache, Fetched, HashingReader};
-use crate::registry::client::{Connection, Registry};
+use crate::registry::client::{Connection, Operation, Registry};
+use crate::registry::fetch;
 use crate::registry::format::{self, ChainConfig, Layer};
+use crate::registry::http::RequestError;
 use crate::tar_writer::TarWriter;
 
 /// Pull settings.
@@ -117,6 +120,9 @@ pub fn pull(
     target: PullTarget<'_>,
 ) -> Result<PullOutcome, HostError> {
     let started = Instant::now();
+    if let PullTarget::File(path) = &target {
+        refuse_input(home, path)?;
+    }
     let reference = crate::registry::reference::parse(source, false)?;
     let reg = Registry::connect(reference, conn)?;
     let (manifest_digest, parsed, config) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
@@ -128,7 +134,7 @@ pub fn pull(
         .map_err(|e| HostError::io(format!("locking the blob cache {}", shown(cache.dir())), e))?;
     let to_fetch: u64 = layers.iter().filter(|l| !cache.has(&l.digest, l.size)).map(|l| l.size).sum();
     let progress = Arc::new(Progress::new("pulling", Some(to_fetch), opts.quiet));
-    let name = reg.reference.to_string();
+    let name = reg.reference().to_string();
 
     // 1. The downloader: blobs in layer order on a channel, several in flight.
     let (tx, rx) = mpsc::channel::<Result<Fetched, HostError>>();
@@ -193,8 +199,8 @@ pub fn pull(
         cache.finish(hold, layers.iter().map(|l| l.digest.as_str()));
     }
     // Its blobs are in the source repository: a push to another one may mount them.
-    crate::registry::seen::Seen::load(home, reg.reference.resolve_registry()).record(
-        reg.reference.repository(),
+    crate::registry::seen::Seen::load(home, reg.reference().resolve_registry()).record(
+        reg.reference().repository(),
         layers.iter().map(|l| l.digest.as_str()).chain([config_digest.as_str()]),
     );
     let (import, bundle) = consumed?;
@@ -202,7 +208,7 @@ pub fn pull(
     let bytes_downloaded =
         layers.iter().zip(&fetched).filter(|(_, f)| **f != Fetched::Cached).map(|(l, _)| l.size).sum();
     Ok(PullOutcome {
-        reference: reg.reference.to_string(),
+        reference: reg.reference().to_string(),
         manifest_digest,
         head: config.head,
         blobs: layers.len(),
@@ -221,31 +227,31 @@ async fn fetch_metadata(
     reg: &Registry,
     limits: &Limits,
 ) -> Result<(String, format::Parsed, ChainConfig), HostError> {
-    reg.login(crate::registry::client::Operation::Pull, &[]).await?;
-    let what = format!("fetching the manifest of {}", reg.reference);
+    reg.login(Operation::Pull, &[]).await?;
+    let what = format!("fetching the manifest of {}", reg.reference());
     // Our own GET, which stops reading at the manifest limit (oci-client's reads it whole).
-    let bytes = reg.retry(&what, || crate::registry::fetch::fetch(reg)).await?;
+    let bytes = reg.retry(&what, || fetch::fetch(&reg.http)).await?;
     let digest = format::sha256_digest(&bytes);
-    if let Some(want) = reg.reference.digest() {
+    if let Some(want) = reg.reference().digest() {
         if want != digest {
             return Err(HostError::Registry {
-                code: "blob_digest_mismatch",
-                message: format!("the manifest served for {} has digest {digest}", reg.reference),
+                code: RegistryErrorCode::BlobDigestMismatch,
+                message: format!("the manifest served for {} has digest {digest}", reg.reference()),
             });
         }
     }
-    let parsed = format::parse_manifest(&bytes, &reg.reference.to_string(), limits)?;
+    let parsed = format::parse_manifest(&bytes, &reg.reference().to_string(), limits)?;
     let config_bytes = fetch_small(reg, &parsed.config_digest, parsed.config_size).await?;
     let config: ChainConfig = serde_json::from_slice(&config_bytes).map_err(|e| HostError::Registry {
-        code: "invalid_artifact",
-        message: format!("{}: the config blob is not a snapbundle config: {e}", reg.reference),
+        code: RegistryErrorCode::InvalidArtifact,
+        message: format!("{}: the config blob is not a snapbundle config: {e}", reg.reference()),
     })?;
     let paths_match = config.members.len() == parsed.layers.len()
         && config.members.iter().zip(&parsed.layers).all(|(m, l)| m.path == l.path);
     if config.schema != 1 || config.format != format::BUNDLE_FORMAT || !paths_match {
         return Err(HostError::Registry {
-            code: "invalid_artifact",
-            message: format!("{}: the config blob does not describe the layers", reg.reference),
+            code: RegistryErrorCode::InvalidArtifact,
+            message: format!("{}: the config blob does not describe the layers", reg.reference()),
         });
     }
     Ok((digest, parsed, config))
@@ -256,11 +262,11 @@ async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>,
     let what = format!("fetching blob {digest} (config) from {}", reg.repository());
     let bytes = reg
         .retry(&what, || async move {
-            let mut s = crate::registry::fetch::get(reg, &format!("blobs/{digest}"), None, 0).await?;
+            let mut s = fetch::get(&reg.http, &format!("blobs/{digest}"), None, 0).await?;
             let mut out = Vec::new();
             while let Some(chunk) = s.chunk().await? {
                 if (out.len() as u64).saturating_add(chunk.len() as u64) > size {
-                    return Err(crate::registry::client::RequestError::Protocol(format!(
+                    return Err(RequestError::Protocol(format!(
                         "the config blob is larger than its {size} bytes"
                     )));
                 }
@@ -272,7 +278,7 @@ async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>,
     let got = format::sha256_digest(&bytes);
     if got != digest {
         return Err(HostError::Registry {
-            code: "blob_digest_mismatch",
+            code: RegistryErrorCode::BlobDigestMismatch,
             message: format!("blob {digest} (config) from {}: its bytes have digest {got}", reg.repository()),
         });
     }
@@ -308,7 +314,7 @@ fn rebuild(
         let mut buf = vec![0u8; 1 << 20];
         let invalid = |why: String| {
             Some(HostError::Registry {
-                code: "invalid_artifact",
+                code: RegistryErrorCode::InvalidArtifact,
                 message: format!(
                     "blob {} ({}) from {repo}: {why}; nothing was imported",
                     layer.digest, layer.path
@@ -395,23 +401,54 @@ fn write_file(
     path: &Path,
     layers: &[Layer],
 ) -> Result<PulledBundle, HostError> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
     if path.file_name().is_none() || path.is_dir() {
         return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(".snapbundle-pull-")
-        .suffix(".tmp")
-        .tempfile_in(&parent)
-        .map_err(|e| HostError::io(format!("creating a temporary file in {}", shown(&parent)), e))?;
-    let (written, tar_bytes, head) = write_bundle(reader, name, opts, tmp.as_file(), layers)?;
-    tmp.as_file().sync_all().map_err(|e| HostError::io(format!("syncing {}", shown(path)), e))?;
-    tmp.persist(path)
-        .map_err(|e| HostError::io(format!("renaming the bundle to {}", shown(path)), e.error))?;
+    let (written, tar_bytes, head) =
+        publish(path, 0o600, |file| write_bundle(reader, name, opts, &*file, layers))?;
     Ok(PulledBundle { path: Some(path.to_path_buf()), bytes_written: written, tar_bytes, head })
+}
+
+/// Refuses a `pull -o` path inside the snapbundle cache of `home` (`<home>/cache/snapbundle`),
+/// where the pull reads its blobs from: checked before anything is fetched, so nothing is
+/// written. The path's directory need not exist yet (the pull may create it there).
+fn refuse_input(home: &Home, path: &Path) -> Result<(), HostError> {
+    let cache = resolved(&home.cache.join("snapbundle"));
+    if resolved(&parent_of(path)).starts_with(&cache) {
+        return Err(HostError::Usage(format!(
+            "refusing to write {} inside {}, the cache the pull reads its blobs from",
+            shown(path),
+            shown(&cache)
+        )));
+    }
+    Ok(())
+}
+
+/// `path` made absolute with its symbolic links resolved, also where it does not exist (yet):
+/// the deepest existing ancestor is canonicalised, a dangling link followed, the missing
+/// components below appended.
+fn resolved(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut cur = path.to_path_buf();
+    // Bounded, like the kernel's link resolution.
+    for _ in 0..64 {
+        if let Ok(mut base) = cur.canonicalize() {
+            base.extend(missing.iter().rev());
+            return base;
+        }
+        if let Ok(target) = std::fs::read_link(&cur) {
+            cur = cur.parent().map_or_else(|| target.clone(), |p| p.join(&target));
+            continue;
+        }
+        match (cur.file_name(), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name.to_os_string());
+                cur = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
+            }
+            _ => break,
+        }
+    }
+    path.to_path_buf()
 }
 
 /// Validates the stream while compressing it into `out` exactly as `export` would.
@@ -423,10 +460,9 @@ fn write_bundle<W: Write>(
     layers: &[Layer],
 ) -> Result<(u64, u64, String), HostError> {
     let tar_bytes = format::tar_len(layers).unwrap_or(u64::MAX);
-    let eopts = ExportOptions { plain_tar: opts.plain_tar, ..ExportOptions::default() };
+    let how = Compression { plain: opts.plain_tar, ..Compression::default() };
     let counting = Counting { inner: BufWriter::with_capacity(1 << 20, out), count: 0 };
-    let sink =
-        export::compressor(counting, &eopts, tar_bytes).map_err(|e| HostError::io("setting up zstd", e))?;
+    let sink = compressor(counting, how, tar_bytes).map_err(|e| HostError::io("setting up zstd", e))?;
     let mut tee = Tee { inner: reader, out: sink, error: None };
     let report = crate::check::verify_stream(&mut tee, name, opts.limits, &Progress::hidden());
     if let Some(e) = tee.error.take() {

@@ -17,35 +17,34 @@
 //! and then the manifest are put last, so a failed push never leaves a tag pointing at missing
 //! blobs; running it again skips every blob that made it.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt as _;
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use snapbundle_core::Limits;
 
-use crate::error::{shown, HostError};
+use crate::error::HostError;
 use crate::export::{self, ExportOptions, Plan, PlannedMember};
 use crate::home::Home;
-use crate::progress::{ItemBar, Progress};
-use crate::registry::client::{Backoff, Connection, Operation, Registry, RequestError};
+use crate::progress::Progress;
+use crate::registry::client::{Connection, Operation, Registry};
 use crate::registry::format::{self, ChainConfig, ConfigMember, ConfigSnapshot, Layer};
 use crate::registry::known::{KnownBlob, KnownBlobs};
 use crate::registry::resume::Sessions;
 use crate::registry::seen::Seen;
-use crate::registry::upload::{self, Mount, Session};
-use crate::sparse::Chunk;
-use crate::verified::FileState;
+use crate::registry::upload;
 
-/// Bytes per upload request: a blob up to this size goes in one request, a larger one in
-/// chunks of it (each held in memory while it is sent).
-pub const CHUNK: usize = 8 << 20;
+mod blob;
+mod prepare;
+
+pub use blob::{BlobAction, CHUNK};
+use blob::{Mounts, Placed, Sent};
+use prepare::{Data, Prepared};
 
 /// Push settings.
 #[derive(Debug, Clone)]
@@ -81,18 +80,6 @@ impl Default for PushOptions {
             quiet: false,
         }
     }
-}
-
-/// What happened to a blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BlobAction {
-    /// Sent.
-    Uploaded,
-    /// The repository had it.
-    Skipped,
-    /// Mounted from `--mount-from` without sending it.
-    Mounted,
 }
 
 /// One pushed blob.
@@ -154,20 +141,6 @@ pub struct PushOutcome {
     pub seconds: f64,
 }
 
-/// A member ready to send.
-struct Prepared {
-    index: usize,
-    layer: Layer,
-    data: Data,
-}
-
-enum Data {
-    Bytes(bytes::Bytes),
-    Spooled(PathBuf),
-    /// Not read: the digest came from a [`KnownBlob`] and the repository had the blob.
-    Unread,
-}
-
 /// Pushes `snapshot_arg` (as `export` resolves it) to `target` (`REGISTRY/REPO:TAG`).
 pub fn push(
     home: &Home,
@@ -195,10 +168,10 @@ pub fn push(
     let reg = Registry::connect(reference, conn)?;
     // Repositories to mount missing blobs from: `--mount-from`, then those this home has seen
     // holding blobs on this registry (`seen`).
-    let seen = Seen::load(home, reg.reference.resolve_registry());
-    let target_repo = reg.reference.repository().to_string();
+    let seen = Seen::load(home, reg.reference().resolve_registry());
+    let target_repo = reg.reference().repository().to_string();
     let mut mount_from: Vec<String> = match &opts.mount_from {
-        Some(repo) => vec![crate::registry::reference::repository_of(reg.reference.registry(), repo)
+        Some(repo) => vec![crate::registry::reference::repository_of(reg.reference().registry(), repo)
             .map_err(|e| HostError::Usage(format!("--mount-from: {e}")))?],
         None => Vec::new(),
     };
@@ -209,66 +182,27 @@ pub fn push(
     }
     let mounts = Mounts { explicit: opts.mount_from.is_some(), sources: mount_from, seen };
     let sessions = Sessions::new(home);
-    let known = KnownBlobs::of(home);
     let total: u64 = members.iter().map(|m| m.meta.size).sum();
     let progress = Arc::new(Progress::new("pushing", Some(total), opts.quiet));
-    let cancel = Arc::new(AtomicBool::new(false));
-    let claimed = std::sync::Mutex::new(std::collections::HashSet::new());
+    let shared = Shared {
+        reg: &reg,
+        plan: plan.clone(),
+        spool: spool.path().to_path_buf(),
+        progress: progress.clone(),
+        cancel: Arc::new(AtomicBool::new(false)),
+        level: opts.level,
+        rehash: opts.rehash,
+        mounts: &mounts,
+        sessions: &sessions,
+        known: KnownBlobs::of(home),
+        claimed: Mutex::new(HashSet::new()),
+    };
     let result = reg.block_on(async {
         reg.login(Operation::Push, &mounts.sources).await?;
         let sent = stream::iter(members.iter().cloned().enumerate())
-            .map(|(index, member)| {
-                let (plan, spool, progress, cancel) =
-                    (plan.clone(), spool.path().to_path_buf(), progress.clone(), cancel.clone());
-                let (level, rehash) = (opts.level, opts.rehash);
-                let reg = &reg;
-                let (mounts, sessions, known) = (&mounts, &sessions, &known);
-                // Two members with the same bytes (identical uppers) are one blob: the first to
-                // claim its digest sends it, the other counts as skipped. The manifest is put
-                // only after every send has succeeded, so the blob is there by then.
-                let claim =
-                    |digest: &str| claimed.lock().map(|mut c| c.insert(digest.to_string())).unwrap_or(true);
-                let shown_progress = progress.clone();
-                async move {
-                    // An earlier push's record gives the digest without reading the file: if
-                    // the repository has the blob, or a mount brings it, that is all.
-                    let mut known_upload = None;
-                    if let Some(k) = (!rehash).then(|| known.lookup(&member, level)).flatten() {
-                        let layer = known_layer(k, &member);
-                        let placed = if claim(&layer.digest) {
-                            place(reg, &layer, mounts, sessions).await?
-                        } else {
-                            Placed::Done(Sent::skipped())
-                        };
-                        match placed {
-                            Placed::Done(sent) => {
-                                shown_progress.inc(member.meta.size);
-                                return Ok((Prepared { index, layer, data: Data::Unread }, sent));
-                            }
-                            Placed::Upload(started) => known_upload = Some((layer.digest, started)),
-                        }
-                    }
-                    let records = known.clone();
-                    let prepared = tokio::task::spawn_blocking(move || {
-                        prepare(&plan, index, &member, &spool, level, &records, &progress, &cancel)
-                    })
-                    .await
-                    .map_err(|e| HostError::io("preparing a blob", io::Error::other(e.to_string())))??;
-                    let sent = match known_upload {
-                        // Neither in the repository nor mountable: upload what was prepared.
-                        Some((digest, started)) if digest == prepared.layer.digest => {
-                            upload(reg, &prepared, started, sessions, &shown_progress).await?
-                        }
-                        _ if claim(&prepared.layer.digest) => {
-                            send(reg, &prepared, mounts, sessions, &shown_progress).await?
-                        }
-                        _ => Sent::skipped(),
-                    };
-                    Ok::<_, HostError>((prepared, sent))
-                }
-            })
+            .map(|(index, member)| push_member(&shared, index, member))
             .buffer_unordered(reg.jobs)
-            .inspect_err(|_| cancel.store(true, Ordering::Relaxed))
+            .inspect_err(|_| shared.cancel.store(true, Ordering::Relaxed))
             .inspect_ok(|(p, sent)| {
                 progress.line(&format!(
                     "{:>8} {} {} ({} B)",
@@ -287,7 +221,7 @@ pub fn push(
     mounts.seen.record(&target_repo, blobs.iter().map(|b| b.digest.as_str()));
     let count = |a: BlobAction| blobs.iter().filter(|b| b.action == a).count();
     Ok(PushOutcome {
-        reference: reg.reference.to_string(),
+        reference: reg.reference().to_string(),
         manifest_digest,
         head: plan.head().to_string(),
         snapshots: plan.snapshots().into_iter().map(|s| s.0).collect(),
@@ -304,6 +238,88 @@ pub fn push(
         retries: reg.retries(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What the push of every member shares.
+struct Shared<'a> {
+    reg: &'a Registry,
+    plan: Arc<Plan>,
+    /// The spool directory compressed blobs are written to.
+    spool: PathBuf,
+    progress: Arc<Progress>,
+    /// Set when a member failed: the others stop reading.
+    cancel: Arc<AtomicBool>,
+    /// zstd level.
+    level: i32,
+    /// Ignore the records of earlier pushes ([`PushOptions::rehash`]).
+    rehash: bool,
+    mounts: &'a Mounts,
+    sessions: &'a Sessions,
+    known: KnownBlobs,
+    /// The blob digests a member has claimed to send.
+    claimed: Mutex<HashSet<String>>,
+}
+
+impl Shared<'_> {
+    /// Whether the caller is the first to claim `digest`. Two members with the same bytes
+    /// (identical uppers) are one blob: the first to claim its digest sends it, the other counts
+    /// as skipped. The manifest is put only after every send has succeeded, so the blob is there
+    /// by then.
+    fn claim(&self, digest: &str) -> bool {
+        self.claimed.lock().map(|mut c| c.insert(digest.to_string())).unwrap_or(true)
+    }
+}
+
+/// Pushes member `index`: if an earlier push's record gives its digest without reading the
+/// file, and the repository has the blob or a mount brings it, that is all; otherwise the member
+/// is read into a blob ([`prepare::prepare`], on a blocking thread) and sent (HEAD, mount,
+/// upload), or counted as skipped when another member claimed the same blob.
+async fn push_member(
+    shared: &Shared<'_>,
+    index: usize,
+    member: PlannedMember,
+) -> Result<(Prepared, Sent), HostError> {
+    let reg = shared.reg;
+    let mut known_upload = None;
+    if let Some(k) = (!shared.rehash).then(|| shared.known.lookup(&member, shared.level)).flatten() {
+        let layer = known_layer(k, &member);
+        let placed = if shared.claim(&layer.digest) {
+            blob::place(reg, &layer, shared.mounts, shared.sessions).await?
+        } else {
+            Placed::Done(Sent::skipped())
+        };
+        match placed {
+            Placed::Done(sent) => {
+                shared.progress.inc(member.meta.size);
+                return Ok((Prepared { index, layer, data: Data::Unread }, sent));
+            }
+            Placed::Upload(started) => known_upload = Some((layer.digest, started)),
+        }
+    }
+    let (plan, spool, progress, cancel, known) = (
+        shared.plan.clone(),
+        shared.spool.clone(),
+        shared.progress.clone(),
+        shared.cancel.clone(),
+        shared.known.clone(),
+    );
+    let level = shared.level;
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare::prepare(&plan, index, &member, &spool, level, &known, &progress, &cancel)
+    })
+    .await
+    .map_err(|e| HostError::io("preparing a blob", io::Error::other(e.to_string())))??;
+    let sent = match known_upload {
+        // Neither in the repository nor mountable: upload what was prepared.
+        Some((digest, started)) if digest == prepared.layer.digest => {
+            blob::upload(reg, &prepared, started, shared.sessions, &shared.progress).await?
+        }
+        _ if shared.claim(&prepared.layer.digest) => {
+            blob::send(reg, &prepared, shared.mounts, shared.sessions, &shared.progress).await?
+        }
+        _ => Sent::skipped(),
+    };
+    Ok((prepared, sent))
 }
 
 fn label(a: BlobAction) -> &'static str {
@@ -336,8 +352,13 @@ async fn finish(
             .collect(),
         members: layers
             .iter()
-            .map(|l| ConfigMember { path: l.path.clone(), role: format::role(&l.path).into() })
-            .collect(),
+            .map(|l| {
+                let role = format::role(&l.path).ok_or_else(|| {
+                    HostError::Usage(format!("{}: not a member of the bundle layout", l.path))
+                })?;
+                Ok(ConfigMember { path: l.path.clone(), role: role.into() })
+            })
+            .collect::<Result<_, HostError>>()?,
     };
     let config_bytes =
         serde_json::to_vec(&config).map_err(|e| HostError::io("encoding the config", io::Error::other(e)))?;
@@ -355,12 +376,12 @@ async fn finish(
         },
         data: Data::Bytes(config_bytes.into()),
     };
-    let config_sent = send(reg, &config_blob, mounts, sessions, progress).await?;
+    let config_sent = blob::send(reg, &config_blob, mounts, sessions, progress).await?;
     let manifest =
         bytes::Bytes::from(format::manifest_bytes(&config_digest, config_size, &layers, plan.head()));
     let manifest_digest = format::sha256_digest(&manifest);
-    reg.retry(&format!("putting the manifest to {}", reg.reference), || {
-        upload::put_manifest(reg, manifest.clone(), format::OCI_MANIFEST_MEDIA_TYPE)
+    reg.retry(&format!("putting the manifest to {}", reg.reference()), || {
+        upload::put_manifest(&reg.http, manifest.clone(), format::OCI_MANIFEST_MEDIA_TYPE)
     })
     .await?;
     let blob = |p: Prepared, s: Sent| PushedBlob {
@@ -377,30 +398,6 @@ async fn finish(
     Ok((blobs, manifest_digest))
 }
 
-/// What sending a blob did.
-struct Sent {
-    action: BlobAction,
-    /// Bytes sent.
-    bytes: u64,
-    /// Whether an earlier session was continued.
-    resumed: bool,
-}
-
-impl Sent {
-    /// The repository had the blob.
-    fn skipped() -> Sent {
-        Sent { action: BlobAction::Skipped, bytes: 0, resumed: false }
-    }
-}
-
-/// Where [`place`] left a blob.
-enum Placed {
-    /// In the repository (it was there, or mounted).
-    Done(Sent),
-    /// To be uploaded, in the session a refused mount started, if any.
-    Upload(Option<Session>),
-}
-
 /// The layer of `member` made from an earlier push's record.
 fn known_layer(k: KnownBlob, member: &PlannedMember) -> Layer {
     Layer {
@@ -411,326 +408,4 @@ fn known_layer(k: KnownBlob, member: &PlannedMember) -> Layer {
         sha256: k.sha256,
         meta: member.meta,
     }
-}
-
-/// How messages name a blob.
-fn blob_name(reg: &Registry, layer: &Layer) -> String {
-    format!("blob {} ({}) to {}", layer.digest, layer.path, reg.repository())
-}
-
-/// Where a push may mount blobs from.
-struct Mounts {
-    /// `--mount-from` was given: its repository (first in `sources`) is tried for every blob.
-    explicit: bool,
-    /// Repositories the token asks pull access to: `--mount-from`, then recently seen ones.
-    sources: Vec<String>,
-    /// Which repositories this home has seen holding which blobs.
-    seen: Seen,
-}
-
-impl Mounts {
-    /// The repositories to try a mount of `digest` from, in order.
-    fn candidates(&self, digest: &str, target: &str) -> Vec<String> {
-        let mut out: Vec<String> = self.sources.iter().take(usize::from(self.explicit)).cloned().collect();
-        for r in self.seen.holders(digest, target, &self.sources) {
-            if !out.contains(&r) {
-                out.push(r);
-            }
-        }
-        out
-    }
-}
-
-/// HEAD, then mount, then upload: whatever gets the blob into the repository cheapest.
-async fn send(
-    reg: &Registry,
-    p: &Prepared,
-    mounts: &Mounts,
-    sessions: &Sessions,
-    progress: &Progress,
-) -> Result<Sent, HostError> {
-    match place(reg, &p.layer, mounts, sessions).await? {
-        Placed::Done(sent) => Ok(sent),
-        Placed::Upload(started) => upload(reg, p, started, sessions, progress).await,
-    }
-}
-
-/// HEAD, then mounts: whether the blob is in the repository without sending it.
-async fn place(
-    reg: &Registry,
-    layer: &Layer,
-    mounts: &Mounts,
-    sessions: &Sessions,
-) -> Result<Placed, HostError> {
-    let digest = layer.digest.as_str();
-    let what = blob_name(reg, layer);
-    let exists = reg.retry(&format!("checking {what}"), || upload::exists(reg, digest)).await?;
-    if exists {
-        sessions.remove(&reg.repository(), digest);
-        return Ok(Placed::Done(Sent::skipped()));
-    }
-    for source in mounts.candidates(digest, reg.reference.repository()) {
-        match reg
-            .retry(&format!("mounting {what} from {source}"), || upload::mount(reg, digest, &source))
-            .await?
-        {
-            Mount::Mounted => {
-                sessions.remove(&reg.repository(), digest);
-                return Ok(Placed::Done(Sent { action: BlobAction::Mounted, bytes: 0, resumed: false }));
-            }
-            // The registry started an upload instead: use it.
-            Mount::Started(location) => return Ok(Placed::Upload(Some(Session { location, offset: 0 }))),
-            Mount::Refused => {}
-        }
-    }
-    Ok(Placed::Upload(None))
-}
-
-/// Uploads a prepared blob the repository lacks, with a progress bar of its own.
-async fn upload(
-    reg: &Registry,
-    p: &Prepared,
-    started: Option<Session>,
-    sessions: &Sessions,
-    progress: &Progress,
-) -> Result<Sent, HostError> {
-    let bar = progress.item(&format!("↑ {}", p.layer.path), p.layer.size);
-    let (bytes, resumed) = upload_blob(reg, p, started, sessions, &blob_name(reg, &p.layer), &bar).await?;
-    Ok(Sent { action: BlobAction::Uploaded, bytes, resumed })
-}
-
-/// Why an upload attempt stopped.
-enum Stop {
-    /// The request failed (maybe transiently).
-    Net(RequestError),
-    /// Reading the blob failed: not the registry's doing, not retried.
-    Local(HostError),
-}
-
-impl From<RequestError> for Stop {
-    fn from(e: RequestError) -> Self {
-        Stop::Net(e)
-    }
-}
-
-/// Uploads `p`: in one request when it fits in [`CHUNK`], else in chunks through a session,
-/// continuing `started`, or the session an earlier push recorded, where the registry stands.
-/// A transient failure is retried with backoff from where the registry stands. Returns the
-/// bytes sent and whether an earlier session was continued.
-async fn upload_blob(
-    reg: &Registry,
-    p: &Prepared,
-    started: Option<Session>,
-    sessions: &Sessions,
-    what: &str,
-    bar: &ItemBar,
-) -> Result<(u64, bool), HostError> {
-    let digest = p.layer.digest.as_str();
-    let size = p.layer.size;
-    let repo = reg.repository();
-    let mut session = started;
-    if session.is_none() && size > CHUNK as u64 {
-        if let Some(location) = sessions.load(&repo, digest) {
-            session = upload::status(reg, &location).await.ok().flatten();
-        }
-    }
-    let mut resumed = session.as_ref().is_some_and(|s| s.offset > 0);
-    let mut sent = 0u64;
-    let mut backoff = Backoff::new();
-    loop {
-        // Where this attempt starts: the session we hold, if the registry still holds a
-        // prefix of the blob in it, else a new one.
-        let mut current = match session.take().filter(|s| s.offset <= size) {
-            Some(s) => s,
-            None => reg.retry(&format!("starting the upload of {what}"), || upload::start(reg)).await?,
-        };
-        let result: Result<(), Stop> = async {
-            if size <= CHUNK as u64 && current.offset == 0 {
-                let all = read_at(p, 0, size)?;
-                upload::close(reg, &current, digest, all).await?;
-                sent = sent.saturating_add(size);
-                return Ok(());
-            }
-            sessions.save(&repo, digest, &current.location);
-            bar.set(current.offset);
-            while current.offset < size {
-                let chunk =
-                    read_at(p, current.offset, size.saturating_sub(current.offset).min(CHUNK as u64))?;
-                let len = chunk.len() as u64;
-                current = upload::patch(reg, &current, chunk).await?;
-                sent = sent.saturating_add(len);
-                bar.set(current.offset);
-                sessions.save(&repo, digest, &current.location);
-            }
-            upload::close(reg, &current, digest, bytes::Bytes::new()).await?;
-            Ok(())
-        }
-        .await;
-        let e = match result {
-            Ok(()) => {
-                sessions.remove(&repo, digest);
-                return Ok((sent, resumed));
-            }
-            Err(Stop::Local(e)) => return Err(e),
-            Err(Stop::Net(e)) => e,
-        };
-        backoff.wait(reg, &format!("uploading {what}"), &e).await?;
-        // Ask where the session stands; a registry that lost it gets a new one.
-        session = upload::status(reg, &current.location).await.ok().flatten();
-        resumed |= session.as_ref().is_some_and(|s| s.offset > 0);
-    }
-}
-
-/// Bytes `[offset, offset + len)` of a prepared blob.
-fn read_at(p: &Prepared, offset: u64, len: u64) -> Result<bytes::Bytes, Stop> {
-    let range = || {
-        let start = usize::try_from(offset).ok()?;
-        Some(start..start.checked_add(usize::try_from(len).ok()?)?)
-    };
-    match &p.data {
-        Data::Bytes(b) => {
-            range().and_then(|r| b.get(r)).map(bytes::Bytes::copy_from_slice).ok_or_else(|| {
-                Stop::Local(HostError::io("reading a blob", io::Error::other("range outside the blob")))
-            })
-        }
-        Data::Unread => {
-            Err(Stop::Local(HostError::io("reading a blob", io::Error::other("the blob was not read"))))
-        }
-        Data::Spooled(path) => {
-            let ctx = || format!("reading {}", shown(path));
-            let n = usize::try_from(len)
-                .map_err(|_| Stop::Local(HostError::io(ctx(), io::Error::other("chunk too large"))))?;
-            let mut buf = vec![0u8; n];
-            File::open(path)
-                .and_then(|f| f.read_exact_at(&mut buf, offset))
-                .map_err(|e| Stop::Local(HostError::io(ctx(), e)))?;
-            Ok(bytes::Bytes::from(buf))
-        }
-    }
-}
-
-/// A writer that hashes and counts what passes through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(buf.get(..n).unwrap_or(&[]));
-        self.count = self.count.saturating_add(n as u64);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-
-/// Reads member `index` (`member`, with export's checks) into a blob: in memory as is, or
-/// compressed into the spool directory, noting in `known` which blob the file made; hashes
-/// both forms.
-#[allow(clippy::too_many_arguments)]
-fn prepare(
-    plan: &Plan,
-    index: usize,
-    member: &PlannedMember,
-    spool: &Path,
-    level: i32,
-    known: &KnownBlobs,
-    progress: &Progress,
-    cancel: &AtomicBool,
-) -> Result<Prepared, HostError> {
-    let mut member_hash = Sha256::new();
-    let cancelled = || io::Error::other("the push failed elsewhere");
-    if !format::compress_member(&member.name) {
-        let mut bytes = Vec::new();
-        plan.read_member(index, &mut |chunk| {
-            match chunk {
-                Chunk::Data(b) => bytes.extend_from_slice(b),
-                Chunk::Zeros(n) => {
-                    bytes.resize(bytes.len().saturating_add(usize::try_from(n).unwrap_or(usize::MAX)), 0)
-                }
-            }
-            Ok(())
-        })?;
-        progress.inc(bytes.len() as u64);
-        let digest = format::sha256_digest(&bytes);
-        let layer = Layer {
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-            zstd: false,
-            path: member.name.clone(),
-            sha256: digest,
-            meta: member.meta,
-        };
-        return Ok(Prepared { index, layer, data: Data::Bytes(bytes.into()) });
-    }
-    let path = spool.join(format!("{index}.zst"));
-    let ctx = || format!("writing {}", shown(&path));
-    let file = File::create(&path).map_err(|e| HostError::io(ctx(), e))?;
-    let sink =
-        HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), count: 0 };
-    let setup = || -> io::Result<_> {
-        let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
-        enc.set_pledged_src_size(Some(member.meta.size))?;
-        Ok(enc)
-    };
-    let mut enc = setup().map_err(|e| HostError::io("setting up zstd", e))?;
-    // The file's state as the read begins, for the known-blob record.
-    let before = FileState::at(&member.source);
-    let mut write_error = None;
-    let read = plan.read_member(index, &mut |chunk| {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(cancelled());
-        }
-        let r = match chunk {
-            Chunk::Data(b) => {
-                member_hash.update(b);
-                progress.inc(b.len() as u64);
-                enc.write_all(b)
-            }
-            Chunk::Zeros(mut n) => {
-                progress.inc(n);
-                let mut r = Ok(());
-                while n > 0 && r.is_ok() {
-                    let k = usize::try_from(n.min(ZEROS.len() as u64)).unwrap_or(ZEROS.len());
-                    let z = ZEROS.get(..k).unwrap_or(&[]);
-                    member_hash.update(z);
-                    r = enc.write_all(z);
-                    n -= k as u64;
-                }
-                r
-            }
-        };
-        r.map_err(|e| {
-            write_error = Some(e);
-            io::Error::other("the spool write failed")
-        })
-    });
-    if let Some(e) = write_error {
-        return Err(HostError::io(ctx(), e));
-    }
-    read?;
-    let sink = enc.finish().map_err(|e| HostError::io(ctx(), e))?;
-    let HashingWriter { inner, hasher, count } = sink;
-    let file = inner.into_inner().map_err(|e| HostError::io(ctx(), e.into_error()))?;
-    file.sync_all().map_err(|e| HostError::io(ctx(), e))?;
-    let layer = Layer {
-        digest: format!("sha256:{}", snapbundle_core::hex::encode(&hasher.finalize())),
-        size: count,
-        zstd: true,
-        path: member.name.clone(),
-        sha256: format!("sha256:{}", snapbundle_core::hex::encode(&member_hash.finalize())),
-        meta: member.meta,
-    };
-    if let Some(before) = before {
-        // Best effort: without a record the next push reads the file again.
-        let _ = known.record(member, &before, level, &layer);
-    }
-    Ok(Prepared { index, layer, data: Data::Spooled(path) })
 }

@@ -56,10 +56,7 @@ impl Sessions {
         let path = self.path(repository, digest);
         let write = || -> std::io::Result<()> {
             fs::create_dir_all(&self.dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            tmp.write_all(location.as_bytes())?;
-            tmp.persist(&path).map_err(|e| e.error)?;
-            Ok(())
+            crate::publish::publish(&path, 0o600, |tmp| tmp.write_all(location.as_bytes()))
         };
         let _ = write();
     }

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 use crate::home::Home;
+use crate::registry::format::is_sha256_digest;
 
 /// The most of a registry's record read; when it grows past this, its older half is dropped.
 pub const MAX_BYTES: u64 = 4 << 20;
@@ -36,11 +37,6 @@ pub struct Seen {
     by_digest: HashMap<String, Vec<String>>,
     /// Repositories, most recently recorded last.
     recent: Vec<String>,
-}
-
-pub(crate) fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 fn valid_repository(r: &str) -> bool {
@@ -63,7 +59,7 @@ impl Seen {
         }
         for line in text.lines() {
             let Some((digest, repo)) = line.split_once(' ') else { continue };
-            if !valid_digest(digest) || !valid_repository(repo) {
+            if !is_sha256_digest(digest) || !valid_repository(repo) {
                 continue;
             }
             let repos = seen.by_digest.entry(digest.to_string()).or_default();
@@ -103,8 +99,11 @@ impl Seen {
         if !valid_repository(repository) {
             return;
         }
-        let lines: String =
-            digests.into_iter().filter(|d| valid_digest(d)).map(|d| format!("{d} {repository}\n")).collect();
+        let lines: String = digests
+            .into_iter()
+            .filter(|d| is_sha256_digest(d))
+            .map(|d| format!("{d} {repository}\n"))
+            .collect();
         if lines.is_empty() {
             return;
         }
@@ -130,11 +129,7 @@ impl Seen {
         let mut tail = Vec::new();
         f.take(MAX_BYTES / 2).read_to_end(&mut tail)?;
         let start = tail.iter().position(|b| *b == b'\n').map_or(tail.len(), |i| i + 1);
-        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(tail.get(start..).unwrap_or_default())?;
-        tmp.persist(&self.path).map_err(|e| e.error)?;
-        Ok(())
+        crate::publish::publish(&self.path, 0o600, |tmp| tmp.write_all(tail.get(start..).unwrap_or_default()))
     }
 }
 

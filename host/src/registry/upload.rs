@@ -1,6 +1,6 @@
 //! Push's requests, as the distribution spec describes them, each sent through
-//! [`fetch::send`] (authenticated, bearer token renewed) and none reading more of an answer
-//! than [`fetch::MAX_ERROR_BYTES`] of an error body:
+//! [`Transport::send`] (authenticated, bearer token renewed) and none reading more of an answer
+//! than [`MAX_ERROR_BYTES`](crate::registry::http::MAX_ERROR_BYTES) of an error body:
 //!
 //! - `HEAD /v2/<repo>/blobs/<digest>`: does the repository have the blob ([`exists`]);
 //! - `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<other>`: mount it from another
@@ -16,8 +16,7 @@
 
 use reqwest::{Method, StatusCode};
 
-use crate::registry::client::{Registry, RequestError};
-use crate::registry::fetch::{self, failed, send};
+use crate::registry::http::{failed, RequestError, Transport};
 
 /// What a mount request did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,19 +44,19 @@ fn protocol(msg: String) -> RequestError {
 
 /// The answer's `Location`, made absolute against the registry, and refused if it leaves the
 /// registry's origin.
-fn location(reg: &Registry, res: &reqwest::Response) -> Result<String, RequestError> {
+fn location(http: &Transport, res: &reqwest::Response) -> Result<String, RequestError> {
     let raw = res
         .headers()
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| protocol(format!("{} {}: the answer has no Location", res.status(), res.url())))?;
-    let base = reqwest::Url::parse(&fetch::origin(reg))
-        .map_err(|e| protocol(format!("the registry address {}: {e}", fetch::origin(reg))))?;
+    let base = reqwest::Url::parse(&http.origin())
+        .map_err(|e| protocol(format!("the registry address {}: {e}", http.origin())))?;
     let url = base.join(raw).map_err(|e| protocol(format!("the upload location {raw:?}: {e}")))?;
     if url.origin() != base.origin() {
         return Err(protocol(format!(
             "the registry sent an upload location on another host ({raw:?}); refused, so that credentials stay with {}",
-            fetch::origin(reg)
+            http.origin()
         )));
     }
     Ok(url.to_string())
@@ -83,9 +82,9 @@ fn with_query(location: &str, key: &str, value: &str) -> Result<String, RequestE
 }
 
 /// Whether the repository has blob `digest`: `HEAD`, 200 yes, 404 no.
-pub(crate) async fn exists(reg: &Registry, digest: &str) -> Result<bool, RequestError> {
-    let url = fetch::url(reg, &format!("blobs/{digest}"));
-    let res = send(reg, Method::HEAD, &url, &|r| r).await?;
+pub(crate) async fn exists(http: &Transport, digest: &str) -> Result<bool, RequestError> {
+    let url = http.url(&format!("blobs/{digest}"));
+    let res = http.send(Method::HEAD, &url, &|r| r).await?;
     match res.status() {
         s if s.is_success() => Ok(true),
         StatusCode::NOT_FOUND => Ok(false),
@@ -94,15 +93,15 @@ pub(crate) async fn exists(reg: &Registry, digest: &str) -> Result<bool, Request
 }
 
 /// Asks the registry to mount `digest` from repository `from` (same registry).
-pub(crate) async fn mount(reg: &Registry, digest: &str, from: &str) -> Result<Mount, RequestError> {
-    let mut url = reqwest::Url::parse(&fetch::url(reg, "blobs/uploads/"))
+pub(crate) async fn mount(http: &Transport, digest: &str, from: &str) -> Result<Mount, RequestError> {
+    let mut url = reqwest::Url::parse(&http.url("blobs/uploads/"))
         .map_err(|e| protocol(format!("the upload address: {e}")))?;
     url.query_pairs_mut().append_pair("mount", digest).append_pair("from", from);
     let res =
-        send(reg, Method::POST, url.as_str(), &|r| r.header(reqwest::header::CONTENT_LENGTH, "0")).await?;
+        http.send(Method::POST, url.as_str(), &|r| r.header(reqwest::header::CONTENT_LENGTH, "0")).await?;
     match res.status() {
         StatusCode::CREATED => Ok(Mount::Mounted),
-        StatusCode::ACCEPTED => Ok(Mount::Started(location(reg, &res)?)),
+        StatusCode::ACCEPTED => Ok(Mount::Started(location(http, &res)?)),
         s if s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN || s.is_server_error() => {
             Err(failed(res).await)
         }
@@ -111,19 +110,19 @@ pub(crate) async fn mount(reg: &Registry, digest: &str, from: &str) -> Result<Mo
 }
 
 /// Starts an upload session.
-pub(crate) async fn start(reg: &Registry) -> Result<Session, RequestError> {
-    let url = fetch::url(reg, "blobs/uploads/");
-    let res = send(reg, Method::POST, &url, &|r| r.header(reqwest::header::CONTENT_LENGTH, "0")).await?;
+pub(crate) async fn start(http: &Transport) -> Result<Session, RequestError> {
+    let url = http.url("blobs/uploads/");
+    let res = http.send(Method::POST, &url, &|r| r.header(reqwest::header::CONTENT_LENGTH, "0")).await?;
     if res.status() != StatusCode::ACCEPTED {
         return Err(failed(res).await);
     }
-    Ok(Session { location: location(reg, &res)?, offset: 0 })
+    Ok(Session { location: location(http, &res)?, offset: 0 })
 }
 
 /// Where the session at `location` stands: `None` if the registry no longer knows it (or
 /// does not say), so the upload has to start over.
-pub(crate) async fn status(reg: &Registry, location: &str) -> Result<Option<Session>, RequestError> {
-    let res = send(reg, Method::GET, location, &|r| r).await?;
+pub(crate) async fn status(http: &Transport, location: &str) -> Result<Option<Session>, RequestError> {
+    let res = http.send(Method::GET, location, &|r| r).await?;
     match res.status() {
         StatusCode::NO_CONTENT | StatusCode::OK => {
             // `0-0` is what distribution says for an empty session as well as for one byte:
@@ -137,7 +136,7 @@ pub(crate) async fn status(reg: &Registry, location: &str) -> Result<Option<Sess
                 },
             };
             let location = match res.headers().get(reqwest::header::LOCATION) {
-                Some(_) => self::location(reg, &res)?,
+                Some(_) => self::location(http, &res)?,
                 None => location.to_string(),
             };
             Ok(Some(Session { location, offset }))
@@ -152,20 +151,21 @@ pub(crate) async fn status(reg: &Registry, location: &str) -> Result<Option<Sess
 /// Sends `chunk` as the bytes from `session.offset` on; the registry must then hold exactly
 /// up to its end. Returns the session after it.
 pub(crate) async fn patch(
-    reg: &Registry,
+    http: &Transport,
     session: &Session,
     chunk: bytes::Bytes,
 ) -> Result<Session, RequestError> {
     let len = chunk.len() as u64;
     let end = session.offset.checked_add(len).ok_or_else(|| protocol("the blob is too large".into()))?;
     let range = format!("{}-{}", session.offset, end.saturating_sub(1));
-    let res = send(reg, Method::PATCH, &session.location, &|r| {
-        r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_RANGE, range.as_str())
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(chunk.clone())
-    })
-    .await?;
+    let res = http
+        .send(Method::PATCH, &session.location, &|r| {
+            r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_RANGE, range.as_str())
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(chunk.clone())
+        })
+        .await?;
     if res.status() != StatusCode::ACCEPTED {
         return Err(failed(res).await);
     }
@@ -174,25 +174,26 @@ pub(crate) async fn patch(
             "after bytes {range} the registry says it holds {n} bytes of the upload"
         )));
     }
-    Ok(Session { location: location(reg, &res)?, offset: end })
+    Ok(Session { location: location(http, &res)?, offset: end })
 }
 
 /// Closes the session as blob `digest`, sending `last` (the bytes after `session.offset`, if
 /// any; a whole small blob in one request after [`start`]) with it.
 pub(crate) async fn close(
-    reg: &Registry,
+    http: &Transport,
     session: &Session,
     digest: &str,
     last: bytes::Bytes,
 ) -> Result<(), RequestError> {
     let url = with_query(&session.location, "digest", digest)?;
     let len = last.len() as u64;
-    let res = send(reg, Method::PUT, &url, &|r| {
-        r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(last.clone())
-    })
-    .await?;
+    let res = http
+        .send(Method::PUT, &url, &|r| {
+            r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(last.clone())
+        })
+        .await?;
     if res.status() != StatusCode::CREATED {
         return Err(failed(res).await);
     }
@@ -201,19 +202,20 @@ pub(crate) async fn close(
 
 /// Puts `manifest` (of `media_type`) under the reference's tag (or digest).
 pub(crate) async fn put_manifest(
-    reg: &Registry,
+    http: &Transport,
     manifest: bytes::Bytes,
     media_type: &str,
 ) -> Result<(), RequestError> {
-    let r = &reg.reference;
+    let r = &http.reference;
     let target = r.digest().or(r.tag()).unwrap_or("latest");
-    let url = fetch::url(reg, &format!("manifests/{target}"));
-    let res = send(reg, Method::PUT, &url, &|r| {
-        r.header(reqwest::header::CONTENT_TYPE, media_type)
-            .header(reqwest::header::CONTENT_LENGTH, manifest.len())
-            .body(manifest.clone())
-    })
-    .await?;
+    let url = http.url(&format!("manifests/{target}"));
+    let res = http
+        .send(Method::PUT, &url, &|r| {
+            r.header(reqwest::header::CONTENT_TYPE, media_type)
+                .header(reqwest::header::CONTENT_LENGTH, manifest.len())
+                .body(manifest.clone())
+        })
+        .await?;
     if res.status() != StatusCode::CREATED {
         return Err(failed(res).await);
     }

@@ -25,7 +25,7 @@
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use snapbundle_core::integrity::{Algorithm, IntegrityHasher};
@@ -89,30 +89,11 @@ pub fn load_or_compile(engine: &Engine, component: &[u8]) -> Result<(Component, 
     Ok((c, false))
 }
 
-/// Writes `bytes` to `file` in `dir` atomically (temporary file, fsync, rename).
+/// Writes `bytes` to `file` in `dir` atomically ([`crate::publish`]), readable by the user only.
 fn store(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     if !private(dir, true) {
         return Ok(());
     }
-    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique_suffix()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, file)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// A suffix that differs between threads and calls of one process.
-fn unique_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::thread::current().id().hash(&mut h);
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0).hash(&mut h);
-    h.finish()
+    crate::publish::publish(file, 0o600, |f| f.write_all(bytes))
 }

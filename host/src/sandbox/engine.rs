@@ -35,7 +35,7 @@ pub use self::bindings::*;
 pub use self::snapbundle::sandbox::types::{Failure, Member};
 
 /// The component: `wasm/component/snapbundle-validator.wasm`, built from `wasm/guest` by
-/// `scripts/build-wasm.sh` and committed (see the README for why).
+/// `scripts/build-wasm.sh` and committed (see `docs/sandbox.md` for why).
 pub const COMPONENT: &[u8] = include_bytes!("../../../wasm/component/snapbundle-validator.wasm");
 
 /// How often the epoch advances.

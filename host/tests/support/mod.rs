@@ -22,13 +22,9 @@ use serde_json::Value;
 use snapbundle_core::integrity::MemberHasher;
 use snapbundle_core::manifest::Manifest;
 
-/// The reference bundles: the repository's copy when it is there, else the shared originals.
+/// The reference bundles, the repository's copy of what real microsandbox 0.6.2 wrote.
 pub fn fixture_dir() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/microsandbox-0.6.2");
-    if repo.join("b-chain3-with-parents.tar.zst.expect.json").is_file() {
-        return repo;
-    }
-    PathBuf::from("/work/shared/fixtures/microsandbox-0.6.2")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/microsandbox-0.6.2")
 }
 
 /// One reference bundle and its `.expect.json`.

@@ -1,0 +1,197 @@
+//! Putting a file in place atomically: the one way snapbundle publishes a file (bundles written
+//! by `export` and `pull -o`, the records under `<home>/cache/snapbundle/`, the sandbox's
+//! compiled component).
+//!
+//! [`publish`] creates a temporary file beside the target, named
+//! `.<target name>.<random>.snapbundle-tmp` (see [`is_temp_name`], so that a cleanup can find
+//! what a killed process left), lets the caller write it, fsyncs it, renames it over the target
+//! and fsyncs the directory. A reader sees the old file or the whole new one, never a part, and
+//! once `publish` returns the new file survives a crash. On any failure the temporary file is
+//! removed and the target is left as it was; the error names the path.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::{File, Permissions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{shown, HostError};
+
+/// The suffix of every temporary file [`publish`] creates.
+pub const TEMP_SUFFIX: &str = ".snapbundle-tmp";
+
+/// Whether `name` (a file name, not a path) is one of [`publish`]'s temporary files:
+/// `.<target name>.<random>.snapbundle-tmp`.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+/// A step of [`publish`] that failed, with the path it concerned.
+#[derive(Debug)]
+pub struct PublishError {
+    /// What was being done, naming the path (e.g. "syncing directory /x").
+    pub context: String,
+    /// The underlying error.
+    pub source: io::Error,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.source)
+    }
+}
+
+impl std::error::Error for PublishError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl From<PublishError> for HostError {
+    fn from(e: PublishError) -> Self {
+        HostError::io(e.context, e.source)
+    }
+}
+
+impl From<PublishError> for io::Error {
+    fn from(e: PublishError) -> Self {
+        io::Error::new(e.source.kind(), e.to_string())
+    }
+}
+
+fn failed(context: String) -> impl FnOnce(io::Error) -> PublishError {
+    move |source| PublishError { context, source }
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+pub fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes `path` atomically: `write` fills a new temporary file beside it (created with
+/// permissions `mode`, less the umask), which is then fsynced, renamed over `path` and made
+/// durable by fsyncing the directory. The directory must exist.
+///
+/// An error of `write` is returned as it is; the steps around it fail with a [`PublishError`]
+/// converted into `E`. Either way the temporary file is gone and `path` untouched.
+pub fn publish<T, E: From<PublishError>>(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut File) -> Result<T, E>,
+) -> Result<T, E> {
+    let Some(file_name) = path.file_name() else {
+        return Err(PublishError {
+            context: format!("writing {}", shown(path)),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"),
+        }
+        .into());
+    };
+    let parent = parent_of(path);
+    let mut prefix = OsString::from(".");
+    prefix.push(file_name);
+    prefix.push(".");
+    // Removed when dropped, i.e. on every path that does not rename it.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(TEMP_SUFFIX)
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(&parent)
+        .map_err(failed(format!("creating a temporary file in {}", shown(&parent))))?;
+    let value = write(tmp.as_file_mut())?;
+    tmp.as_file().sync_all().map_err(failed(format!("syncing {}", shown(tmp.path()))))?;
+    tmp.persist(path).map_err(|e| PublishError {
+        context: format!("renaming {} to {}", shown(e.file.path()), shown(path)),
+        source: e.error,
+    })?;
+    sync_dir(&parent)?;
+    Ok(value)
+}
+
+/// fsyncs the directory at `dir`, so that a rename in it is durable.
+fn sync_dir(dir: &Path) -> Result<(), PublishError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(failed(format!("syncing directory {}", shown(dir))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_target_is_replaced_whole_and_no_temporary_file_stays() {
+        let dir = tempfile::tempdir().expect("dir");
+        let target = dir.path().join("out.bin");
+        std::fs::write(&target, b"old").expect("write old");
+        let old_ino = std::fs::metadata(&target).expect("stat").ino();
+        let seen_during = publish(&target, 0o600, |f| -> io::Result<Vec<String>> {
+            f.write_all(b"new contents")?;
+            // While it is being written, the target still holds the old bytes and the
+            // temporary file follows the documented pattern.
+            assert_eq!(std::fs::read(&target)?, b"old");
+            Ok(names(dir.path()))
+        })
+        .expect("publish");
+        let tmp: Vec<&String> = seen_during.iter().filter(|n| *n != "out.bin").collect();
+        assert_eq!(tmp.len(), 1, "{seen_during:?}");
+        assert!(tmp.iter().all(|n| n.starts_with(".out.bin.") && is_temp_name(n)), "{tmp:?}");
+        assert_eq!(std::fs::read(&target).expect("read"), b"new contents");
+        assert_ne!(std::fs::metadata(&target).expect("stat").ino(), old_ino, "renamed, not rewritten");
+        assert_eq!(std::fs::metadata(&target).expect("stat").mode() & 0o777, 0o600);
+        assert_eq!(names(dir.path()), ["out.bin"]);
+    }
+
+    #[test]
+    fn a_writer_error_leaves_the_target_and_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let target = dir.path().join("out.bin");
+        std::fs::write(&target, b"old").expect("write old");
+        let r = publish(&target, 0o644, |f| -> io::Result<()> {
+            f.write_all(b"partial")?;
+            Err(io::Error::other("the writer failed"))
+        });
+        assert_eq!(r.expect_err("writer error").to_string(), "the writer failed");
+        assert_eq!(std::fs::read(&target).expect("read"), b"old");
+        assert_eq!(names(dir.path()), ["out.bin"]);
+        // A new target is not created either.
+        let fresh = dir.path().join("new.bin");
+        let r = publish(&fresh, 0o644, |_| Err::<(), _>(io::Error::other("no")));
+        assert!(r.is_err());
+        assert_eq!(names(dir.path()), ["out.bin"]);
+    }
+
+    #[test]
+    fn the_directory_is_synced_and_its_failure_names_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        assert!(sync_dir(dir.path()).is_ok());
+        let gone = dir.path().join("gone");
+        let e = sync_dir(&gone).expect_err("missing directory");
+        assert_eq!(e.context, format!("syncing directory {}", shown(&gone)));
+        assert_eq!(e.source.kind(), io::ErrorKind::NotFound);
+        // And a publish into a missing directory fails naming that directory, creating nothing.
+        let e = publish(&gone.join("f"), 0o600, |_| Ok::<(), PublishError>(())).expect_err("no directory");
+        assert!(e.context.contains(&shown(&gone)), "{e}");
+        assert!(!gone.exists());
+    }
+
+    #[test]
+    fn temporary_names_are_recognised() {
+        assert!(is_temp_name(".bundle.tar.zst.a1B2c3.snapbundle-tmp"));
+        assert!(!is_temp_name("bundle.tar.zst"));
+        assert!(!is_temp_name(".record-x"));
+        assert!(!is_temp_name("x.snapbundle-tmp"));
+    }
+}
