@@ -39,6 +39,7 @@ step() {
 step "install dependencies" scripts/install-deps.sh
 step "install wasm tools" scripts/install-wasm-tools.sh
 step "cargo fmt --check" cargo fmt --all --check
+step "no import cycle between host modules" python3 scripts/module-imports.py host/src
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "cargo test" cargo test --workspace --locked

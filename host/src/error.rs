@@ -32,7 +32,7 @@ pub enum HostError {
     Rejected(Rejection),
     /// The sandbox could not deliver a verdict (memory cap, deadline, trap, inconsistency).
     #[cfg(feature = "sandbox")]
-    Sandbox(crate::sandbox::SandboxError),
+    Sandbox(crate::sandbox::error::SandboxError),
     /// An OCI registry refused a request, could not be reached, or served something that is not
     /// a snapbundle artifact or not the bytes its digest names (see [`crate::registry`]).
     Registry {

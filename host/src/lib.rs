@@ -27,6 +27,7 @@ pub mod home;
 pub mod import;
 pub mod index;
 pub mod input;
+pub mod plural;
 pub mod progress;
 pub mod promote;
 pub mod publish;

@@ -1,6 +1,8 @@
 //! Human-readable rendering: reports and the text every command prints on standard output.
 
-use std::fmt::{Display, Write as _};
+use std::fmt::Write as _;
+
+use crate::plural::count;
 
 use snapbundle_core::report::{IntegrityStatus, Report};
 
@@ -12,12 +14,6 @@ use crate::registry::blobs::CacheGc;
 use crate::registry::spool::SpoolGc;
 use crate::registry::{PullOutcome, PushOutcome};
 use crate::store::Listed;
-
-/// `n` and the noun that fits it: `count(1, "snapshot", "snapshots")` → `1 snapshot`,
-/// `count(2, "directory", "directories")` → `2 directories`.
-pub fn count<N: Copy + PartialEq + From<u8> + Display>(n: N, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == N::from(1) { one } else { many })
-}
 
 /// `1536` → `1.5 KiB`.
 pub fn size(n: u64) -> String {

@@ -215,7 +215,7 @@ fn chain(home: &Home, head: Snapshot, opts: &ExportOptions) -> Result<Vec<Snapsh
                     if !unreadable.is_empty() {
                         msg.push_str(&format!(
                             " ({} there could not be opened: {})",
-                            crate::render::count(
+                            crate::plural::count(
                                 unreadable.len(),
                                 "snapshot directory",
                                 "snapshot directories"

@@ -181,7 +181,7 @@ impl Registry {
             ),
             Failure::NotFound => format!("{what}: not found ({detail})"),
             Failure::Transient => {
-                format!("{what}: {detail} (gave up after {})", crate::render::count(attempts, "attempt", "attempts"))
+                format!("{what}: {detail} (gave up after {})", crate::plural::count(attempts, "attempt", "attempts"))
             }
             Failure::Other => format!("{what}: {detail}"),
         };
