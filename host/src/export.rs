@@ -44,7 +44,7 @@ use crate::home::Home;
 use crate::progress::Progress;
 use crate::sparse::{self, Chunk};
 use crate::store::{self, Snapshot};
-use crate::tar_writer::{self, EntryMeta, TarWriter, END_OF_ARCHIVE};
+use crate::tar_writer::{self, EntryMeta, FromMetadata as _, TarWriter, END_OF_ARCHIVE};
 use crate::verified::{FileState, Records};
 
 /// The zstd level 0.6.2 uses (async-compression's default).
