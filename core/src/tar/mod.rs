@@ -6,8 +6,8 @@
 //! borrowed slices of the caller's input, exactly once; the holes of a sparse member are
 //! reported by length, never materialised.
 //!
-//! The writer ([`write`], with [`sparse_plan`] for the maps of files with holes) shares the
-//! reader's field positions ([`layout`]) and rules.
+//! The writer ([`write`](mod@write), with [`sparse_plan`] for the maps of files with holes)
+//! shares the reader's field positions ([`layout`]) and rules.
 
 pub mod header;
 pub mod layout;
