@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::builder::*;
-use crate::sparse::{holed, slot_bytes, stored, Sparse, EXTENDED_AT, EXT_EXTENDED_AT};
+use crate::sparse::{holed, slot_bytes, stored, Sparse, EXTENSION_EXTENDED, INLINE_EXTENDED};
 
 /// What the store looks like before the import of a case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1181,14 +1181,14 @@ fn sparse_maps(g: &mut Gen) {
         |out| {
             let segment = |i: u64| (i * 8192, 512);
             let head = Sparse::with(&upper_path, 1 << 32, (0..4).map(segment).collect(), Vec::new());
-            let header = head.header().size(1 << 30).raw(EXTENDED_AT, &[1]);
+            let header = head.header().size(1 << 30).raw(INLINE_EXTENDED, &[1]);
             let mut t = Tar::new().file(&manifest_path, &manifest_bytes).header(&header);
             for b in 0..3200u64 {
                 let mut block = [0u8; BLOCK];
                 let slots: Vec<(u64, u64)> = (0..21).map(|i| segment(4 + b * 21 + i)).collect();
                 let bytes = slot_bytes(&slots);
                 block[..bytes.len()].copy_from_slice(&bytes);
-                block[EXT_EXTENDED_AT] = 1;
+                block[EXTENSION_EXTENDED] = 1;
                 t = t.raw(&block);
             }
             fs::write(out, zstd(&t.build())).expect("write case");

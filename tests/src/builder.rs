@@ -18,7 +18,7 @@ use snapbundle_core::manifest::{ImageRef, SnapshotFormat, UpperIntegrity, UpperL
 use snapbundle_core::Manifest;
 
 /// Size of a tar record.
-pub const BLOCK: usize = 512;
+pub use snapbundle_core::tar::layout::BLOCK;
 
 // ---------------------------------------------------------------------------------------------
 // Tar headers
@@ -26,10 +26,10 @@ pub const BLOCK: usize = 512;
 
 /// Entry type flags (byte 156 of a header).
 pub mod flag {
-    /// Regular file.
-    pub const REGULAR: u8 = b'0';
-    /// Legacy regular file (NUL type flag).
-    pub const REGULAR_LEGACY: u8 = 0;
+    pub use snapbundle_core::tar::layout::{
+        CONTIGUOUS, DIRECTORY, GNU_LONG_NAME, GNU_SPARSE, REGULAR, REGULAR_LEGACY,
+    };
+
     /// Hard link.
     pub const HARD_LINK: u8 = b'1';
     /// Symbolic link.
@@ -38,22 +38,14 @@ pub mod flag {
     pub const CHAR_DEVICE: u8 = b'3';
     /// Block device.
     pub const BLOCK_DEVICE: u8 = b'4';
-    /// Directory.
-    pub const DIRECTORY: u8 = b'5';
     /// FIFO.
     pub const FIFO: u8 = b'6';
-    /// Contiguous file (read as regular).
-    pub const CONTIGUOUS: u8 = b'7';
     /// PAX extended header for the next member.
     pub const PAX: u8 = b'x';
     /// PAX global header.
     pub const PAX_GLOBAL: u8 = b'g';
-    /// GNU long name for the next member.
-    pub const GNU_LONG_NAME: u8 = b'L';
     /// GNU long link name for the next member.
     pub const GNU_LONG_LINK: u8 = b'K';
-    /// GNU old-style sparse file.
-    pub const GNU_SPARSE: u8 = b'S';
     /// GNU dump directory.
     pub const GNU_DUMPDIR: u8 = b'D';
     /// GNU multi-volume continuation.
@@ -64,37 +56,11 @@ pub mod flag {
     pub const GNU_VOLHDR: u8 = b'V';
 }
 
-/// Byte ranges of the header fields.
+/// Byte ranges of the header fields, as the core reads and writes them.
 pub mod field {
-    use std::ops::Range;
-    /// `name[100]`.
-    pub const NAME: Range<usize> = 0..100;
-    /// `mode[8]`.
-    pub const MODE: Range<usize> = 100..108;
-    /// `uid[8]`.
-    pub const UID: Range<usize> = 108..116;
-    /// `gid[8]`.
-    pub const GID: Range<usize> = 116..124;
-    /// `size[12]`.
-    pub const SIZE: Range<usize> = 124..136;
-    /// `mtime[12]`.
-    pub const MTIME: Range<usize> = 136..148;
-    /// `chksum[8]`.
-    pub const CHKSUM: Range<usize> = 148..156;
-    /// `typeflag`.
-    pub const TYPEFLAG: usize = 156;
-    /// `linkname[100]`.
-    pub const LINKNAME: Range<usize> = 157..257;
-    /// `magic[6]`.
-    pub const MAGIC: Range<usize> = 257..263;
-    /// `version[2]`.
-    pub const VERSION: Range<usize> = 263..265;
-    /// `uname[32]`.
-    pub const UNAME: Range<usize> = 265..297;
-    /// `gname[32]`.
-    pub const GNAME: Range<usize> = 297..329;
-    /// ustar `prefix[155]` (GNU headers keep atime/ctime and sparse data here).
-    pub const PREFIX: Range<usize> = 345..500;
+    pub use snapbundle_core::tar::layout::{
+        CHKSUM, GID, GNAME, LINKNAME, MAGIC, MODE, MTIME, NAME, PREFIX, SIZE, TYPEFLAG, UID, UNAME, VERSION,
+    };
 }
 
 /// Header dialect.

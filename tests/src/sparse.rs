@@ -8,18 +8,10 @@
 
 use crate::builder::{base256, flag, octal, Format, Header, Tar, BLOCK};
 
-/// Slots in the GNU header.
-pub const INLINE_SLOTS: usize = 4;
-/// Slots in an extension block.
-pub const EXTENSION_SLOTS: usize = 21;
-/// Offset of the first slot in the header.
-pub const MAP_AT: usize = 386;
-/// Offset of `isextended` in the header.
-pub const EXTENDED_AT: usize = 482;
-/// Offset of `realsize` in the header.
-pub const REAL_SIZE_AT: usize = 483;
-/// Offset of `isextended` in an extension block.
-pub const EXT_EXTENDED_AT: usize = 504;
+/// The map's positions, as the core reads and writes them.
+pub use snapbundle_core::tar::layout::{
+    EXTENSION_EXTENDED, EXTENSION_SLOTS, INLINE_EXTENDED, INLINE_MAP, INLINE_SLOTS, REAL_SIZE,
+};
 
 /// One sparse member under construction.
 #[derive(Debug, Clone)]
@@ -98,9 +90,9 @@ impl Sparse {
         let real = if self.real_size_base256 { base256(self.real_size, 12) } else { num(self.real_size) };
         let extended = u8::from(self.slots.len() > INLINE_SLOTS);
         Header::new(Format::Gnu, self.name.as_bytes(), flag::GNU_SPARSE, self.size)
-            .raw(MAP_AT, &slot_bytes(&self.slots[..self.slots.len().min(INLINE_SLOTS)]))
-            .raw(EXTENDED_AT, &[extended])
-            .raw(REAL_SIZE_AT, &real)
+            .raw(INLINE_MAP.start, &slot_bytes(&self.slots[..self.slots.len().min(INLINE_SLOTS)]))
+            .raw(INLINE_EXTENDED, &[extended])
+            .raw(REAL_SIZE.start, &real)
     }
 
     /// The extension blocks: 21 slots each, `isextended` on all but the last.
@@ -114,7 +106,7 @@ impl Sparse {
                 let mut b = [0u8; BLOCK];
                 let s = slot_bytes(c);
                 b[..s.len()].copy_from_slice(&s);
-                b[EXT_EXTENDED_AT] = u8::from(i + 1 < chunks.len());
+                b[EXTENSION_EXTENDED] = u8::from(i + 1 < chunks.len());
                 b
             })
             .collect()

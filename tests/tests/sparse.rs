@@ -466,13 +466,13 @@ fn endless_extension_chain_stops_at_the_segment_limit() {
     let real: u64 = 1 << 32;
     let segment = |i: u64| (i * 8192, 512);
     let head = Sparse::with(&s.upper_path(), real, (0..4).map(segment).collect(), Vec::new());
-    let header = head.header().size(1 << 30).raw(EXTENDED_AT, &[1]);
+    let header = head.header().size(1 << 30).raw(INLINE_EXTENDED, &[1]);
     let blocks = (0..200_000u64).map(|b| {
         let mut block = [0u8; BLOCK];
         let slots: Vec<(u64, u64)> = (0..21).map(|i| segment(4 + b * 21 + i)).collect();
         let bytes = slot_bytes(&slots);
         block[..bytes.len()].copy_from_slice(&bytes);
-        block[EXT_EXTENDED_AT] = 1;
+        block[EXTENSION_EXTENDED] = 1;
         block
     });
     for (limits, max_alloc) in
@@ -609,14 +609,17 @@ fn negative_or_malformed_map_numbers_are_rejected() {
     let s = snapshot(upper());
     let sp = Sparse::of(&s.upper_path(), &s.upper);
     let body = |at: usize, bytes: &[u8]| with_upper_edit(&s, &sp, at, bytes);
-    rejects_map(&s, body(REAL_SIZE_AT, &[0xff; 12]), "size_overflow");
+    rejects_map(&s, body(REAL_SIZE.start, &[0xff; 12]), "size_overflow");
     let mut huge = [0xffu8; 12];
     huge[0] = 0x80;
-    rejects_map(&s, body(REAL_SIZE_AT, &huge), "size_overflow");
-    says(&rejects_map(&s, body(REAL_SIZE_AT, b"00000001x00\0"), "bad_numeric_field"), "realsize");
-    says(&rejects_map(&s, body(MAP_AT, b"000000000000"), "bad_numeric_field"), "sparse offset");
-    says(&rejects_map(&s, body(MAP_AT + 12, b"0000001 000x"), "bad_numeric_field"), "sparse numbytes");
-    rejects_map(&s, body(MAP_AT + 12, &[0xff; 12]), "size_overflow");
+    rejects_map(&s, body(REAL_SIZE.start, &huge), "size_overflow");
+    says(&rejects_map(&s, body(REAL_SIZE.start, b"00000001x00\0"), "bad_numeric_field"), "realsize");
+    says(&rejects_map(&s, body(INLINE_MAP.start, b"000000000000"), "bad_numeric_field"), "sparse offset");
+    says(
+        &rejects_map(&s, body(INLINE_MAP.start + 12, b"0000001 000x"), "bad_numeric_field"),
+        "sparse numbytes",
+    );
+    rejects_map(&s, body(INLINE_MAP.start + 12, &[0xff; 12]), "size_overflow");
 }
 
 /// The manifest, then `sp` with `bytes` written over its header at `at`.
@@ -634,14 +637,14 @@ fn empty_slots_end_the_map_strictly() {
     assert_eq!(sp.slots.len(), 5, "four data segments and the marker");
     let len = s.upper.len() as u64;
     let two = Sparse::with(&s.upper_path(), len, vec![sp.slots[0], (len, 0)], sp.data[..4096].to_vec());
-    let slot3 = MAP_AT + 2 * 24;
+    let slot3 = INLINE_MAP.start + 2 * 24;
     let err = rejects_map(&s, with_upper_edit(&s, &two, slot3, b"000000000001"), "invalid_sparse_map");
     says(&err, "empty slot");
     let err = rejects_map(&s, with_upper_edit(&s, &two, slot3 + 24 + 12 + 3, b"1"), "invalid_sparse_map");
     says(&err, "empty slot");
-    let err = rejects_map(&s, with_upper_edit(&s, &two, EXTENDED_AT, &[1]), "invalid_sparse_map");
+    let err = rejects_map(&s, with_upper_edit(&s, &two, INLINE_EXTENDED, &[1]), "invalid_sparse_map");
     says(&err, "isextended is set after the map ended");
-    let err = rejects_map(&s, with_upper_edit(&s, &sp, EXTENDED_AT, &[2]), "invalid_sparse_map");
+    let err = rejects_map(&s, with_upper_edit(&s, &sp, INLINE_EXTENDED, &[2]), "invalid_sparse_map");
     says(&err, "neither 0 nor 1");
 }
 
@@ -657,12 +660,12 @@ fn extension_blocks_are_strict() {
         edit(&mut ext);
         manifest().header(&sp.header()).raw(&ext).data(&sp.data)
     };
-    says(&rejects_map(&s, with_ext(&|b| b[EXT_EXTENDED_AT] = 7), "invalid_sparse_map"), "neither 0 nor 1");
+    says(&rejects_map(&s, with_ext(&|b| b[EXTENSION_EXTENDED] = 7), "invalid_sparse_map"), "neither 0 nor 1");
     says(&rejects_map(&s, with_ext(&|b| b[511] = 1), "invalid_sparse_map"), "bytes after isextended");
     // An extension block with no segment (GNU never writes one).
     let mut h = Sparse::with(&s.upper_path(), sp.real_size, sp.slots[..4].to_vec(), Vec::new());
     h.size = sp.size;
-    let empty_ext = manifest().header(&h.header().raw(EXTENDED_AT, &[1])).zero_block().data(&sp.data);
+    let empty_ext = manifest().header(&h.header().raw(INLINE_EXTENDED, &[1])).zero_block().data(&sp.data);
     says(&rejects_map(&s, empty_ext, "invalid_sparse_map"), "holds no segment");
     // Input that ends inside the extension blocks is truncated.
     let cut = manifest().header(&sp.header()).build();
@@ -713,7 +716,7 @@ fn sparse_entries_need_a_gnu_header_and_no_link_name() {
     // In a ustar header the map area is the name prefix, so only an empty map gets this far.
     let empty = Sparse::with(&s.upper_path(), 0, Vec::new(), Vec::new());
     let ustar = empty.append_with(Tar::new().file(&s.manifest_path(), &s.manifest_bytes()), |h| {
-        h.field(257..263, b"ustar\0").field(263..265, b"00").raw(REAL_SIZE_AT, &[0; 12])
+        h.field(257..263, b"ustar\0").field(263..265, b"00").raw(REAL_SIZE.start, &[0; 12])
     });
     says(&rejects_map(&s, ustar, "invalid_sparse_map"), "needs a GNU header");
     let ustar_map = sp.append_with(Tar::new().file(&s.manifest_path(), &s.manifest_bytes()), |h| {

@@ -1,6 +1,6 @@
 //! One 512-byte tar header record, decoded strictly.
 //!
-//! Rules enforced here (hostile-inputs §Tar framing):
+//! Rules enforced here (`docs/format-0.6.2.md` §6.2, §9.1):
 //! - the magic is POSIX ustar (`ustar\0` `00`) or GNU (`ustar ` ` \0`); v7 headers are refused;
 //! - the checksum is the **unsigned** byte sum with the checksum field read as spaces; the legacy
 //!   signed sum is not accepted (every writer we interoperate with emits the unsigned one);
@@ -12,11 +12,16 @@
 //!   area for times and it is ignored.
 
 use alloc::vec::Vec;
+use core::ops::Range;
 
+use super::layout::{
+    CHKSUM, CONTIGUOUS, DIRECTORY, GID, GNU_LONG_NAME, GNU_MAGIC, GNU_SPARSE, GNU_VERSION, LINKNAME, MAGIC,
+    MODE, MTIME, NAME, PREFIX, REGULAR, REGULAR_LEGACY, SIZE, TYPEFLAG, UID, USTAR_MAGIC, USTAR_VERSION,
+    VERSION,
+};
 use crate::error::TarError;
 
-/// Size of a tar record.
-pub const BLOCK: usize = 512;
+pub use super::layout::BLOCK;
 
 /// The entry types the walker distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,47 +71,50 @@ pub fn is_zero_block(block: &[u8; BLOCK]) -> bool {
     block.iter().all(|&b| b == 0)
 }
 
-fn field<const N: usize>(block: &[u8; BLOCK], start: usize) -> &[u8] {
-    block.get(start..start + N).unwrap_or(&[])
+fn field(block: &[u8; BLOCK], range: Range<usize>) -> &[u8] {
+    block.get(range).unwrap_or(&[])
 }
 
 /// Decodes one non-zero header record.
 pub fn parse(block: &[u8; BLOCK]) -> Result<Header, TarError> {
-    let format = match (field::<6>(block, 257), field::<2>(block, 263)) {
-        (b"ustar\0", b"00") => Format::Ustar,
-        (b"ustar ", b" \0") => Format::Gnu,
-        _ => return Err(TarError::UnknownFormat),
+    let (magic, version) = (field(block, MAGIC), field(block, VERSION));
+    let format = if magic == USTAR_MAGIC && version == USTAR_VERSION {
+        Format::Ustar
+    } else if magic == GNU_MAGIC && version == GNU_VERSION {
+        Format::Gnu
+    } else {
+        return Err(TarError::UnknownFormat);
     };
-    let stored = parse_number(field::<8>(block, 148), "chksum")?;
+    let stored = parse_number(field(block, CHKSUM), "chksum")?;
     let computed = checksum(block);
     if stored != computed {
         return Err(TarError::Checksum { stored, computed });
     }
-    let entry_type = match block.get(156).copied().unwrap_or(0) {
-        b'0' | 0 | b'7' => EntryType::Regular,
-        b'5' => EntryType::Directory,
-        b'L' => EntryType::GnuLongName,
-        b'S' => EntryType::GnuSparse,
+    let entry_type = match block.get(TYPEFLAG).copied().unwrap_or(REGULAR_LEGACY) {
+        REGULAR | REGULAR_LEGACY | CONTIGUOUS => EntryType::Regular,
+        DIRECTORY => EntryType::Directory,
+        GNU_LONG_NAME => EntryType::GnuLongName,
+        GNU_SPARSE => EntryType::GnuSparse,
         other => EntryType::Other(other),
     };
     let mut name = Vec::new();
     if format == Format::Ustar {
-        let prefix = c_string(field::<155>(block, 345), "prefix")?;
+        let prefix = c_string(field(block, PREFIX), "prefix")?;
         if !prefix.is_empty() {
             name.extend_from_slice(prefix);
             name.push(b'/');
         }
     }
-    name.extend_from_slice(c_string(field::<100>(block, 0), "name")?);
-    let link = c_string(field::<100>(block, 157), "linkname")?;
-    let size = parse_number(field::<12>(block, 124), "size")?;
+    name.extend_from_slice(c_string(field(block, NAME), "name")?);
+    let link = c_string(field(block, LINKNAME), "linkname")?;
+    let size = parse_number(field(block, SIZE), "size")?;
     if size > i64::MAX as u64 {
         return Err(TarError::SizeOverflow);
     }
-    let mode = parse_number(field::<8>(block, 100), "mode")?;
-    parse_number(field::<8>(block, 108), "uid")?;
-    parse_number(field::<8>(block, 116), "gid")?;
-    let mtime = parse_number(field::<12>(block, 136), "mtime")?;
+    let mode = parse_number(field(block, MODE), "mode")?;
+    parse_number(field(block, UID), "uid")?;
+    parse_number(field(block, GID), "gid")?;
+    let mtime = parse_number(field(block, MTIME), "mtime")?;
     Ok(Header { name, entry_type, format, mode, size, mtime, has_link_name: !link.is_empty() })
 }
 
@@ -115,7 +123,7 @@ pub fn checksum(block: &[u8; BLOCK]) -> u64 {
     block
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { u64::from(b' ') } else { u64::from(b) })
+        .map(|(i, &b)| if CHKSUM.contains(&i) { u64::from(b' ') } else { u64::from(b) })
         .sum()
 }
 

@@ -5,9 +5,15 @@
 //! (bounded by `max_sparse_segments`), and a few counters. Member data passes through as
 //! borrowed slices of the caller's input, exactly once; the holes of a sparse member are
 //! reported by length, never materialised.
+//!
+//! The writer ([`write`](mod@write), with [`sparse_plan`] for the maps of files with holes)
+//! shares the reader's field positions ([`layout`]) and rules.
 
 pub mod header;
+pub mod layout;
 pub mod sparse;
+pub mod sparse_plan;
 mod walker;
+pub mod write;
 
 pub use walker::{Member, TarSink, Walker};

@@ -3,15 +3,10 @@
 //! A sparse member stores only its data segments; the map says where each one goes in the file
 //! of `realsize` logical bytes, and everything between them is a hole (zeros). The map lives in
 //! the GNU header and, when it is longer, in extension blocks that follow the header directly,
-//! before the data (GNU tar's `oldgnu_header` and `sparse_header`):
+//! before the data (GNU tar's `oldgnu_header` and `sparse_header`; the positions are in
+//! [`super::layout`]).
 //!
-//! | bytes | header | extension block |
-//! |---|---|---|
-//! | slots of 24 bytes: `offset[12]`, `numbytes[12]` | 4 at 386 | 21 at 0 |
-//! | `isextended` (another extension block follows) | 482 | 504 |
-//! | `realsize[12]` (the logical size) | 483 | — |
-//!
-//! The header's `size` field is the number of stored bytes. Rules (hostile-inputs §Sparse):
+//! The header's `size` field is the number of stored bytes. Rules (`docs/format-0.6.2.md` §9.3):
 //! - only a GNU header (`ustar  \0`) carries a map;
 //! - `realsize`, offsets and lengths are numeric fields as everywhere (octal with a terminator,
 //!   or GNU base-256), never negative;
@@ -39,23 +34,12 @@
 
 use alloc::vec::Vec;
 
-use super::header::{parse_number, Format, BLOCK};
+use super::header::{parse_number, Format};
+use super::layout::{
+    BLOCK, EXTENSION_EXTENDED, EXTENSION_MAP, EXTENSION_SLOTS, INLINE_EXTENDED, INLINE_MAP, INLINE_SLOTS,
+    REAL_SIZE, SLOT_LEN, SLOT_NUMBYTES, SLOT_OFFSET,
+};
 use crate::error::{LimitError, TarError};
-
-/// Slots in the GNU header.
-pub const INLINE_SLOTS: usize = 4;
-/// Slots in one extension block.
-pub const EXTENSION_SLOTS: usize = 21;
-/// Bytes per slot: `offset[12]` and `numbytes[12]`.
-pub const SLOT_LEN: usize = 24;
-/// Offset of the first slot in the GNU header.
-pub const INLINE_MAP: usize = 386;
-/// Offset of `isextended` in the GNU header.
-pub const INLINE_EXTENDED: usize = 482;
-/// Offset of `realsize[12]` in the GNU header.
-pub const REAL_SIZE: usize = 483;
-/// Offset of `isextended` in an extension block.
-pub const EXTENSION_EXTENDED: usize = 504;
 
 /// A run of stored bytes at a logical offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +144,7 @@ impl MapReader {
         if format != Format::Gnu {
             return Err(invalid("an old-GNU sparse entry needs a GNU header (magic 'ustar  ')"));
         }
-        let real = block.get(REAL_SIZE..REAL_SIZE + 12).unwrap_or(&[]);
+        let real = block.get(REAL_SIZE).unwrap_or(&[]);
         let real_size = parse_number(real, "realsize")?;
         let mut r = MapReader {
             real_size,
@@ -173,7 +157,7 @@ impl MapReader {
             marker: false,
             extended: false,
         };
-        let slots = block.get(INLINE_MAP..INLINE_EXTENDED).unwrap_or(&[]);
+        let slots = block.get(INLINE_MAP).unwrap_or(&[]);
         r.read_slots(slots, INLINE_SLOTS, flag(block.get(INLINE_EXTENDED))?, false)?;
         Ok(r)
     }
@@ -196,7 +180,7 @@ impl MapReader {
         if block.get(EXTENSION_EXTENDED + 1..).is_some_and(|rest| rest.iter().any(|&b| b != 0)) {
             return Err(invalid("bytes after isextended in an extension block"));
         }
-        let slots = block.get(..EXTENSION_SLOTS * SLOT_LEN).unwrap_or(&[]);
+        let slots = block.get(EXTENSION_MAP).unwrap_or(&[]);
         self.read_slots(slots, EXTENSION_SLOTS, flag(block.get(EXTENSION_EXTENDED))?, true)
     }
 
@@ -210,7 +194,7 @@ impl MapReader {
         for i in 0..count {
             let slot = raw.get(i * SLOT_LEN..(i + 1) * SLOT_LEN).unwrap_or(&[]);
             // GNU tar: a slot whose numbytes starts with NUL ends the map.
-            if slot.get(12).copied().unwrap_or(0) == 0 {
+            if slot.get(SLOT_NUMBYTES.start).copied().unwrap_or(0) == 0 {
                 if i == 0 && in_extension {
                     return Err(invalid("an extension block holds no segment"));
                 }
@@ -224,8 +208,8 @@ impl MapReader {
                 self.extended = false;
                 return Ok(());
             }
-            let offset = parse_number(slot.get(..12).unwrap_or(&[]), "sparse offset")?;
-            let len = parse_number(slot.get(12..).unwrap_or(&[]), "sparse numbytes")?;
+            let offset = parse_number(slot.get(SLOT_OFFSET).unwrap_or(&[]), "sparse offset")?;
+            let len = parse_number(slot.get(SLOT_NUMBYTES).unwrap_or(&[]), "sparse numbytes")?;
             self.add(offset, len)?;
         }
         self.extended = extended;
@@ -301,23 +285,23 @@ mod tests {
     }
 
     fn put_slots(dst: &mut [u8], slots: &[(u64, u64)]) {
-        for (i, &(o, n)) in slots.iter().enumerate() {
-            num(&mut dst[i * SLOT_LEN..i * SLOT_LEN + 12], o);
-            num(&mut dst[i * SLOT_LEN + 12..(i + 1) * SLOT_LEN], n);
+        for (slot, &(o, n)) in dst.chunks_mut(SLOT_LEN).zip(slots) {
+            num(&mut slot[SLOT_OFFSET], o);
+            num(&mut slot[SLOT_NUMBYTES], n);
         }
     }
 
     fn header(real: u64, slots: &[(u64, u64)], extended: u8) -> [u8; BLOCK] {
         let mut b = [0u8; BLOCK];
-        num(&mut b[REAL_SIZE..REAL_SIZE + 12], real);
-        put_slots(&mut b[INLINE_MAP..INLINE_EXTENDED], slots);
+        num(&mut b[REAL_SIZE], real);
+        put_slots(&mut b[INLINE_MAP], slots);
         b[INLINE_EXTENDED] = extended;
         b
     }
 
     fn extension(slots: &[(u64, u64)], extended: u8) -> [u8; BLOCK] {
         let mut b = [0u8; BLOCK];
-        put_slots(&mut b[..EXTENSION_SLOTS * SLOT_LEN], slots);
+        put_slots(&mut b[EXTENSION_MAP], slots);
         b[EXTENSION_EXTENDED] = extended;
         b
     }
@@ -413,11 +397,11 @@ mod tests {
     #[test]
     fn empty_slots_end_the_map_strictly() {
         let mut h = header(8192, &[(0, 512), (8192, 0)], 0);
-        h[INLINE_MAP + 3 * SLOT_LEN + 5] = b'1';
+        h[INLINE_MAP.start + 3 * SLOT_LEN + 5] = b'1';
         assert_eq!(why(read(&h, &[], 512, 100)), "an empty slot, or a slot after it, holds bytes");
         // An offset in a slot whose length starts with NUL (tar-rs reads it as empty, GNU stops).
         let mut h = header(8192, &[(0, 512), (8192, 0)], 0);
-        h[INLINE_MAP + 2 * SLOT_LEN] = b'7';
+        h[INLINE_MAP.start + 2 * SLOT_LEN] = b'7';
         assert_eq!(why(read(&h, &[], 512, 100)), "an empty slot, or a slot after it, holds bytes");
         assert_eq!(
             why(read(&header(8192, &[(0, 512), (8192, 0)], 1), &[], 512, 100)),
@@ -439,10 +423,10 @@ mod tests {
     #[test]
     fn numbers_are_checked() {
         let mut h = header(8192, &[(8192, 0)], 0);
-        h[REAL_SIZE..REAL_SIZE + 12].copy_from_slice(&[0xff; 12]);
+        h[REAL_SIZE].copy_from_slice(&[0xff; 12]);
         assert_eq!(why(read(&h, &[], 0, 100)), "size_overflow");
         let mut h = header(8192, &[(8192, 0)], 0);
-        h[INLINE_MAP + 3] = b'9';
+        h[INLINE_MAP.start + 3] = b'9';
         assert_eq!(why(read(&h, &[], 0, 100)), "bad_numeric_field");
         // Base-256 realsize and offsets, as GNU writes from 8 GiB up.
         let mut h = header(0, &[], 0);
@@ -450,9 +434,9 @@ mod tests {
         let mut b256 = [0u8; 12];
         b256[0] = 0x80;
         b256[4..].copy_from_slice(&big.to_be_bytes());
-        h[REAL_SIZE..REAL_SIZE + 12].copy_from_slice(&b256);
-        h[INLINE_MAP..INLINE_MAP + 12].copy_from_slice(&b256);
-        num(&mut h[INLINE_MAP + 12..INLINE_MAP + 24], 0);
+        h[REAL_SIZE].copy_from_slice(&b256);
+        h[INLINE_MAP][SLOT_OFFSET].copy_from_slice(&b256);
+        num(&mut h[INLINE_MAP][SLOT_NUMBYTES], 0);
         assert_eq!(read(&h, &[], 0, 100).map(|m| m.real_size()), Ok(big));
         assert_eq!(
             MapReader::start(&h, Format::Ustar, 0, 100).map(|_| ()),

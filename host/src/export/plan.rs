@@ -19,7 +19,7 @@ use crate::error::{shown, HostError};
 use crate::home::Home;
 use crate::sparse;
 use crate::store::{self, Snapshot};
-use crate::tar_writer::{self, EntryMeta, END_OF_ARCHIVE};
+use crate::tar_writer::{self, EntryMeta, FromMetadata as _, END_OF_ARCHIVE};
 use crate::verified::Records;
 
 /// Integrity recorded for an upper, checked while it streams.

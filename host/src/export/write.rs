@@ -15,7 +15,7 @@ use crate::fsutil::{create_dirs, Created};
 use crate::progress::Progress;
 use crate::publish::{parent_of, publish};
 use crate::sparse::{self, Chunk};
-use crate::tar_writer::{EntryMeta, TarWriter, END_OF_ARCHIVE};
+use crate::tar_writer::{EntryMeta, FromMetadata as _, TarWriter, END_OF_ARCHIVE};
 use crate::verified::Records;
 
 impl Plan {

@@ -137,7 +137,7 @@ fn is_planned_file(member: &PlannedMember, state: &FileState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tar_writer::EntryMeta;
+    use crate::tar_writer::{EntryMeta, FromMetadata as _};
     use std::fs;
     use std::os::unix::fs::MetadataExt;
 
