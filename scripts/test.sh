@@ -4,7 +4,8 @@
 #   scripts/test.sh
 #
 # 1. installs what is missing (Debian packages via scripts/install-deps.sh);
-# 2. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo doc with warnings denied;
+# 2. cargo fmt --check, no import cycle between the host's modules (scripts/module-imports.py),
+#    cargo clippy --all-targets -D warnings, cargo doc with warnings denied;
 # 3. cargo test for the whole workspace (unit tests, fixtures, hostile inputs, import/export), then
 #    the README's demo (scripts/demo.sh) with the debug binary that cargo test built;
 # 4. builds the no_std core for the host without default features and for wasm32-unknown-unknown
