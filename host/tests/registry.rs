@@ -431,6 +431,36 @@ fn cli(args: &[&str], stdin: Option<&str>, env: &[(&str, &Path)]) -> std::proces
     child.wait_with_output().expect("snapbundle ends")
 }
 
+/// A registry reached over TLS that names its token endpoint on plain HTTP never receives the
+/// credentials there (nor is a token asked for in clear): the pull stops with an authentication
+/// error naming the realm, the realm sees no request, and nothing is written.
+#[test]
+fn a_tls_registry_cannot_downgrade_the_token_request_to_plain_http() {
+    let realm = FakeRegistry::start(|_| Answer::Full(200, Vec::new(), br#"{"token":"t"}"#.to_vec()));
+    let realm_url = format!("http://127.0.0.1:{}/token", realm.port);
+    let reg = TestRegistry::start_with_token_realm(&realm_url);
+    let ca = reg.ca_file().expect("tls").display().to_string();
+    let empty_docker = tempfile::tempdir().expect("docker config dir");
+    let env = [("DOCKER_CONFIG", empty_docker.path())];
+    let (pull_dir, _) = home();
+    let pull_home = pull_dir.path().display().to_string();
+    let out_file = pull_dir.path().join("out.tar.zst").display().to_string();
+    let target = reg.reference("snaps/web:v1");
+    for extra in [&["--username", USER, "--password-stdin"][..], &[][..]] {
+        let mut args =
+            vec!["pull", &target, "--json", "--home", &pull_home, "--ca-file", &ca, "-o", &out_file];
+        args.extend(extra);
+        let out = cli(&args, (!extra.is_empty()).then_some("bundle-secret\n"), &env);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+        assert_eq!(v["error"]["code"], "registry_auth", "{v}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&realm_url) && stderr.contains("plain HTTP"), "{stderr}");
+    }
+    assert_eq!(realm.seen.requests.lock().expect("requests").len(), 0, "the plain-HTTP realm was asked");
+    assert!(tree(pull_dir.path()).is_empty(), "{:?}", tree(pull_dir.path()));
+}
+
 #[test]
 fn wrong_credentials_fail_at_once_with_a_clear_error_and_no_retries() {
     let reg = TestRegistry::start(true);

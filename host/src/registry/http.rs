@@ -266,6 +266,7 @@ impl Transport {
             .ok_or_else(|| RequestError::Protocol("the registry's bearer challenge names no realm".into()))?;
         let mut url = reqwest::Url::parse(realm)
             .map_err(|e| RequestError::Protocol(format!("the registry's token realm {realm:?}: {e}")))?;
+        check_realm(&url, self.plain_http)?;
         let scopes = self.scopes.lock().map(|s| s.clone()).unwrap_or_default();
         let scopes = if scopes.is_empty() {
             vec![format!("repository:{}:pull", self.reference.repository())]
@@ -287,7 +288,7 @@ impl Transport {
         let status = res.status();
         let body = read_bounded(&mut res, MAX_TOKEN_BYTES).await?;
         if !status.is_success() {
-            let text = body.map(|b| String::from_utf8_lossy(&b).trim().to_string()).unwrap_or_default();
+            let text = body.map(|b| printable(String::from_utf8_lossy(&b).trim())).unwrap_or_default();
             return Err(RequestError::Auth(format!("the token endpoint answered {status}: {text}")));
         }
         let body = body.ok_or_else(|| {
@@ -309,6 +310,27 @@ impl Transport {
     }
 }
 
+/// Refuses a token realm that would weaken the connection the user chose: a registry reached
+/// over TLS may send its token requests (which carry the basic credentials) to another host, as
+/// Docker Hub does, but only over HTTPS; a realm on plain HTTP, or any other scheme, would put the
+/// password (and the token that comes back) on the wire in clear. A plain-HTTP registry
+/// (`--plain-http`, asked for explicitly) may name either.
+fn check_realm(realm: &reqwest::Url, plain_http: bool) -> Result<(), RequestError> {
+    match realm.scheme() {
+        "https" => Ok(()),
+        "http" if plain_http => Ok(()),
+        "http" => Err(RequestError::Auth(format!(
+            "the registry names the token endpoint {} on plain HTTP: refusing to send credentials or \
+             ask for a token over an unencrypted connection (the registry itself is reached over TLS)",
+            realm.as_str()
+        ))),
+        other => Err(RequestError::Protocol(format!(
+            "the registry names a token endpoint with the scheme {}: only https (or http with --plain-http)",
+            other
+        ))),
+    }
+}
+
 /// The error for a response that is not a success: its status, and the first
 /// [`MAX_ERROR_BYTES`] of its body for the message (the rest is not read: the connection is
 /// dropped).
@@ -325,11 +347,27 @@ pub(crate) async fn failed(mut res: reqwest::Response) -> RequestError {
             break;
         }
     }
-    let mut message = String::from_utf8_lossy(&body).trim().to_string();
+    let mut message = printable(String::from_utf8_lossy(&body).trim());
     if cut {
         message.push_str(" […]");
     }
     RequestError::Status { code: status.as_u16(), url, message }
+}
+
+/// Text a registry sent, safe to show on a terminal: control characters (ESC, BEL, CR, …) and
+/// the bidirectional overrides that could disguise what follows are written as escapes
+/// (`\u{1b}`), as member paths are; everything else is kept as sent.
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reads the body up to `cap` bytes; `None` (and the response dropped, closing the connection)
@@ -411,6 +449,31 @@ mod tests {
         assert_eq!(renew_after(4), Duration::from_secs(2));
         assert_eq!(renew_after(0), Duration::from_millis(500));
         assert_eq!(renew_after(u64::MAX), Duration::from_secs(86_390));
+    }
+
+    #[test]
+    fn registry_text_reaches_the_terminal_without_control_characters() {
+        let shown = printable("denied\u{1b}[2J\u{7}\r\nfake prompt \u{202e}txt.exe \"ok\" é");
+        assert!(!shown.chars().any(|c| c.is_control() || c == '\u{202e}'), "{shown:?}");
+        assert_eq!(shown, "denied\\u{1b}[2J\\u{7}\\r\\nfake prompt \\u{202e}txt.exe \"ok\" é");
+    }
+
+    #[test]
+    fn a_tls_registry_may_name_a_token_realm_only_on_https() {
+        let url = |s: &str| reqwest::Url::parse(s).expect("url");
+        assert!(check_realm(&url("https://auth.example/token"), false).is_ok());
+        assert!(matches!(check_realm(&url("http://auth.example/token"), false), Err(RequestError::Auth(_))));
+        assert!(matches!(
+            check_realm(&url("ftp://auth.example/token"), false),
+            Err(RequestError::Protocol(_))
+        ));
+        assert!(matches!(
+            check_realm(&url("ftp://auth.example/token"), true),
+            Err(RequestError::Protocol(_))
+        ));
+        // --plain-http was asked for: the realm may be either.
+        assert!(check_realm(&url("http://auth.example/token"), true).is_ok());
+        assert!(check_realm(&url("https://auth.example/token"), true).is_ok());
     }
 
     #[test]

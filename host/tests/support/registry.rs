@@ -25,6 +25,10 @@ pub struct TestRegistry {
     pub port: u16,
     /// Whether it speaks TLS.
     pub tls: bool,
+    /// Bearer-token auth with this realm instead of htpasswd (the registry then sends
+    /// `WWW-Authenticate: Bearer realm=…` challenges; its tokens are never honoured in these
+    /// tests: they check what a client does with the challenge).
+    token_realm: Option<String>,
 }
 
 fn need(cmd: &str, package: &str) -> PathBuf {
@@ -46,6 +50,15 @@ fn free_port() -> u16 {
 impl TestRegistry {
     /// Starts a registry with TLS (`tls`) or plain HTTP.
     pub fn start(tls: bool) -> TestRegistry {
+        Self::start_with(tls, None)
+    }
+
+    /// Starts a TLS registry whose bearer challenges name `realm` as the token endpoint.
+    pub fn start_with_token_realm(realm: &str) -> TestRegistry {
+        Self::start_with(true, Some(realm.to_string()))
+    }
+
+    fn start_with(tls: bool, token_realm: Option<String>) -> TestRegistry {
         let dir = tempfile::tempdir().expect("registry temp dir");
         let htpasswd = need("htpasswd", "apache2-utils");
         let out = Command::new(htpasswd).args(["-Bbn", USER, PASSWORD]).output().expect("run htpasswd");
@@ -64,7 +77,7 @@ impl TestRegistry {
                 .expect("run openssl");
             assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let mut r = TestRegistry { child: None, dir, port: free_port(), tls };
+        let mut r = TestRegistry { child: None, dir, port: free_port(), tls, token_realm };
         r.write_config();
         r.restart();
         r
@@ -81,11 +94,20 @@ impl TestRegistry {
         } else {
             String::new()
         };
+        let auth = match &self.token_realm {
+            Some(realm) => format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: snapbundle-tests\n    issuer: snapbundle-tests\n    rootcertbundle: {}\n",
+                d.join("cert.pem").display()
+            ),
+            None => format!(
+                "auth:\n  htpasswd:\n    realm: snapbundle-tests\n    path: {}\n",
+                d.join("htpasswd").display()
+            ),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n  secret: snapbundle-tests\n{tls}auth:\n  htpasswd:\n    realm: snapbundle-tests\n    path: {}\n",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n  secret: snapbundle-tests\n{tls}{auth}",
             d.join("storage").display(),
             self.port,
-            d.join("htpasswd").display()
         );
         fs::write(d.join("config.yml"), config).expect("write registry config");
     }
