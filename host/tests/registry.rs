@@ -644,6 +644,50 @@ fn pull_o_into_the_snapbundle_cache_it_reads_blobs_from_is_refused_and_nothing_i
     assert!(beside.is_file());
 }
 
+/// The config blob's `head` is the pusher's word: a config naming another snapshot (here one
+/// not in the artifact at all, with an escape in it) does not reach `pull`'s outcome, which
+/// reports the head the validation core found in the pulled members, for an import and for `-o`.
+#[test]
+fn pull_reports_the_verified_head_not_the_one_the_config_names() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    let snaps = chain(2, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/web:v1");
+    push(&src, &snaps[1].digest(), &target, &mini_connection(2), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    // Rewrite the config to name another head, and the tagged manifest to point at it.
+    let lie = format!("sha256:{}\u{1b}[2J", "e".repeat(64));
+    {
+        let mut manifests = mini.manifests.lock().expect("manifests");
+        let mut manifest: Value = serde_json::from_slice(&manifests["v1"]).expect("manifest JSON");
+        let old = manifest["config"]["digest"].as_str().expect("config digest").to_string();
+        let mut blobs = mini.blobs.lock().expect("blobs");
+        let mut config: Value = serde_json::from_slice(&blobs[&old]).expect("config JSON");
+        assert_eq!(config["head"], snaps[1].digest().as_str(), "the pushed config names the head");
+        config["head"] = Value::String(lie.clone());
+        let bytes = serde_json::to_vec(&config).expect("config bytes");
+        let digest = format!(
+            "sha256:{}",
+            snapbundle_core::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+        );
+        manifest["config"]["digest"] = Value::String(digest.clone());
+        manifest["config"]["size"] = Value::from(bytes.len());
+        blobs.insert(digest, bytes);
+        manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
+    }
+    let (_d, dest) = home();
+    let pulled = pull(&dest, &target, &mini_connection(2), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull: {e}"));
+    assert_eq!(pulled.head, snaps[1].digest());
+    assert_eq!(pulled.import.as_ref().map(|i| i.head_digest.as_str()), Some(snaps[1].digest().as_str()));
+    let out = dest.root.join("b.tar.zst");
+    let pulled = pull(&dest, &target, &mini_connection(2), &quiet_pull(), PullTarget::File(&out))
+        .unwrap_or_else(|e| panic!("pull -o: {e}"));
+    assert_eq!(pulled.head, snaps[1].digest());
+    assert!(!format!("{pulled:?}").contains(&lie), "the config's head was reported");
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }

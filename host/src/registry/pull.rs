@@ -91,7 +91,8 @@ pub struct PullOutcome {
     pub reference: String,
     /// The manifest's digest.
     pub manifest_digest: String,
-    /// The head snapshot named by the artifact's config.
+    /// The head snapshot as the validation core found it in the pulled members (the config's
+    /// `head` is the pusher's word and is never reported: a hostile config may name anything).
     pub head: String,
     /// Blobs of the artifact (members).
     pub blobs: usize,
@@ -125,7 +126,8 @@ pub fn pull(
     }
     let reference = crate::registry::reference::parse(source, false)?;
     let reg = Registry::connect(reference, conn)?;
-    let (manifest_digest, parsed, config) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
+    // The config is checked against the layers (fetch_metadata); nothing of it is reported.
+    let (manifest_digest, parsed, _config) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
     let (layers, config_digest) = (parsed.layers, parsed.config_digest);
     let cache = BlobCache::new(home);
     // Held until the blobs are removed, so `snapbundle gc` leaves them alone meanwhile.
@@ -204,13 +206,18 @@ pub fn pull(
         layers.iter().map(|l| l.digest.as_str()).chain([config_digest.as_str()]),
     );
     let (import, bundle) = consumed?;
+    let head = match (&import, &bundle) {
+        (Some(i), _) => i.head_digest.clone(),
+        (None, Some(b)) => b.head.clone(),
+        (None, None) => String::new(),
+    };
     let count = |k: Fetched| fetched.iter().filter(|f| **f == k).count();
     let bytes_downloaded =
         layers.iter().zip(&fetched).filter(|(_, f)| **f != Fetched::Cached).map(|(l, _)| l.size).sum();
     Ok(PullOutcome {
         reference: reg.reference().to_string(),
         manifest_digest,
-        head: config.head,
+        head,
         blobs: layers.len(),
         downloaded: count(Fetched::Downloaded),
         resumed: count(Fetched::Resumed),
