@@ -418,6 +418,43 @@ fn an_interrupted_download_is_resumed_with_a_range_request() {
     support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "after the resumed download");
 }
 
+/// A wrong `.part` (what a hostile registry, or a bad disk, can leave for a resume) does not
+/// fail the next pull from an honest registry: the resumed blob fails its digest, the download
+/// starts over from byte 0 once, and the pull imports what a file import gives.
+#[test]
+fn a_wrong_partial_blob_is_downloaded_again_instead_of_failing_the_pull() {
+    let reg = TestRegistry::start(false);
+    let snaps = chain(1, None, |_| (support::noise(2 << 20, 12), Integrity::Sha256));
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = reg.reference("snaps/wrong-part:v1");
+    let pushed = push(&src, &snaps[0].digest(), &target, &reg.connection(None), &quiet_push(false, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    let (_p, pulled) = home();
+    let blobs = pulled.cache.join("snapbundle/blobs/sha256");
+    fs::create_dir_all(&blobs).expect("blob cache");
+    let stored = fs::read(reg.blob_file(&upper.digest)).expect("stored blob");
+    let mut wrong = stored[..stored.len() / 2].to_vec();
+    wrong[100] ^= 0xff;
+    let hex = upper.digest.trim_start_matches("sha256:");
+    fs::write(blobs.join(format!("{hex}.part")), &wrong).expect("wrong partial blob");
+    let before = reg.requests().len();
+    let out = pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull with a wrong .part: {e}"));
+    // Counted as downloaded: what was kept was not used.
+    assert_eq!((out.resumed, out.downloaded), (0, 2), "{out:#?}");
+    let upper_gets: Vec<_> = reg.requests()[before..]
+        .iter()
+        .filter(|r| r.contains(hex) && r.starts_with("\"GET "))
+        .cloned()
+        .collect();
+    assert_eq!(upper_gets.len(), 2, "one range request, then the whole blob: {upper_gets:?}");
+    let (_f, filed) = home();
+    import_bytes(&bundle(&snaps, None), &filed);
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "after the restarted download");
+}
+
 fn cli(args: &[&str], stdin: Option<&str>, env: &[(&str, &Path)]) -> std::process::Output {
     let mut c = command(args);
     for (k, v) in env {

@@ -275,6 +275,7 @@ impl BlobCache {
         };
         let what = format!("downloading blob {} ({}) from {}", layer.digest, layer.path, reg.repository());
         let mut resumed = false;
+        let mut restarted = false;
         let mut attempt = 0;
         let mut shown_bytes =
             Shown { bar: progress.item(&format!("↓ {}", layer.path), layer.size), progress, counted: 0 };
@@ -282,8 +283,17 @@ impl BlobCache {
             attempt += 1;
             match self.download(reg, layer, &mut file, &part, &what, &mut shown_bytes).await {
                 Ok((hasher, r)) => {
-                    resumed |= r;
                     let got = format!("sha256:{}", snapbundle_core::hex::encode(&hasher.finalize()));
+                    if got != layer.digest && r && !restarted {
+                        // The prefix this attempt continued was wrong (a `.part` another registry,
+                        // or a corrupted disk, left): start over from byte 0, once, instead of
+                        // failing a pull from an honest registry.
+                        restarted = true;
+                        file.set_len(0)
+                            .map_err(|e| HostError::io(format!("truncating {}", shown(&part)), e))?;
+                        continue;
+                    }
+                    resumed |= r;
                     if got != layer.digest {
                         let _ = fs::remove_file(&part);
                         return Err(mismatch(layer, &got, reg));
