@@ -248,6 +248,16 @@ pub(crate) struct RegistryArgs {
     /// Blobs transferred at once.
     #[arg(long, value_name = "N", default_value_t = snapbundle::registry::client::DEFAULT_JOBS)]
     pub(crate) jobs: usize,
+    /// Give up on one request that moves little data (manifest, token, config, HEAD) after SECS
+    /// seconds in all, however slowly the registry keeps answering; a blob transfer gets SECS
+    /// plus its size at --min-rate-kib. A request that runs out is retried like a dropped
+    /// connection.
+    #[arg(long, value_name = "SECS", default_value_t = snapbundle::registry::client::DEFAULT_DEADLINE.as_secs())]
+    pub(crate) deadline_secs: u64,
+    /// The slowest blob transfer rate, in KiB/s, given time for (see --deadline-secs).
+    #[arg(long, value_name = "KIB", default_value_t = snapbundle::registry::client::DEFAULT_MIN_RATE >> 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) min_rate_kib: u64,
 }
 
 impl RegistryArgs {
@@ -263,6 +273,8 @@ impl RegistryArgs {
             credentials: snapbundle::registry::auth::resolve(&registry, self.username.clone(), password)?,
             jobs: self.jobs,
             attempts: 0,
+            deadline: Some(std::time::Duration::from_secs(self.deadline_secs)),
+            min_rate: self.min_rate_kib.saturating_mul(1024),
         })
     }
 }

@@ -725,6 +725,49 @@ fn pull_reports_the_verified_head_not_the_one_the_config_names() {
     assert!(!format!("{pulled:?}").contains(&lie), "the config's head was reported");
 }
 
+/// A registry that answers one byte at a time, never slow enough for the read timeout, cannot
+/// keep a pull alive: the manifest request runs out of its deadline (here 1 s: `--deadline-secs`),
+/// is retried like a dropped connection and the pull gives up with `registry_unreachable`,
+/// having read a few bytes of a 4 KiB manifest that would take over an hour to arrive; nothing
+/// is written.
+#[test]
+fn a_registry_trickling_its_answer_runs_into_the_request_deadline() {
+    let fake = FakeRegistry::start(|req| {
+        if req.path() == "/v2/" {
+            return Answer::Full(200, Vec::new(), Vec::new());
+        }
+        Answer::Trickle { headers: Vec::new(), body: vec![b' '; 4096], every: Duration::from_secs(1) }
+    });
+    let (dir, scratch) = home();
+    let conn = snapbundle::registry::Connection {
+        plain_http: true,
+        attempts: 2,
+        deadline: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let r = pull(
+        &scratch,
+        &fake.reference("snaps/slow:v1"),
+        &conn,
+        &quiet_pull(),
+        PullTarget::Import { dest: None },
+    );
+    assert_eq!(code(&r), "registry_unreachable", "{r:?}");
+    let message = r.map(|_| ()).expect_err("gave up").to_string();
+    assert!(message.contains("gave up after 2 attempts"), "{message}");
+    let manifest_requests = fake
+        .seen
+        .requests
+        .lock()
+        .expect("requests")
+        .iter()
+        .filter(|q| q.path().contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_requests, 2, "one request per attempt");
+    assert!(fake.seen.streamed.load(Ordering::SeqCst) < 16, "the deadline did not cut the answer off");
+    assert!(tree(dir.path()).is_empty(), "{:?}", tree(dir.path()));
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }

@@ -350,9 +350,15 @@ impl BlobCache {
             Failure::Transient => Step::Retry(error_text(&e)),
             f => Step::Fatal(reg.error(what, f, &e, 1)),
         };
-        let mut response = fetch::get(&reg.http, &format!("blobs/{}", layer.digest), None, have)
-            .await
-            .map_err(fatal_or_retry)?;
+        let mut response = fetch::get(
+            &reg.http,
+            &format!("blobs/{}", layer.digest),
+            None,
+            have,
+            layer.size.saturating_sub(have),
+        )
+        .await
+        .map_err(fatal_or_retry)?;
         // 206 from where we asked continues the part; anything else is the whole blob again.
         let continues = response.status() == reqwest::StatusCode::PARTIAL_CONTENT
             && response

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::error::{HostError, RegistryErrorCode};
 use crate::registry::auth::Credentials;
-use crate::registry::http::{classify, error_text, Failure, RequestError, Transport};
+use crate::registry::http::{classify, error_text, Deadlines, Failure, RequestError, Transport};
 use crate::registry::reference::Target;
 use crate::registry::upload;
 
@@ -27,7 +27,19 @@ pub struct Connection {
     pub jobs: usize,
     /// Attempts per request before giving up on a transient failure (0: the default, 4).
     pub attempts: u32,
+    /// The whole of one request, from connecting to the last byte of its answer, for requests
+    /// that move little data (manifests, tokens, configs, HEADs); a blob transfer gets this plus
+    /// its size at [`Connection::min_rate`]. `None`: [`DEFAULT_DEADLINE`].
+    pub deadline: Option<Duration>,
+    /// The slowest transfer rate, in bytes per second, a blob transfer is given time for
+    /// (0: [`DEFAULT_MIN_RATE`]).
+    pub min_rate: u64,
 }
+
+/// Default deadline of one request ([`Connection::deadline`]).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
+/// Default slowest blob transfer rate given time for: 64 KiB/s ([`Connection::min_rate`]).
+pub const DEFAULT_MIN_RATE: u64 = 64 << 10;
 
 /// Default blobs in flight.
 pub const DEFAULT_JOBS: usize = 4;
@@ -97,7 +109,13 @@ impl Registry {
             .map_err(|e| HostError::io("starting the network runtime", e))?;
         Ok(Registry {
             rt,
-            http: Transport::new(http, conn.plain_http, reference, conn.credentials.clone()),
+            http: Transport::new(
+                http,
+                conn.plain_http,
+                reference,
+                conn.credentials.clone(),
+                Deadlines::new(conn.deadline.unwrap_or(DEFAULT_DEADLINE), conn.min_rate),
+            ),
             jobs: if conn.jobs == 0 { DEFAULT_JOBS } else { conn.jobs },
             attempts: if conn.attempts == 0 { DEFAULT_ATTEMPTS } else { conn.attempts },
             retries: AtomicU64::new(0),

@@ -15,7 +15,8 @@ use crate::registry::format::{self, MAX_MANIFEST_BYTES};
 use crate::registry::http::{failed, read_bounded, RequestError, Transport};
 
 /// A pull-side `GET` of `/v2/<repository>/<rest>` (optionally from byte `from` on, with a
-/// range request), authenticated by [`Transport::send`]. A response that is not a success is an
+/// range request), authenticated by [`Transport::send`], given the time to move `bytes` of blob
+/// data (0: a small request's deadline). A response that is not a success is an
 /// error whose message keeps at most [`MAX_ERROR_BYTES`](super::http::MAX_ERROR_BYTES) of the
 /// body.
 pub(crate) async fn get(
@@ -23,10 +24,13 @@ pub(crate) async fn get(
     rest: &str,
     accept: Option<&str>,
     from: u64,
+    bytes: u64,
 ) -> Result<reqwest::Response, RequestError> {
     let url = http.url(rest);
+    let deadline = http.deadlines.transfer(bytes);
     let res = http
         .send(reqwest::Method::GET, &url, &|mut req| {
+            req = req.timeout(deadline);
             if let Some(accept) = accept {
                 req = req.header(reqwest::header::ACCEPT, accept);
             }
@@ -48,7 +52,8 @@ pub(crate) async fn get(
 pub(crate) async fn fetch(http: &Transport) -> Result<Vec<u8>, RequestError> {
     let r = &http.reference;
     let target = r.digest().or(r.tag()).unwrap_or("latest");
-    let mut res = get(http, &format!("manifests/{target}"), Some(format::OCI_MANIFEST_MEDIA_TYPE), 0).await?;
+    let mut res =
+        get(http, &format!("manifests/{target}"), Some(format::OCI_MANIFEST_MEDIA_TYPE), 0, 0).await?;
     let too_large = || {
         RequestError::Protocol(format!(
             "the manifest is larger than the limit of {MAX_MANIFEST_BYTES} bytes (4 MiB); stopped reading"

@@ -40,6 +40,31 @@ pub(crate) struct Transport {
     /// The token scopes asked for (`repository:<repo>:pull`, `…:pull,push`, and
     /// `repository:<source>:pull` for each repository push may mount from).
     scopes: Mutex<Vec<String>>,
+    /// How long a request may take, whole.
+    pub(crate) deadlines: Deadlines,
+}
+
+/// Total deadlines of requests: a registry that answers one byte at a time cannot keep a
+/// request (and the pull or push waiting for it) alive past them; the read timeout alone resets
+/// with every byte.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    /// A request that moves little data, whole.
+    small: Duration,
+    /// Bytes per second a blob transfer is given time for (at least 1).
+    min_rate: u64,
+}
+
+impl Deadlines {
+    /// `small` for little requests; blob transfers at `min_rate` bytes/s (0: 64 KiB/s) on top.
+    pub(crate) fn new(small: Duration, min_rate: u64) -> Deadlines {
+        Deadlines { small, min_rate: if min_rate == 0 { 64 << 10 } else { min_rate } }
+    }
+
+    /// The deadline of a request that moves `bytes` of blob data.
+    pub(crate) fn transfer(&self, bytes: u64) -> Duration {
+        self.small.saturating_add(Duration::from_secs(bytes / self.min_rate))
+    }
 }
 
 /// A bearer token and when to trade the credentials for a new one (before it expires).
@@ -167,6 +192,7 @@ impl Transport {
         plain_http: bool,
         reference: Target,
         auth: Credentials,
+        deadlines: Deadlines,
     ) -> Self {
         Transport {
             client,
@@ -175,6 +201,7 @@ impl Transport {
             auth,
             bearer: Mutex::new(None),
             scopes: Mutex::new(Vec::new()),
+            deadlines,
         }
     }
 
@@ -224,7 +251,8 @@ impl Transport {
                 other => other,
             };
             let had_token = bearer.is_some();
-            let mut req = build(self.client.request(method.clone(), url));
+            // The small deadline unless `build` gives the request a transfer's.
+            let mut req = build(self.client.request(method.clone(), url).timeout(self.deadlines.small));
             req = match (bearer, &self.auth) {
                 (Some(b), _) => req.bearer_auth(b.token),
                 (None, Credentials::Basic { username, password }) => req.basic_auth(username, Some(password)),
@@ -257,7 +285,8 @@ impl Transport {
     /// credentials, if any, are sent with each request). A refusal of the token endpoint is an
     /// authentication failure.
     pub(crate) async fn token(&self) -> Result<Option<Bearer>, RequestError> {
-        let res = self.client.get(format!("{}/v2/", self.origin())).send().await?;
+        let res =
+            self.client.get(format!("{}/v2/", self.origin())).timeout(self.deadlines.small).send().await?;
         let challenge = res.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
         let Some(params) = challenge.and_then(bearer_params) else { return Ok(None) };
         drop(res);
@@ -279,7 +308,7 @@ impl Transport {
         if let Some(service) = param("service") {
             url.query_pairs_mut().append_pair("service", service);
         }
-        let mut req = self.client.get(url);
+        let mut req = self.client.get(url).timeout(self.deadlines.small);
         if let Credentials::Basic { username, password } = &self.auth {
             req = req.basic_auth(username, Some(password));
         }

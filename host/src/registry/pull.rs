@@ -269,7 +269,7 @@ async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>,
     let what = format!("fetching blob {digest} (config) from {}", reg.repository());
     let bytes = reg
         .retry(&what, || async move {
-            let mut s = fetch::get(&reg.http, &format!("blobs/{digest}"), None, 0).await?;
+            let mut s = fetch::get(&reg.http, &format!("blobs/{digest}"), None, 0, size).await?;
             let mut out = Vec::new();
             while let Some(chunk) = s.chunk().await? {
                 if (out.len() as u64).saturating_add(chunk.len() as u64) > size {

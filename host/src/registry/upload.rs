@@ -160,7 +160,8 @@ pub(crate) async fn patch(
     let range = format!("{}-{}", session.offset, end.saturating_sub(1));
     let res = http
         .send(Method::PATCH, &session.location, &|r| {
-            r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            r.timeout(http.deadlines.transfer(len))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .header(reqwest::header::CONTENT_RANGE, range.as_str())
                 .header(reqwest::header::CONTENT_LENGTH, len)
                 .body(chunk.clone())
@@ -189,7 +190,8 @@ pub(crate) async fn close(
     let len = last.len() as u64;
     let res = http
         .send(Method::PUT, &url, &|r| {
-            r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            r.timeout(http.deadlines.transfer(len))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .header(reqwest::header::CONTENT_LENGTH, len)
                 .body(last.clone())
         })

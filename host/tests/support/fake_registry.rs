@@ -44,6 +44,9 @@ pub enum Answer {
     /// Status 200 with the whole body's `Content-Length`, but only its first `send` bytes; then
     /// the connection is closed (`release: None`), or the rest follows once `release` is set.
     Partial { headers: Vec<(String, String)>, body: Vec<u8>, send: usize, release: Option<Arc<AtomicBool>> },
+    /// Status 200 with the whole body's `Content-Length`, then the body one byte every `every`
+    /// (a registry that never stalls long enough for a read timeout), until done or hung up.
+    Trickle { headers: Vec<(String, String)>, body: Vec<u8>, every: std::time::Duration },
 }
 
 /// What the fake recorded.
@@ -186,6 +189,26 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Seen) {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 let _ = out.write_all(rest);
+            }
+        }
+        Answer::Trickle { headers, body, every } => {
+            let mut head =
+                format!("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            if out.write_all(head.as_bytes()).and_then(|()| out.flush()).is_err() {
+                seen.hung_up.store(true, Ordering::SeqCst);
+                return;
+            }
+            for byte in body.chunks(1) {
+                std::thread::sleep(every);
+                if out.write_all(byte).and_then(|()| out.flush()).is_err() {
+                    seen.hung_up.store(true, Ordering::SeqCst);
+                    return;
+                }
+                seen.streamed.fetch_add(1, Ordering::SeqCst);
             }
         }
         Answer::Endless { status, headers, prefix, total, declare_length } => {

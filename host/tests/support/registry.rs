@@ -207,6 +207,7 @@ impl TestRegistry {
             },
             jobs: 0,
             attempts: 0,
+            ..Default::default()
         }
     }
 
