@@ -53,6 +53,7 @@ pub mod manifest;
 pub mod merkle;
 pub mod names;
 pub mod reference;
+pub mod registry_artifact;
 pub mod report;
 pub mod tar;
 pub mod validator;
