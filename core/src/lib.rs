@@ -17,6 +17,8 @@
 //! - [`integrity`]: `sha256` and `msb-sparse-sha256-v1` over streamed data; [`merkle`]:
 //!   `msb-file-merkle-blake3-v1` (microsandbox 0.7 layers), holes at the cost of a few hashes;
 //! - [`reference`](mod@reference) and [`cache_meta`]: OCI reference normalisation and image-cache rules;
+//! - [`registry_artifact`]: snapbundle's own OCI registry artifact (media types, annotations, the
+//!   manifest push writes, and the checks of one a registry serves);
 //! - [`holes`]: zero-block detection so writers keep sparse files sparse;
 //! - [`validator`]: the state machine that drives the zstd gate and the walker and hands each
 //!   member to the archive generation's rules ([`generation`]: the seam a later microsandbox
@@ -53,6 +55,7 @@ pub mod manifest;
 pub mod merkle;
 pub mod names;
 pub mod reference;
+pub mod registry_artifact;
 pub mod report;
 pub mod tar;
 pub mod validator;

@@ -40,13 +40,13 @@ use rustix::fs::{FlockOperation, Mode, OFlags};
 use serde::Serialize;
 
 use sha2::{Digest as _, Sha256};
+use snapbundle_core::registry_artifact::Layer;
 
 use crate::error::{shown, HostError, RegistryErrorCode};
 use crate::home::Home;
 use crate::progress::{ItemBar, Progress};
 use crate::registry::client::Registry;
 use crate::registry::fetch;
-use crate::registry::format::Layer;
 use crate::registry::http::{classify, error_text, Failure, RequestError};
 
 /// The blob cache of a home.

@@ -8,10 +8,11 @@
 //! requests are in `registry::upload`. A manifest `Content-Length` over the limit is refused
 //! before the body is read; otherwise the body is read chunk by chunk and the connection dropped
 //! as soon as it passes the limit. The config blob is bounded by its descriptor's size while it
-//! streams ([`MAX_CONFIG_BYTES`](crate::registry::format::MAX_CONFIG_BYTES) at most), blobs go
-//! to disk.
+//! streams ([`MAX_CONFIG_BYTES`](snapbundle_core::registry_artifact::MAX_CONFIG_BYTES) at most),
+//! blobs go to disk.
 
-use crate::registry::format::{self, MAX_MANIFEST_BYTES};
+use snapbundle_core::registry_artifact::{self as artifact, MAX_MANIFEST_BYTES};
+
 use crate::registry::http::{failed, read_bounded, RequestError, Transport};
 
 /// A pull-side `GET` of `/v2/<repository>/<rest>` (optionally from byte `from` on, with a
@@ -53,7 +54,7 @@ pub(crate) async fn fetch(http: &Transport) -> Result<Vec<u8>, RequestError> {
     let r = &http.reference;
     let target = r.digest().or(r.tag()).unwrap_or("latest");
     let mut res =
-        get(http, &format!("manifests/{target}"), Some(format::OCI_MANIFEST_MEDIA_TYPE), 0, 0).await?;
+        get(http, &format!("manifests/{target}"), Some(artifact::OCI_MANIFEST_MEDIA_TYPE), 0, 0).await?;
     let too_large = || {
         RequestError::Protocol(format!(
             "the manifest is larger than the limit of {MAX_MANIFEST_BYTES} bytes (4 MiB); stopped reading"
@@ -65,7 +66,7 @@ pub(crate) async fn fetch(http: &Transport) -> Result<Vec<u8>, RequestError> {
     let header = res.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok()).map(str::to_string);
     let body = read_bounded(&mut res, MAX_MANIFEST_BYTES).await?.ok_or_else(too_large)?;
     if let Some(want) = header.filter(|h| h.starts_with("sha256:")) {
-        let got = format::sha256_digest(&body);
+        let got = artifact::sha256_digest(&body);
         if want != got {
             return Err(RequestError::Protocol(format!(
                 "the manifest's bytes have digest {got}, the registry's Docker-Content-Digest says {want}"

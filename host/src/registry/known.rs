@@ -21,10 +21,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use snapbundle_core::registry_artifact::{is_sha256_digest, Layer};
 
 use crate::export::PlannedMember;
 use crate::home::Home;
-use crate::registry::format::{is_sha256_digest, Layer};
 use crate::verified::{self, AboutFile, FileState, RecordDir};
 
 /// The record format's version.

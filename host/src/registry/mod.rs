@@ -1,9 +1,9 @@
 //! Snapshots through an OCI registry: [`push`] and [`pull`].
 //!
 //! A pushed chain is one OCI image manifest whose layers are the bundle's members, one blob
-//! each ([`format`](mod@format); the layout is documented in `docs/registry-format.md`), so a
-//! parent or an image file shared by many snapshots is stored and uploaded once. Pull rebuilds the exact
-//! 0.6.2 tar stream from the layers and runs it through [`crate::import`], so validation,
+//! each (the format is the core's [`registry_artifact`](snapbundle_core::registry_artifact),
+//! documented in `docs/registry-format.md`), so a parent or an image file shared by many
+//! snapshots is stored and uploaded once. Pull rebuilds the exact 0.6.2 tar stream from the layers and runs it through [`crate::import`], so validation,
 //! staging and promotion are import's own. Requests are our own, following the distribution
 //! spec, so that what a registry sends is bounded while it is read and an upload can continue
 //! where the registry stands. They are built in layers, each importing only those below it:
@@ -35,7 +35,6 @@ pub mod auth;
 pub mod blobs;
 pub mod client;
 pub mod fetch;
-pub mod format;
 pub(crate) mod http;
 pub mod known;
 pub mod pull;

@@ -1,8 +1,9 @@
 //! `pull`: a pushed chain back into a store (or into a bundle file), through the same pipeline
 //! as `import`.
 //!
-//! The manifest and config are fetched and checked ([`format::parse_manifest`]); then three
-//! things run at once:
+//! The manifest and config are fetched and checked by the core
+//! ([`parse_manifest`](artifact::parse_manifest), [`parse_config`](artifact::parse_config)); then
+//! three things run at once:
 //!
 //! 1. a downloader fetches the blobs into the blob cache ([`BlobCache`]), several at a time,
 //!    hashing each as it arrives, and hands them on in layer order;
@@ -30,6 +31,7 @@ use std::time::Instant;
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+use snapbundle_core::registry_artifact::{self as artifact, ChainConfig, Layer};
 use snapbundle_core::Limits;
 
 use crate::compress::{compressor, Compression, Counting};
@@ -41,7 +43,6 @@ use crate::publish::{parent_of, publish};
 use crate::registry::blobs::{self, BlobCache, Fetched, HashingReader};
 use crate::registry::client::{Connection, Operation, Registry};
 use crate::registry::fetch;
-use crate::registry::format::{self, ChainConfig, Layer};
 use crate::registry::http::RequestError;
 use crate::tar_writer::TarWriter;
 
@@ -233,12 +234,12 @@ pub fn pull(
 async fn fetch_metadata(
     reg: &Registry,
     limits: &Limits,
-) -> Result<(String, format::Parsed, ChainConfig), HostError> {
+) -> Result<(String, artifact::Parsed, ChainConfig), HostError> {
     reg.login(Operation::Pull, &[]).await?;
     let what = format!("fetching the manifest of {}", reg.reference());
     // Our own GET, which stops reading at the manifest limit (oci-client's reads it whole).
     let bytes = reg.retry(&what, || fetch::fetch(&reg.http)).await?;
-    let digest = format::sha256_digest(&bytes);
+    let digest = artifact::sha256_digest(&bytes);
     if let Some(want) = reg.reference().digest() {
         if want != digest {
             return Err(HostError::Registry {
@@ -247,20 +248,13 @@ async fn fetch_metadata(
             });
         }
     }
-    let parsed = format::parse_manifest(&bytes, &reg.reference().to_string(), limits)?;
-    let config_bytes = fetch_small(reg, &parsed.config_digest, parsed.config_size).await?;
-    let config: ChainConfig = serde_json::from_slice(&config_bytes).map_err(|e| HostError::Registry {
+    let invalid = |e: artifact::ArtifactError| HostError::Registry {
         code: RegistryErrorCode::InvalidArtifact,
-        message: format!("{}: the config blob is not a snapbundle config: {e}", reg.reference()),
-    })?;
-    let paths_match = config.members.len() == parsed.layers.len()
-        && config.members.iter().zip(&parsed.layers).all(|(m, l)| m.path == l.path);
-    if config.schema != 1 || config.format != format::BUNDLE_FORMAT || !paths_match {
-        return Err(HostError::Registry {
-            code: RegistryErrorCode::InvalidArtifact,
-            message: format!("{}: the config blob does not describe the layers", reg.reference()),
-        });
-    }
+        message: format!("{}: {e}", reg.reference()),
+    };
+    let parsed = artifact::parse_manifest(&bytes, limits).map_err(invalid)?;
+    let config_bytes = fetch_small(reg, &parsed.config_digest, parsed.config_size).await?;
+    let config = artifact::parse_config(&config_bytes, &parsed).map_err(invalid)?;
     Ok((digest, parsed, config))
 }
 
@@ -282,7 +276,7 @@ async fn fetch_small(reg: &Registry, digest: &str, size: u64) -> Result<Vec<u8>,
             Ok(out)
         })
         .await?;
-    let got = format::sha256_digest(&bytes);
+    let got = artifact::sha256_digest(&bytes);
     if got != digest {
         return Err(HostError::Registry {
             code: RegistryErrorCode::BlobDigestMismatch,
@@ -466,7 +460,7 @@ fn write_bundle<W: Write>(
     out: W,
     layers: &[Layer],
 ) -> Result<(u64, u64, String), HostError> {
-    let tar_bytes = format::tar_len(layers).unwrap_or(u64::MAX);
+    let tar_bytes = artifact::tar_len(layers).unwrap_or(u64::MAX);
     let how = Compression { plain: opts.plain_tar, ..Compression::default() };
     let counting = Counting { inner: BufWriter::with_capacity(1 << 20, out), count: 0 };
     let sink = compressor(counting, how, tar_bytes).map_err(|e| HostError::io("setting up zstd", e))?;

@@ -26,6 +26,9 @@ use std::time::Instant;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
+use snapbundle_core::registry_artifact::{
+    self as artifact, ChainConfig, ConfigMember, ConfigSnapshot, Layer,
+};
 use snapbundle_core::Limits;
 
 use crate::error::HostError;
@@ -33,7 +36,6 @@ use crate::export::{self, ExportOptions, Plan, PlannedMember};
 use crate::home::Home;
 use crate::progress::Progress;
 use crate::registry::client::{Connection, Operation, Registry};
-use crate::registry::format::{self, ChainConfig, ConfigMember, ConfigSnapshot, Layer};
 use crate::registry::known::{KnownBlob, KnownBlobs};
 use crate::registry::resume::Sessions;
 use crate::registry::seen::Seen;
@@ -343,7 +345,7 @@ async fn finish(
     let layers: Vec<Layer> = sent.iter().map(|(p, _)| p.layer.clone()).collect();
     let config = ChainConfig {
         schema: 1,
-        format: format::BUNDLE_FORMAT.into(),
+        format: artifact::BUNDLE_FORMAT.into(),
         head: plan.head().to_string(),
         snapshots: plan
             .snapshots()
@@ -353,7 +355,7 @@ async fn finish(
         members: layers
             .iter()
             .map(|l| {
-                let role = format::role(&l.path).ok_or_else(|| {
+                let role = artifact::role(&l.path).ok_or_else(|| {
                     HostError::Usage(format!("{}: not a member of the bundle layout", l.path))
                 })?;
                 Ok(ConfigMember { path: l.path.clone(), role: role.into() })
@@ -362,7 +364,7 @@ async fn finish(
     };
     let config_bytes =
         serde_json::to_vec(&config).map_err(|e| HostError::io("encoding the config", io::Error::other(e)))?;
-    let config_digest = format::sha256_digest(&config_bytes);
+    let config_digest = artifact::sha256_digest(&config_bytes);
     let config_size = config_bytes.len() as u64;
     let config_blob = Prepared {
         index: layers.len(),
@@ -378,10 +380,10 @@ async fn finish(
     };
     let config_sent = blob::send(reg, &config_blob, mounts, sessions, progress).await?;
     let manifest =
-        bytes::Bytes::from(format::manifest_bytes(&config_digest, config_size, &layers, plan.head()));
-    let manifest_digest = format::sha256_digest(&manifest);
+        bytes::Bytes::from(artifact::manifest_bytes(&config_digest, config_size, &layers, plan.head()));
+    let manifest_digest = artifact::sha256_digest(&manifest);
     reg.retry(&format!("putting the manifest to {}", reg.reference()), || {
-        upload::put_manifest(&reg.http, manifest.clone(), format::OCI_MANIFEST_MEDIA_TYPE)
+        upload::put_manifest(&reg.http, manifest.clone(), artifact::OCI_MANIFEST_MEDIA_TYPE)
     })
     .await?;
     let blob = |p: Prepared, s: Sent| PushedBlob {

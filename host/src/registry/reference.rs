@@ -72,7 +72,7 @@ pub fn parse(s: &str, for_push: bool) -> Result<Target, HostError> {
         )));
     }
     if let Some(d) = &r.digest {
-        if !crate::registry::format::is_sha256_digest(d) {
+        if !snapbundle_core::registry_artifact::is_sha256_digest(d) {
             return Err(HostError::Usage(format!("only lowercase sha256 digests are supported: {s:?}")));
         }
     }

@@ -18,9 +18,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
+use snapbundle_core::registry_artifact::is_sha256_digest;
 
 use crate::home::Home;
-use crate::registry::format::is_sha256_digest;
 
 /// The most of a registry's record read; when it grows past this, its older half is dropped.
 pub const MAX_BYTES: u64 = 4 << 20;

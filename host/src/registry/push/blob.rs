@@ -4,11 +4,11 @@
 //! push, continues from where the registry stands.
 
 use serde::Serialize;
+use snapbundle_core::registry_artifact::Layer;
 
 use crate::error::HostError;
 use crate::progress::{ItemBar, Progress};
 use crate::registry::client::{Registry, Stop};
-use crate::registry::format::Layer;
 use crate::registry::resume::Sessions;
 use crate::registry::seen::Seen;
 use crate::registry::upload::{self, Mount, Session};

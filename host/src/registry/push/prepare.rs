@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest as _, Sha256};
+use snapbundle_core::registry_artifact::{self as artifact, Layer};
 
 use crate::error::{shown, HostError};
 use crate::export::{Plan, PlannedMember};
 use crate::progress::Progress;
-use crate::registry::format::{self, Layer};
 use crate::registry::known::KnownBlobs;
 use crate::sparse::Chunk;
 use crate::verified::FileState;
@@ -103,7 +103,7 @@ pub(super) fn prepare(
 ) -> Result<Prepared, HostError> {
     let mut member_hash = Sha256::new();
     let cancelled = || io::Error::other("the push failed elsewhere");
-    if !format::compress_member(&member.name) {
+    if !artifact::compress_member(&member.name) {
         let mut bytes = Vec::new();
         plan.read_member(index, &mut |chunk| {
             match chunk {
@@ -115,7 +115,7 @@ pub(super) fn prepare(
             Ok(())
         })?;
         progress.inc(bytes.len() as u64);
-        let digest = format::sha256_digest(&bytes);
+        let digest = artifact::sha256_digest(&bytes);
         let layer = Layer {
             digest: digest.clone(),
             size: bytes.len() as u64,
