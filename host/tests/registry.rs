@@ -768,6 +768,44 @@ fn a_registry_trickling_its_answer_runs_into_the_request_deadline() {
     assert!(tree(dir.path()).is_empty(), "{:?}", tree(dir.path()));
 }
 
+/// A zstd layer claiming a blob far larger than its member can compress to (10^15 bytes for a
+/// small upper, as a registry that means to fill the disk would) is refused when the manifest is
+/// read: no blob is requested and nothing is written to the blob cache.
+#[test]
+fn a_zstd_blob_larger_than_its_member_can_compress_to_is_refused_before_any_download() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    let snaps = chain(1, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/huge:v1");
+    push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    {
+        let mut manifests = mini.manifests.lock().expect("manifests");
+        let mut manifest: Value = serde_json::from_slice(&manifests["v1"]).expect("manifest JSON");
+        let layers = manifest["layers"].as_array_mut().expect("layers");
+        let upper = layers
+            .iter_mut()
+            .find(|l| l["mediaType"].as_str().is_some_and(|m| m.ends_with("+zstd")))
+            .expect("a zstd layer");
+        upper["size"] = Value::from(1_000_000_000_000_000u64);
+        manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
+    }
+    let (dir, scratch) = home();
+    let asked = fake.requests().len();
+    let r = pull(&scratch, &target, &mini_connection(2), &quiet_pull(), PullTarget::Import { dest: None });
+    assert_eq!(code(&r), "invalid_artifact", "{r:?}");
+    let message = r.map(|_| ()).expect_err("refused").to_string();
+    assert!(message.contains("1000000000000000"), "{message}");
+    // (pull's probe of the registry asks for the all-zero digest: not a blob of the artifact)
+    let blob_gets = fake.requests()[asked..]
+        .iter()
+        .filter(|q| q.path().contains("/blobs/sha256:") && !q.path().ends_with(&"0".repeat(64)))
+        .count();
+    assert_eq!(blob_gets, 0, "a blob was requested");
+    assert!(tree(dir.path()).is_empty(), "{:?}", tree(dir.path()));
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }

@@ -136,6 +136,16 @@ pub enum LayerError {
     MemberSize(u64),
     /// A raw (uncompressed) layer whose size or digest is not its member's.
     RawMismatch,
+    /// A zstd layer's blob is larger than any zstd frame of its member can be
+    /// ([`zstd_bound`](super::zstd_bound)).
+    CompressedSize {
+        /// The blob's declared size.
+        blob: u64,
+        /// The member's size.
+        member: u64,
+        /// The largest blob that member can compress to.
+        max: u64,
+    },
 }
 
 impl LayerError {
@@ -151,6 +161,7 @@ impl LayerError {
             LayerError::MemberDigest => "member_digest",
             LayerError::MemberSize(_) => "member_too_large",
             LayerError::RawMismatch => "raw_layer_mismatch",
+            LayerError::CompressedSize { .. } => "compressed_blob_too_large",
         }
     }
 }
@@ -171,6 +182,10 @@ impl fmt::Display for LayerError {
             LayerError::MemberDigest => write!(f, "annotation {ANN_SHA256} is not sha256:<64 lowercase hex>"),
             LayerError::MemberSize(size) => write!(f, "member size {size} over the limit"),
             LayerError::RawMismatch => f.write_str("a raw layer's size and digest must be its member's"),
+            LayerError::CompressedSize { blob, member, max } => write!(
+                f,
+                "a zstd blob of {blob} bytes for a member of {member} bytes (a zstd frame of it is at most {max})"
+            ),
         }
     }
 }

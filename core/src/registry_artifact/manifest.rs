@@ -209,6 +209,12 @@ fn parse_layer(d: RawDescriptor, limits: &Limits) -> Result<Layer, LayerError> {
     if !zstd && (d.size != meta.size || d.digest != sha256) {
         return Err(LayerError::RawMismatch);
     }
+    // A compressed blob is held to what its member can compress to, so that a registry cannot
+    // make a pull download (and keep on disk) more than the member's own bound.
+    let max = super::zstd_bound(meta.size);
+    if zstd && d.size > max {
+        return Err(LayerError::CompressedSize { blob: d.size, member: meta.size, max });
+    }
     let (path, sha256) = (path.to_string(), sha256.to_string());
     Ok(Layer { digest: d.digest, size: d.size, zstd, path, sha256, meta })
 }
@@ -344,6 +350,24 @@ mod tests {
         let tiny = Limits { max_decompressed_bytes: 4, ..Limits::DEFAULT };
         let e = parse_manifest(text.as_bytes(), &tiny).err().map(|e| e.to_string());
         assert!(e.as_deref().is_some_and(|e| e.ends_with("member size 5 over the limit")), "{e:?}");
+    }
+
+    #[test]
+    fn a_zstd_blob_is_held_to_what_its_member_can_compress_to() {
+        let mut l = layer("a/upper.ext4", true);
+        l.meta.size = 1 << 20;
+        let max = crate::registry_artifact::zstd_bound(1 << 20);
+        assert!(max > 1 << 20 && max < (1 << 20) + (8 << 10), "{max}");
+        l.size = max;
+        let ok = manifest_bytes(&sha256_digest(b"{}"), 2, core::slice::from_ref(&l), "h");
+        assert!(parse_manifest(&ok, &Limits::DEFAULT).is_ok());
+        l.size = max + 1;
+        let over = manifest_bytes(&sha256_digest(b"{}"), 2, core::slice::from_ref(&l), "h");
+        let e = parse_manifest(&over, &Limits::DEFAULT).err();
+        assert_eq!(e.as_ref().map(|e| e.code()), Some("compressed_blob_too_large"), "{e:?}");
+        // An empty member's frame is a few bytes, not a terabyte.
+        assert_eq!(crate::registry_artifact::zstd_bound(0), 64 + 512);
+        assert_eq!(crate::registry_artifact::zstd_bound(u64::MAX), u64::MAX);
     }
 
     /// The manifest of one raw layer, edited by `edit` as JSON.

@@ -178,6 +178,14 @@ pub fn tar_len(layers: &[Layer]) -> Option<u64> {
     Some(total)
 }
 
+/// The largest single zstd frame `n` bytes can compress to: libzstd's `ZSTD_COMPRESSBOUND`
+/// (the data, 1/256 of it for block headers, and a margin for inputs under 128 KiB) plus 512
+/// bytes for the frame header, checksum and any skippable frame (a saturating sum).
+pub fn zstd_bound(n: u64) -> u64 {
+    let small = (128u64 << 10).saturating_sub(n) >> 11;
+    n.saturating_add(n >> 8).saturating_add(small).saturating_add(512)
+}
+
 #[cfg(test)]
 mod tests {
     use alloc::format;
