@@ -272,6 +272,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Err(e) = snapbundle::publish::remove_pending_on_signal() {
+        eprintln!("snapbundle: cannot watch for signals ({e}); an interrupted export or pull may leave a temporary file");
+    }
     let (result, json_mode) = match &cli.command {
         Command::Inspect(a) => (check(a, true), a.print.json),
         Command::Verify(a) => (verify(a), a.print.json),

@@ -15,8 +15,40 @@ use std::fs::{File, Permissions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{shown, HostError};
+
+/// The temporary files [`publish`] is writing right now: what [`remove_pending`] removes when the
+/// process is interrupted (a signal ends it without running destructors).
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Keeps a temporary file in [`PENDING`] for as long as it lives.
+struct Pending(PathBuf);
+
+impl Pending {
+    fn new(path: &Path) -> Pending {
+        if let Ok(mut p) = PENDING.lock() {
+            p.push(path.to_path_buf());
+        }
+        Pending(path.to_path_buf())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut p) = PENDING.lock() {
+            p.retain(|q| q != &self.0);
+        }
+    }
+}
+
+/// Removes the temporary files of every [`publish`] in progress; returns how many it removed.
+/// For a signal handler that is about to end the process: after it, those publishes fail.
+pub fn remove_pending() -> usize {
+    let Ok(pending) = PENDING.lock() else { return 0 };
+    pending.iter().filter(|p| std::fs::remove_file(p).is_ok()).count()
+}
 
 /// The suffix of every temporary file [`publish`] creates.
 pub const TEMP_SUFFIX: &str = ".snapbundle-tmp";
@@ -101,14 +133,33 @@ pub fn publish<T, E: From<PublishError>>(
         .permissions(Permissions::from_mode(mode))
         .tempfile_in(&parent)
         .map_err(failed(format!("creating a temporary file in {}", shown(&parent))))?;
+    let pending = Pending::new(tmp.path());
     let value = write(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(failed(format!("syncing {}", shown(tmp.path()))))?;
     tmp.persist(path).map_err(|e| PublishError {
         context: format!("renaming {} to {}", shown(e.file.path()), shown(path)),
         source: e.error,
     })?;
+    drop(pending);
     sync_dir(&parent)?;
     Ok(value)
+}
+
+/// Ends the process on SIGINT, SIGTERM or SIGHUP with status 128 + the signal's number, after
+/// removing the temporary files of the publishes in progress ([`remove_pending`]), so that an
+/// interrupted `export -o FILE` or `pull -o FILE` leaves nothing beside its output. (Import
+/// staging and pull's `.part` files are left as a crash leaves them: `snapbundle gc` and the next
+/// pull take care of those.) Call once, early in `main`.
+pub fn remove_pending_on_signal() -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            remove_pending();
+            std::process::exit(128 + signal);
+        }
+    })?;
+    Ok(())
 }
 
 /// fsyncs the directory at `dir`, so that a rename in it is durable.

@@ -806,6 +806,64 @@ fn a_zstd_blob_larger_than_its_member_can_compress_to_is_refused_before_any_down
     assert!(tree(dir.path()).is_empty(), "{:?}", tree(dir.path()));
 }
 
+/// Ctrl-C (SIGINT) or SIGTERM during `pull -o FILE` ends the pull with status 128 + the signal
+/// and leaves no temporary file beside FILE (the registry here stalls in the middle of the upper's
+/// blob, so the pull is surely inside its write when the signal comes).
+#[test]
+fn an_interrupted_pull_to_a_file_leaves_no_temporary_file() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    let snaps = chain(1, None, |_| (support::noise(1 << 20, 13), Integrity::Sha256));
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/int:v1");
+    let pushed = push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    let (upper_digest, stored) =
+        (upper.digest.clone(), mini.blobs.lock().expect("blobs")[&upper.digest].clone());
+    let never = Arc::new(AtomicBool::new(false));
+    mini.set_fault(move |req| {
+        (req.method == "GET" && req.path().ends_with(&upper_digest)).then(|| Answer::Partial {
+            headers: Vec::new(),
+            body: stored.clone(),
+            send: stored.len() / 2,
+            release: Some(never.clone()),
+        })
+    });
+    for (signal, status) in [("INT", 130), ("TERM", 143)] {
+        let out_dir = tempfile::tempdir().expect("output dir");
+        let (_h, scratch) = home();
+        let out = out_dir.path().join("pulled.tar.zst");
+        let home_arg = scratch.root.display().to_string();
+        let mut child = command(["pull", &target, "--plain-http", "-q", "--home", &home_arg, "-o"])
+            .arg(&out)
+            .spawn()
+            .expect("start pull");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let temp = loop {
+            let found = fs::read_dir(out_dir.path())
+                .expect("list")
+                .filter_map(|e| e.ok())
+                .find(|e| e.file_name().to_string_lossy().ends_with(".snapbundle-tmp"));
+            if let Some(e) = found {
+                break e.path();
+            }
+            assert!(Instant::now() < deadline, "the pull never started writing");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let killed = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let done = child.wait_with_output().expect("pull ends");
+        assert_eq!(done.status.code(), Some(status), "SIG{signal}: {}", describe(&done));
+        assert!(!temp.exists(), "SIG{signal} left {}", temp.display());
+        let left: Vec<_> = fs::read_dir(out_dir.path()).expect("list").collect();
+        assert!(left.is_empty(), "SIG{signal} left {left:?}");
+    }
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }
