@@ -835,7 +835,7 @@ fn an_interrupted_pull_to_a_file_leaves_no_temporary_file() {
         let (_h, scratch) = home();
         let out = out_dir.path().join("pulled.tar.zst");
         let home_arg = scratch.root.display().to_string();
-        let mut child = command(["pull", &target, "--plain-http", "-q", "--home", &home_arg, "-o"])
+        let child = command(["pull", &target, "--plain-http", "-q", "--home", &home_arg, "-o"])
             .arg(&out)
             .spawn()
             .expect("start pull");
