@@ -123,6 +123,11 @@ impl<W: Write> TarWriter<W> {
         Ok(self.inner)
     }
 
+    /// Flushes the inner writer: what was written so far reaches its reader.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+
     /// The inner writer, without end-of-archive records (for abandoning a failed archive).
     pub fn into_inner_unfinished(self) -> W {
         self.inner

@@ -864,6 +864,68 @@ fn an_interrupted_pull_to_a_file_leaves_no_temporary_file() {
     }
 }
 
+/// Once the import has failed (here on a manifest that is not JSON, the artifact's first
+/// member), the downloads still in flight are dropped: the pull does not wait for the upper's
+/// blob, which the registry stalls halfway for good (the request deadline, 10 minutes here, would
+/// end it otherwise). The failure is the import's, and nothing is promoted.
+#[test]
+fn a_failed_import_cancels_the_downloads_in_flight() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    let snaps = chain(1, None, |_| (support::noise(1 << 20, 14), Integrity::Sha256));
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/cancel:v1");
+    let pushed = push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    // The manifest member becomes bytes that are not JSON (its layer consistent with them).
+    let bad = b"{ not json".to_vec();
+    let bad_digest =
+        format!("sha256:{}", snapbundle_core::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bad)));
+    {
+        let mut manifests = mini.manifests.lock().expect("manifests");
+        let mut manifest: Value = serde_json::from_slice(&manifests["v1"]).expect("manifest JSON");
+        let first = &mut manifest["layers"][0];
+        assert!(first["annotations"]["dev.snapbundle.member.path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("manifest.json")));
+        first["digest"] = Value::String(bad_digest.clone());
+        first["size"] = Value::from(bad.len());
+        first["annotations"]["dev.snapbundle.member.sha256"] = Value::String(bad_digest.clone());
+        first["annotations"]["dev.snapbundle.member.size"] = Value::String(bad.len().to_string());
+        manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
+        mini.blobs.lock().expect("blobs").insert(bad_digest, bad);
+    }
+    let (upper_digest, stored) =
+        (upper.digest.clone(), mini.blobs.lock().expect("blobs")[&upper.digest].clone());
+    let never = Arc::new(AtomicBool::new(false));
+    mini.set_fault(move |req| {
+        (req.method == "GET" && req.path().ends_with(&upper_digest)).then(|| Answer::Partial {
+            headers: Vec::new(),
+            body: stored.clone(),
+            send: stored.len() / 2,
+            release: Some(never.clone()),
+        })
+    });
+    let (dir, scratch) = home();
+    let conn = snapbundle::registry::Connection {
+        deadline: Some(Duration::from_secs(600)),
+        jobs: 2,
+        ..mini_connection(1)
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = pull(&scratch, &target, &conn, &quiet_pull(), PullTarget::Import { dest: None });
+        let _ = done_tx.send(r.map(|_| ()).map_err(|e| (e.code().to_string(), e.to_string())));
+    });
+    // Liveness, not speed: the pull ends in well under a second once cancelled, and only after
+    // the 600 s deadline if the slow download is waited for.
+    let r = done_rx.recv_timeout(Duration::from_secs(120)).expect("the pull waited for the stalled download");
+    let (code, message) = r.expect_err("the import fails");
+    assert_eq!(code, "manifest_parse", "{message}");
+    assert!(tree(&dir.path().join("snapshots")).is_empty(), "something was promoted");
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }

@@ -28,6 +28,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::{self, Either};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -139,10 +140,13 @@ pub fn pull(
     let progress = Arc::new(Progress::new("pulling", Some(to_fetch), opts.quiet));
     let name = reg.reference().to_string();
 
-    // 1. The downloader: blobs in layer order on a channel, several in flight.
+    // 1. The downloader: blobs in layer order on a channel, several in flight, until done, a
+    //    failure, or `cancel` (the consumer is finished: nothing more will be read).
     let (tx, rx) = mpsc::channel::<Result<Fetched, HostError>>();
+    let cancel = Arc::new(tokio::sync::Notify::new());
     let downloader = {
         let (layers, cache, progress) = (layers.clone(), cache.clone(), progress.clone());
+        let cancel = cancel.clone();
         std::thread::spawn(move || {
             // Authenticated already (fetch_metadata): the client keeps the token.
             reg.block_on(async {
@@ -161,7 +165,14 @@ pub fn pull(
                         }
                     })
                     .buffered(reg.jobs);
-                while let Some(r) = fetched.next().await {
+                let mut cancelled = std::pin::pin!(cancel.notified());
+                loop {
+                    // Dropping `fetched` drops the downloads in flight (their `.part` files stay
+                    // for a resume).
+                    let r = match future::select(cancelled.as_mut(), fetched.next()).await {
+                        Either::Left(_) | Either::Right((None, _)) => return,
+                        Either::Right((Some(r), _)) => r,
+                    };
                     let failed = r.is_err();
                     if tx.send(r).is_err() || failed {
                         return;
@@ -180,6 +191,9 @@ pub fn pull(
     // 3. The consumer: import, or a bundle.
     let mut reader = pipe_reader;
     let consumed = consume(&mut reader, &name, home, opts, target, &layers);
+    // Whatever the consumer's verdict, no more blob is needed: an import that failed does not
+    // wait for slow downloads (after a success there are none left).
+    cancel.notify_one();
     drop(reader);
     progress.finish();
     let rebuilt = rebuilder
@@ -302,9 +316,9 @@ fn rebuild(
         match rx.recv() {
             Ok(Ok(f)) => fetched.push(f),
             Ok(Err(e)) => return Err(Some(e)),
-            Err(_) => {
-                return Err(Some(HostError::io("downloading", io::Error::other("the downloader stopped"))))
-            }
+            // The downloader was cancelled (the consumer stopped reading: its error is the
+            // pull's) or panicked (its join says so).
+            Err(_) => return Err(None),
         }
         let file = blobs::open(cache, &layer.digest).map_err(Some)?;
         let mut blob =
@@ -365,6 +379,9 @@ fn rebuild(
             return Err(invalid(format!("its member has digest {sum}, the manifest says {}", layer.sha256)));
         }
         tar.end().map_err(gone)?;
+        // Each member reaches the validator whole as soon as its blob is in: a member it
+        // refuses stops the pull without waiting for the next blob.
+        tar.flush().map_err(gone)?;
     }
     let mut out = tar.finish().map_err(gone)?;
     out.flush().map_err(gone)?;
