@@ -94,7 +94,9 @@ pub(crate) enum Command {
     /// they arrive), rebuilt into the exact 0.6.2 bundle stream and imported through the same
     /// validation, staging and all-or-nothing promotion as `import`. An interrupted pull
     /// resumes: verified blobs are not fetched again. With -o the bundle is written instead
-    /// (byte for byte what `export` writes for the same snapshots).
+    /// (byte for byte what `export` writes for the same snapshots) and no store is touched:
+    /// without --home or $MSB_HOME the blobs wait in snapbundle's cache directory
+    /// ($SNAPBUNDLE_CACHE_DIR, else $XDG_CACHE_HOME/snapbundle, else ~/.cache/snapbundle).
     /// Examples:
     ///   snapbundle pull registry.example/snaps/web:v1
     ///   snapbundle pull registry.example/snaps/web@sha256:4f1c… --home /srv/msb

@@ -179,8 +179,14 @@ fn push(a: &PushArgs) -> Result<(), HostError> {
 }
 
 fn pull(a: &PullArgs) -> Result<(), HostError> {
-    let home = Home::resolve(a.home.home.as_deref())?;
     let to_stdout = a.output.as_deref() == Some("-");
+    // A pull to a file or stdout needs no store: without --home or MSB_HOME its blob cache goes
+    // to snapbundle's scratch home, not to a ~/.microsandbox it would create.
+    let home = match (&a.output, Home::explicit(a.home.home.as_deref())) {
+        (_, Some(h)) => h,
+        (Some(_), None) => Home::scratch()?,
+        (None, None) => Home::resolve(None)?,
+    };
     if to_stdout && a.print.json {
         return Err(HostError::Usage("--json prints on standard output: it cannot be used with -o -".into()));
     }

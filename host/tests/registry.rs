@@ -926,6 +926,46 @@ fn a_failed_import_cancels_the_downloads_in_flight() {
     assert!(tree(&dir.path().join("snapshots")).is_empty(), "something was promoted");
 }
 
+/// `pull -o FILE` without `--home` or `$MSB_HOME` writes the bundle and creates no
+/// `~/.microsandbox` (its blob cache goes to snapbundle's cache directory, and it records no
+/// `seen` repositories); with `--home` it uses that home's cache, still recording nothing.
+#[test]
+fn pull_to_a_file_without_a_home_touches_no_store() {
+    let (fake, _mini) = Mini::start(Mini::new(None));
+    let snaps = chain(1, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = fake.reference("snaps/file:v1");
+    push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let user = tempfile::tempdir().expect("a user's home directory");
+    let out = user.path().join("web.tar.zst");
+    let done = command(["pull", &target, "--plain-http", "-q", "-o"])
+        .arg(&out)
+        .env("HOME", user.path())
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("SNAPBUNDLE_CACHE_DIR")
+        .output()
+        .expect("pull -o");
+    assert!(done.status.success(), "{}", describe(&done));
+    assert!(out.is_file());
+    assert!(!user.path().join(".microsandbox").exists(), "pull -o created a microsandbox home");
+    let left: Vec<String> = tree(user.path()).keys().filter(|k| !k.starts_with(".cache")).cloned().collect();
+    assert_eq!(left, vec!["web.tar.zst".to_string()], "{left:?}");
+    // With a home named, its cache serves the pull, and no `seen` record is left.
+    let (dir, _) = home();
+    let out2 = user.path().join("web2.tar.zst");
+    let done = command(["pull", &target, "--plain-http", "-q", "--home"])
+        .arg(dir.path())
+        .arg("-o")
+        .arg(&out2)
+        .output()
+        .expect("pull -o --home");
+    assert!(done.status.success(), "{}", describe(&done));
+    assert!(out2.is_file());
+    assert!(!dir.path().join("cache/snapbundle/seen").exists(), "pull -o recorded seen repositories");
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }

@@ -190,6 +190,7 @@ pub fn pull(
     };
     // 3. The consumer: import, or a bundle.
     let mut reader = pipe_reader;
+    let importing = matches!(target, PullTarget::Import { .. });
     let consumed = consume(&mut reader, &name, home, opts, target, &layers);
     // Whatever the consumer's verdict, no more blob is needed: an import that failed does not
     // wait for slow downloads (after a success there are none left).
@@ -215,11 +216,14 @@ pub fn pull(
     if !opts.keep_blobs {
         cache.finish(hold, layers.iter().map(|l| l.digest.as_str()));
     }
-    // Its blobs are in the source repository: a push to another one may mount them.
-    crate::registry::seen::Seen::load(home, reg.reference().resolve_registry()).record(
-        reg.reference().repository(),
-        layers.iter().map(|l| l.digest.as_str()).chain([config_digest.as_str()]),
-    );
+    // Its blobs are in the source repository: a push from this home to another one may mount
+    // them (a pull to a file put nothing in the home, so there is nothing to record).
+    if importing {
+        crate::registry::seen::Seen::load(home, reg.reference().resolve_registry()).record(
+            reg.reference().repository(),
+            layers.iter().map(|l| l.digest.as_str()).chain([config_digest.as_str()]),
+        );
+    }
     let (import, bundle) = consumed?;
     let head = match (&import, &bundle) {
         (Some(i), _) => i.head_digest.clone(),

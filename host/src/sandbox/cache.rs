@@ -32,12 +32,9 @@ use snapbundle_core::integrity::{Algorithm, IntegrityHasher};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-/// The cache directory, if the environment names one.
+/// The cache directory, if the environment names one ([`crate::home::user_cache_dir`]).
 pub fn dir() -> Option<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    env("SNAPBUNDLE_CACHE_DIR")
-        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("snapbundle")))
-        .or_else(|| env("HOME").map(|h| h.join(".cache").join("snapbundle")))
+    crate::home::user_cache_dir()
 }
 
 /// The cache file for `component` compiled by `engine`.
