@@ -389,21 +389,14 @@ fn snapshots_with_identical_uppers_share_one_blob() {
 #[test]
 fn an_interrupted_download_is_resumed_with_a_range_request() {
     let reg = TestRegistry::start(false);
-    let snaps = chain(1, None, |_| (support::noise(2 << 20, 11), Integrity::Sha256));
-    let (_s, src) = home();
-    import_bytes(&bundle(&snaps, None), &src);
     let target = reg.reference("snaps/resume:v1");
-    let pushed = push(&src, &snaps[0].digest(), &target, &reg.connection(None), &quiet_push(false, false))
-        .unwrap_or_else(|e| panic!("push: {e}"));
-    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    let (snaps, upper) = push_noise_upper(&target, &reg.connection(None), 2 << 20, 11);
     // What an interrupted pull leaves: the first part of the blob, not yet verified.
     let (_p, pulled) = home();
-    let blobs = pulled.cache.join("snapbundle/blobs/sha256");
-    fs::create_dir_all(&blobs).expect("blob cache");
-    let stored = fs::read(reg.blob_file(&upper.digest)).expect("stored blob");
+    let stored = fs::read(reg.blob_file(&upper)).expect("stored blob");
     let half = stored.len() / 2;
-    let hex = upper.digest.trim_start_matches("sha256:");
-    fs::write(blobs.join(format!("{hex}.part")), &stored[..half]).expect("partial blob");
+    let hex = upper.trim_start_matches("sha256:");
+    fs::write(part_file(&pulled, &upper), &stored[..half]).expect("partial blob");
     let out = pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
         .unwrap_or_else(|e| panic!("pull: {e}"));
     assert_eq!((out.resumed, out.downloaded), (1, 1), "{out:#?}");
@@ -424,21 +417,14 @@ fn an_interrupted_download_is_resumed_with_a_range_request() {
 #[test]
 fn a_wrong_partial_blob_is_downloaded_again_instead_of_failing_the_pull() {
     let reg = TestRegistry::start(false);
-    let snaps = chain(1, None, |_| (support::noise(2 << 20, 12), Integrity::Sha256));
-    let (_s, src) = home();
-    import_bytes(&bundle(&snaps, None), &src);
     let target = reg.reference("snaps/wrong-part:v1");
-    let pushed = push(&src, &snaps[0].digest(), &target, &reg.connection(None), &quiet_push(false, false))
-        .unwrap_or_else(|e| panic!("push: {e}"));
-    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    let (snaps, upper) = push_noise_upper(&target, &reg.connection(None), 2 << 20, 12);
     let (_p, pulled) = home();
-    let blobs = pulled.cache.join("snapbundle/blobs/sha256");
-    fs::create_dir_all(&blobs).expect("blob cache");
-    let stored = fs::read(reg.blob_file(&upper.digest)).expect("stored blob");
+    let stored = fs::read(reg.blob_file(&upper)).expect("stored blob");
     let mut wrong = stored[..stored.len() / 2].to_vec();
     wrong[100] ^= 0xff;
-    let hex = upper.digest.trim_start_matches("sha256:");
-    fs::write(blobs.join(format!("{hex}.part")), &wrong).expect("wrong partial blob");
+    let hex = upper.trim_start_matches("sha256:");
+    fs::write(part_file(&pulled, &upper), &wrong).expect("wrong partial blob");
     let before = reg.requests().len();
     let out = pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
         .unwrap_or_else(|e| panic!("pull with a wrong .part: {e}"));
@@ -812,24 +798,9 @@ fn a_zstd_blob_larger_than_its_member_can_compress_to_is_refused_before_any_down
 #[test]
 fn an_interrupted_pull_to_a_file_leaves_no_temporary_file() {
     let (fake, mini) = Mini::start(Mini::new(None));
-    let snaps = chain(1, None, |_| (support::noise(1 << 20, 13), Integrity::Sha256));
-    let (_s, src) = home();
-    import_bytes(&bundle(&snaps, None), &src);
     let target = fake.reference("snaps/int:v1");
-    let pushed = push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
-        .unwrap_or_else(|e| panic!("push: {e}"));
-    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
-    let (upper_digest, stored) =
-        (upper.digest.clone(), mini.blobs.lock().expect("blobs")[&upper.digest].clone());
-    let never = Arc::new(AtomicBool::new(false));
-    mini.set_fault(move |req| {
-        (req.method == "GET" && req.path().ends_with(&upper_digest)).then(|| Answer::Partial {
-            headers: Vec::new(),
-            body: stored.clone(),
-            send: stored.len() / 2,
-            release: Some(never.clone()),
-        })
-    });
+    let (_snaps, upper) = push_noise_upper(&target, &mini_connection(2), 1 << 20, 13);
+    stall_halfway(&mini, &upper);
     for (signal, status) in [("INT", 130), ("TERM", 143)] {
         let out_dir = tempfile::tempdir().expect("output dir");
         let (_h, scratch) = home();
@@ -871,13 +842,8 @@ fn an_interrupted_pull_to_a_file_leaves_no_temporary_file() {
 #[test]
 fn a_failed_import_cancels_the_downloads_in_flight() {
     let (fake, mini) = Mini::start(Mini::new(None));
-    let snaps = chain(1, None, |_| (support::noise(1 << 20, 14), Integrity::Sha256));
-    let (_s, src) = home();
-    import_bytes(&bundle(&snaps, None), &src);
     let target = fake.reference("snaps/cancel:v1");
-    let pushed = push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
-        .unwrap_or_else(|e| panic!("push: {e}"));
-    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    let (_snaps, upper) = push_noise_upper(&target, &mini_connection(2), 1 << 20, 14);
     // The manifest member becomes bytes that are not JSON (its layer consistent with them).
     let bad = b"{ not json".to_vec();
     let bad_digest =
@@ -896,17 +862,7 @@ fn a_failed_import_cancels_the_downloads_in_flight() {
         manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
         mini.blobs.lock().expect("blobs").insert(bad_digest, bad);
     }
-    let (upper_digest, stored) =
-        (upper.digest.clone(), mini.blobs.lock().expect("blobs")[&upper.digest].clone());
-    let never = Arc::new(AtomicBool::new(false));
-    mini.set_fault(move |req| {
-        (req.method == "GET" && req.path().ends_with(&upper_digest)).then(|| Answer::Partial {
-            headers: Vec::new(),
-            body: stored.clone(),
-            send: stored.len() / 2,
-            release: Some(never.clone()),
-        })
-    });
+    stall_halfway(&mini, &upper);
     let (dir, scratch) = home();
     let conn = snapbundle::registry::Connection {
         deadline: Some(Duration::from_secs(600)),
@@ -964,6 +920,44 @@ fn pull_to_a_file_without_a_home_touches_no_store() {
     assert!(done.status.success(), "{}", describe(&done));
     assert!(out2.is_file());
     assert!(!dir.path().join("cache/snapbundle/seen").exists(), "pull -o recorded seen repositories");
+}
+
+/// One snapshot whose upper is `size` bytes of noise (`seed`), imported into a scratch home and
+/// pushed to `target`; the chain and the upper's blob digest.
+fn push_noise_upper(
+    target: &str,
+    conn: &snapbundle::registry::Connection,
+    size: usize,
+    seed: u64,
+) -> (Vec<Snapshot>, String) {
+    let snaps = chain(1, None, |_| (support::noise(size, seed), Integrity::Sha256));
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let pushed = push(&src, &snaps[0].digest(), target, conn, &quiet_push(false, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let upper = pushed.blobs.iter().find(|b| b.member == snaps[0].upper_path()).expect("upper blob");
+    (snaps, upper.digest.clone())
+}
+
+/// Where a pull into `home` keeps the partial download of blob `digest` (its directory made).
+fn part_file(home: &Home, digest: &str) -> std::path::PathBuf {
+    let blobs = home.cache.join("snapbundle/blobs/sha256");
+    fs::create_dir_all(&blobs).expect("blob cache");
+    blobs.join(format!("{}.part", digest.trim_start_matches("sha256:")))
+}
+
+/// Makes `mini` answer every GET of blob `digest` with its first half, then stall for good.
+fn stall_halfway(mini: &Mini, digest: &str) {
+    let stored = mini.blobs.lock().expect("blobs")[digest].clone();
+    let (digest, never) = (digest.to_string(), Arc::new(AtomicBool::new(false)));
+    mini.set_fault(move |req| {
+        (req.method == "GET" && req.path().ends_with(&digest)).then(|| Answer::Partial {
+            headers: Vec::new(),
+            body: stored.clone(),
+            send: stored.len() / 2,
+            release: Some(never.clone()),
+        })
+    });
 }
 
 fn header(k: &str, v: &str) -> (String, String) {
