@@ -230,7 +230,7 @@ pub fn push(out: &PushOutcome) -> String {
     } else {
         String::new()
     };
-    format!(
+    let mut text = format!(
         "pushed {} to {}\nhead     {}\nmanifest {}\nblobs    {} uploaded ({}), {} already there{mounted}{resumed}; read {} of {}, {:.1} s\n",
         count(out.snapshots.len(), "snapshot", "snapshots"),
         out.reference,
@@ -242,7 +242,16 @@ pub fn push(out: &PushOutcome) -> String {
         size(out.bytes_read),
         size(out.member_bytes),
         out.seconds
-    )
+    );
+    credentials_line(&mut text, out.credentials_sent_to.as_deref());
+    text
+}
+
+/// Says where the credentials went when the registry's token endpoint is another host.
+fn credentials_line(text: &mut String, sent_to: Option<&str>) {
+    if let Some(host) = sent_to {
+        let _ = writeln!(text, "auth     credentials sent to the registry's token endpoint at {host}");
+    }
 }
 
 /// What `pull` prints; `output` is the `-o` file, if any.
@@ -263,6 +272,7 @@ pub fn pull(out: &PullOutcome, output: Option<&str>) -> String {
     if let Some(b) = &out.bundle {
         let _ = writeln!(text, "head   {}\n{}", b.head, output.unwrap_or_default());
     }
+    credentials_line(&mut text, out.credentials_sent_to.as_deref());
     text
 }
 

@@ -960,6 +960,36 @@ fn stall_halfway(mini: &Mini, digest: &str) {
     });
 }
 
+/// When the registry's challenge names a token endpoint on another host than the registry's,
+/// the credentials go there (as Docker Hub needs) and the outcome says where, in JSON and text;
+/// a token endpoint on the registry's own host is not mentioned. (The registry is reached here
+/// as `localhost`, its token endpoint is named as `127.0.0.1`.)
+#[test]
+fn credentials_sent_to_another_host_are_reported() {
+    let (fake, _mini) = Mini::start(Mini::new(Some("tok-elsewhere")));
+    let snaps = chain(1, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let same = fake.reference("snaps/auth:v1");
+    let pushed = push(&src, &snaps[0].digest(), &same, &mini_connection(2), &quiet_push(false, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    assert_eq!(pushed.credentials_sent_to, None);
+    let elsewhere = format!("localhost:{}/snaps/auth:v1", fake.port);
+    let (_d, dest) = home();
+    let pulled =
+        pull(&dest, &elsewhere, &mini_connection(2), &quiet_pull(), PullTarget::Import { dest: None })
+            .unwrap_or_else(|e| panic!("pull: {e}"));
+    let realm = format!("127.0.0.1:{}", fake.port);
+    assert_eq!(pulled.credentials_sent_to.as_deref(), Some(realm.as_str()));
+    let text = snapbundle::render::pull(&pulled, None);
+    assert!(
+        text.contains(&format!("credentials sent to the registry's token endpoint at {realm}")),
+        "{text}"
+    );
+    let json = serde_json::to_value(&pulled).expect("JSON");
+    assert_eq!(json["credentials_sent_to"], realm.as_str());
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }

@@ -122,6 +122,12 @@ impl Registry {
         })
     }
 
+    /// The token endpoint (`host[:port]`) the credentials were sent to, when the registry's
+    /// challenge named another host than its own.
+    pub fn credentials_sent_to(&self) -> Option<String> {
+        self.http.credentials_sent_to()
+    }
+
     /// The reference as given, normalised (`host/repo:tag` or `host/repo@digest`).
     pub fn reference(&self) -> &Target {
         &self.http.reference

@@ -42,6 +42,9 @@ pub(crate) struct Transport {
     scopes: Mutex<Vec<String>>,
     /// How long a request may take, whole.
     pub(crate) deadlines: Deadlines,
+    /// The token endpoint (`host[:port]`) the basic credentials were sent to, when it is not the
+    /// registry's host (a realm may be elsewhere, as Docker Hub's is: the user is told).
+    credentials_sent_to: Mutex<Option<String>>,
 }
 
 /// Total deadlines of requests: a registry that answers one byte at a time cannot keep a
@@ -202,7 +205,13 @@ impl Transport {
             bearer: Mutex::new(None),
             scopes: Mutex::new(Vec::new()),
             deadlines,
+            credentials_sent_to: Mutex::new(None),
         }
+    }
+
+    /// The token endpoint the credentials were sent to, if it is another host than the registry.
+    pub(crate) fn credentials_sent_to(&self) -> Option<String> {
+        self.credentials_sent_to.lock().ok().and_then(|s| s.clone())
     }
 
     /// `<scheme>://<registry>`.
@@ -308,9 +317,22 @@ impl Transport {
         if let Some(service) = param("service") {
             url.query_pairs_mut().append_pair("service", service);
         }
+        let registry_host =
+            reqwest::Url::parse(&self.origin()).ok().and_then(|u| u.host_str().map(str::to_string));
+        let elsewhere = url.host_str() != registry_host.as_deref();
+        let realm_host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (h, None) => h.unwrap_or("").to_string(),
+            (None, Some(_)) => String::new(),
+        };
         let mut req = self.client.get(url).timeout(self.deadlines.small);
         if let Credentials::Basic { username, password } = &self.auth {
             req = req.basic_auth(username, Some(password));
+            if elsewhere {
+                if let Ok(mut sent) = self.credentials_sent_to.lock() {
+                    *sent = Some(realm_host);
+                }
+            }
         }
         let asked = Instant::now();
         let mut res = req.send().await?;

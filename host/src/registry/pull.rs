@@ -110,6 +110,10 @@ pub struct PullOutcome {
     pub seconds: f64,
     /// The import, for a store target.
     pub import: Option<ImportOutcome>,
+    /// The token endpoint the credentials were sent to, when it is another host than the
+    /// registry's (the registry's challenge named it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_sent_to: Option<String>,
     /// The bundle, for `-o`.
     pub bundle: Option<PulledBundle>,
 }
@@ -245,6 +249,7 @@ pub fn pull(
         seconds: started.elapsed().as_secs_f64(),
         import,
         bundle,
+        credentials_sent_to: reg.credentials_sent_to(),
     })
 }
 

@@ -108,6 +108,10 @@ pub struct PushedBlob {
 /// What a push did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PushOutcome {
+    /// The token endpoint the credentials were sent to, when it is another host than the
+    /// registry's (the registry's challenge named it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_sent_to: Option<String>,
     /// The reference pushed to (normalised).
     pub reference: String,
     /// The manifest's digest: pull `REPO@<digest>` for exactly this artifact.
@@ -239,6 +243,7 @@ pub fn push(
         blobs,
         retries: reg.retries(),
         seconds: started.elapsed().as_secs_f64(),
+        credentials_sent_to: reg.credentials_sent_to(),
     })
 }
 
