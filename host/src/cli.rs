@@ -327,6 +327,10 @@ pub(crate) struct PullArgs {
     /// Keep the downloaded blobs in <home>/cache/snapbundle/blobs after a successful pull.
     #[arg(long)]
     pub(crate) keep_blobs: bool,
+    /// Refuse a pull whose downloads would make the blob cache hold more than GIB (the free
+    /// space of its filesystem is checked either way).
+    #[arg(long, value_name = "GIB")]
+    pub(crate) blob_cache_max_gib: Option<u64>,
     #[command(flatten)]
     pub(crate) print: OutputArgs,
     #[command(flatten)]

@@ -196,6 +196,7 @@ fn pull(a: &PullArgs) -> Result<(), HostError> {
         keep_blobs: a.keep_blobs,
         plain_tar: a.plain_tar,
         quiet: a.print.quiet || a.print.json,
+        max_cache_bytes: a.blob_cache_max_gib.map(|g| g.saturating_mul(1 << 30)),
     };
     let path = a.output.as_ref().map(std::path::PathBuf::from);
     let target = match (&path, to_stdout) {

@@ -990,6 +990,33 @@ fn credentials_sent_to_another_host_are_reported() {
     assert_eq!(json["credentials_sent_to"], realm.as_str());
 }
 
+/// The blob cache has a quota: a pull whose downloads would make it hold more than
+/// `max_cache_bytes` (`--blob-cache-max-gib`) is refused before any blob is fetched, saying what
+/// it needs; nothing is written. Within the quota the same pull goes through.
+#[test]
+fn a_pull_over_the_blob_cache_quota_is_refused_before_any_download() {
+    let (fake, _mini) = Mini::start(Mini::new(None));
+    let target = fake.reference("snaps/quota:v1");
+    let (_snaps, _upper) = push_noise_upper(&target, &mini_connection(2), 1 << 20, 15);
+    let (dir, scratch) = home();
+    let asked = fake.requests().len();
+    let tight = PullOptions { max_cache_bytes: Some(64 << 10), ..quiet_pull() };
+    let r = pull(&scratch, &target, &mini_connection(2), &tight, PullTarget::Import { dest: None });
+    assert_eq!(code(&r), "io", "{r:?}");
+    let message = r.map(|_| ()).expect_err("refused").to_string();
+    assert!(message.contains("over its quota of 65536 bytes"), "{message}");
+    let blob_gets = fake.requests()[asked..]
+        .iter()
+        .filter(|q| q.path().contains("/blobs/sha256:") && !q.path().ends_with(&"0".repeat(64)))
+        .filter(|q| q.method == "GET")
+        .count();
+    assert_eq!(blob_gets, 1, "only the config blob is fetched (the layers' sizes come from the manifest)");
+    assert!(tree(dir.path()).is_empty(), "{:?}", tree(dir.path()));
+    let roomy = PullOptions { max_cache_bytes: Some(64 << 20), ..quiet_pull() };
+    pull(&scratch, &target, &mini_connection(2), &roomy, PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull within the quota: {e}"));
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }

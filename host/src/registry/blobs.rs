@@ -142,6 +142,49 @@ impl BlobCache {
         true
     }
 
+    /// Bytes the cache holds now (blobs and partial downloads; 0 if it does not exist).
+    pub fn bytes(&self) -> u64 {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return 0 };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .fold(0u64, |sum, m| sum.saturating_add(m.len()))
+    }
+
+    /// Checks that `more` bytes of downloads fit: the cache would hold at most `quota` bytes
+    /// (`None`: no cap of its own), and the filesystem has room for them. Refuses before
+    /// anything is fetched, naming what is needed and what there is.
+    pub fn check_room(&self, more: u64, quota: Option<u64>) -> Result<(), HostError> {
+        if more == 0 {
+            return Ok(());
+        }
+        let held = self.bytes();
+        let full = |what: String| {
+            HostError::io(
+                format!("pulling into the blob cache {}", shown(&self.dir)),
+                io::Error::new(io::ErrorKind::StorageFull, what),
+            )
+        };
+        if let Some(q) = quota.filter(|q| held.saturating_add(more) > *q) {
+            return Err(full(format!(
+                "the pull needs {more} bytes of blobs and the cache holds {held}: over its quota of {q} bytes \
+                 (--blob-cache-max-gib; `snapbundle gc` empties the cache)"
+            )));
+        }
+        // The nearest existing ancestor: the cache directory may not exist yet.
+        let existing = self.dir.ancestors().find(|d| d.exists()).unwrap_or(Path::new("/"));
+        if let Ok(st) = rustix::fs::statvfs(existing) {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            if more > free {
+                return Err(full(format!(
+                    "the pull needs {more} bytes of blobs and the filesystem has {free} free"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The `sha256` directory the blobs live in.
     pub fn dir(&self) -> &Path {
         &self.dir

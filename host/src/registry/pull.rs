@@ -58,6 +58,9 @@ pub struct PullOptions {
     pub plain_tar: bool,
     /// Draw no progress.
     pub quiet: bool,
+    /// The most the blob cache may hold with this pull's downloads (`None`: no cap of its own;
+    /// the filesystem's free space is checked either way).
+    pub max_cache_bytes: Option<u64>,
 }
 
 /// Where a pull goes.
@@ -136,11 +139,15 @@ pub fn pull(
     let (manifest_digest, parsed, _config) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
     let (layers, config_digest) = (parsed.layers, parsed.config_digest);
     let cache = BlobCache::new(home);
+    let to_fetch: u64 = layers
+        .iter()
+        .filter(|l| !cache.has(&l.digest, l.size))
+        .fold(0u64, |sum, l| sum.saturating_add(l.size));
+    cache.check_room(to_fetch, opts.max_cache_bytes)?;
     // Held until the blobs are removed, so `snapbundle gc` leaves them alone meanwhile.
     let hold = cache
         .hold()
         .map_err(|e| HostError::io(format!("locking the blob cache {}", shown(cache.dir())), e))?;
-    let to_fetch: u64 = layers.iter().filter(|l| !cache.has(&l.digest, l.size)).map(|l| l.size).sum();
     let progress = Arc::new(Progress::new("pulling", Some(to_fetch), opts.quiet));
     let name = reg.reference().to_string();
 
