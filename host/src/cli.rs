@@ -117,8 +117,11 @@ pub(crate) enum Command {
     /// (<home>/cache/snapbundle/blobs: blobs and partial downloads a failed `pull` kept for a
     /// resume, or a pull left because another was running) unless a pull is running, removes
     /// the spool directories of killed pushes (<home>/cache/snapbundle/tmp/push-*; those of
-    /// running pushes are left alone), and forgets unfinished upload sessions older than a
-    /// week (registries purge them).
+    /// running pushes are left alone), forgets unfinished upload sessions older than a
+    /// week (registries purge them), and removes the temporary files that a killed
+    /// `export -o FILE` or `pull -o FILE` left beside FILE (noted in
+    /// <home>/cache/snapbundle/outputs while they are written; also in the scratch home that
+    /// `pull -o` uses without --home).
     Gc(GcArgs),
 }
 

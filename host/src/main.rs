@@ -256,13 +256,22 @@ fn gc(a: &GcArgs) -> Result<(), HostError> {
     })?;
     let sessions = snapbundle::registry::resume::gc(&home, snapbundle::registry::resume::MAX_AGE)
         .map_err(|e| HostError::io("pruning upload session records", e))?;
+    // Temporary files of outputs (export -o, pull -o) that killed processes left: those noted
+    // in this home, and in the scratch home pull -o uses without one.
+    let mut outputs = 0;
+    let scratch = Home::scratch().ok().filter(|s| s.root != home.root);
+    for h in std::iter::once(&home).chain(scratch.as_ref()) {
+        let journal = snapbundle::publish::OutputJournal::of(h);
+        outputs +=
+            journal.gc().map_err(|e| HostError::io(format!("cleaning {}", journal.dir().display()), e))?;
+    }
     if a.json {
         return print_out(&json_line(&json!({
             "ok": true, "gc": rec, "verification_records_removed": pruned, "push_records_removed": pushed, "pull_cache": pulled,
-            "push_spool": spooled, "upload_sessions_removed": sessions
+            "push_spool": spooled, "upload_sessions_removed": sessions, "output_temporaries_removed": outputs
         })));
     }
-    print_out(&render::gc(&rec, pruned, pushed, &pulled, &spooled, sessions))
+    print_out(&render::gc(&rec, pruned, pushed, &pulled, &spooled, sessions, outputs))
 }
 
 fn json_line(v: &serde_json::Value) -> String {

@@ -115,6 +115,27 @@ pub fn publish<T, E: From<PublishError>>(
     mode: u32,
     write: impl FnOnce(&mut File) -> Result<T, E>,
 ) -> Result<T, E> {
+    publish_in(path, mode, None, write)
+}
+
+/// [`publish`] for an output outside the home (`export -o`, `pull -o`): while the temporary file
+/// exists, `journal` names it, so that `snapbundle gc` can remove it after a process that was
+/// killed outright (SIGKILL, a crash) left it ([`OutputJournal::gc`]).
+pub fn publish_output<T, E: From<PublishError>>(
+    path: &Path,
+    mode: u32,
+    journal: &OutputJournal,
+    write: impl FnOnce(&mut File) -> Result<T, E>,
+) -> Result<T, E> {
+    publish_in(path, mode, Some(journal), write)
+}
+
+fn publish_in<T, E: From<PublishError>>(
+    path: &Path,
+    mode: u32,
+    journal: Option<&OutputJournal>,
+    write: impl FnOnce(&mut File) -> Result<T, E>,
+) -> Result<T, E> {
     let Some(file_name) = path.file_name() else {
         return Err(PublishError {
             context: format!("writing {}", shown(path)),
@@ -134,6 +155,10 @@ pub fn publish<T, E: From<PublishError>>(
         .tempfile_in(&parent)
         .map_err(failed(format!("creating a temporary file in {}", shown(&parent))))?;
     let pending = Pending::new(tmp.path());
+    let _entry = match journal {
+        Some(j) => Some(j.enter(tmp.path())?),
+        None => None,
+    };
     let value = write(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(failed(format!("syncing {}", shown(tmp.path()))))?;
     tmp.persist(path).map_err(|e| PublishError {
@@ -160,6 +185,88 @@ pub fn remove_pending_on_signal() -> io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// Where a home notes the temporary files of outputs being published outside it:
+/// `<home>/cache/snapbundle/outputs/<pid>.<random>`, each holding one temporary file's path.
+#[derive(Debug, Clone)]
+pub struct OutputJournal {
+    dir: PathBuf,
+}
+
+/// One journal entry, removed when dropped (the publish is over, whichever way).
+struct Entry(PathBuf);
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The most of an entry read (a path).
+const MAX_ENTRY: u64 = 16 << 10;
+
+impl OutputJournal {
+    /// The journal of `home`.
+    pub fn of(home: &crate::home::Home) -> OutputJournal {
+        OutputJournal { dir: home.cache.join("snapbundle").join("outputs") }
+    }
+
+    /// The journal directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn enter(&self, temp: &Path) -> Result<Entry, PublishError> {
+        let context = || format!("noting {} in {}", shown(temp), shown(&self.dir));
+        std::fs::create_dir_all(&self.dir).map_err(failed(context()))?;
+        let entry = tempfile::Builder::new()
+            .prefix(&format!("{}.", std::process::id()))
+            .tempfile_in(&self.dir)
+            .map_err(failed(context()))?;
+        let abs = std::path::absolute(temp).map_err(failed(context()))?;
+        let (mut file, path) =
+            entry.keep().map_err(|e| PublishError { context: context(), source: e.error })?;
+        let entry = Entry(path);
+        io::Write::write_all(&mut file, abs.as_os_str().as_encoded_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(failed(context()))?;
+        Ok(entry)
+    }
+
+    /// Removes the temporary files that entries of processes no longer running name (only
+    /// files named like [`publish`]'s temporaries), and those entries; entries of running
+    /// processes are left alone. Returns how many temporary files it removed.
+    pub fn gc(&self) -> io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.split('.').next()).and_then(|p| p.parse::<i32>().ok());
+            let alive = pid
+                .and_then(rustix::process::Pid::from_raw)
+                .is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+            if alive {
+                continue;
+            }
+            let mut text = Vec::new();
+            if let Ok(f) = File::open(entry.path()) {
+                let _ = io::Read::read_to_end(&mut io::Read::take(f, MAX_ENTRY), &mut text);
+            }
+            let temp = PathBuf::from(String::from_utf8_lossy(&text).into_owned());
+            let ours = temp.file_name().and_then(|n| n.to_str()).is_some_and(is_temp_name);
+            if ours && std::fs::remove_file(&temp).is_ok() {
+                removed += 1;
+            }
+            std::fs::remove_file(entry.path())?;
+        }
+        Ok(removed)
+    }
 }
 
 /// fsyncs the directory at `dir`, so that a rename in it is durable.

@@ -340,6 +340,7 @@ pub fn gc(
     pulled: &CacheGc,
     spooled: &SpoolGc,
     sessions: usize,
+    outputs: usize,
 ) -> String {
     let cache = if pulled.in_use {
         "left the pull blob cache alone (a pull is running)".to_string()
@@ -356,7 +357,7 @@ pub fn gc(
         n => format!(", left {n} of running pushes"),
     };
     format!(
-        "rolled forward {}, removed {}, left {} running; removed {} and {}; {cache}; removed {} ({}){running}; removed {}\n",
+        "rolled forward {}, removed {}, left {} running; removed {} and {}; {cache}; removed {} ({}){running}; removed {}; removed {}\n",
         rec.rolled_forward.len(),
         rec.removed.len(),
         rec.running.len(),
@@ -365,6 +366,7 @@ pub fn gc(
         count(spooled.dirs_removed, "push spool directory", "push spool directories"),
         count(spooled.bytes_removed, "byte", "bytes"),
         count(sessions, "week-old upload session record", "week-old upload session records"),
+        count(outputs, "temporary output file of a killed process", "temporary output files of killed processes"),
     )
 }
 

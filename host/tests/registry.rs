@@ -1017,6 +1017,53 @@ fn a_pull_over_the_blob_cache_quota_is_refused_before_any_download() {
         .unwrap_or_else(|e| panic!("pull within the quota: {e}"));
 }
 
+/// A `pull -o FILE` killed outright (SIGKILL: no handler runs) leaves its temporary file beside
+/// FILE; `snapbundle gc` on the same home finds it through the home's output journal and removes
+/// it (a running pull's is left alone), and says so in `--json`.
+#[test]
+fn gc_removes_the_temporary_output_of_a_killed_pull() {
+    let (fake, mini) = Mini::start(Mini::new(None));
+    let target = fake.reference("snaps/killed:v1");
+    let (_snaps, upper) = push_noise_upper(&target, &mini_connection(2), 1 << 20, 16);
+    stall_halfway(&mini, &upper);
+    let out_dir = tempfile::tempdir().expect("output dir");
+    let (_h, scratch) = home();
+    let home_arg = scratch.root.display().to_string();
+    let out = out_dir.path().join("pulled.tar.zst");
+    let mut child = command(["pull", &target, "--plain-http", "-q", "--home", &home_arg, "-o"])
+        .arg(&out)
+        .spawn()
+        .expect("start pull");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let temp = loop {
+        let found = fs::read_dir(out_dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().ends_with(".snapbundle-tmp"));
+        if let Some(e) = found {
+            break e.path();
+        }
+        assert!(Instant::now() < deadline, "the pull never started writing");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let gc = |what: &str| {
+        let done = command(["gc", "--json", "--home", &home_arg]).output().expect("gc");
+        assert!(done.status.success(), "{what}: {}", describe(&done));
+        let v: Value = serde_json::from_slice(&done.stdout).expect("gc JSON");
+        v["output_temporaries_removed"].as_u64().expect("count")
+    };
+    assert_eq!(gc("while the pull runs"), 0);
+    assert!(temp.exists(), "gc removed a running pull's file");
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(temp.exists(), "nothing removes it without gc");
+    assert_eq!(gc("after the kill"), 1);
+    assert!(!temp.exists(), "gc left {}", temp.display());
+    let left: Vec<_> = fs::read_dir(out_dir.path()).expect("list").collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(gc("again"), 0);
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }

@@ -82,6 +82,8 @@ pub struct Plan {
     pub(super) tar_bytes: u64,
     pub(super) entries: u32,
     pub(super) records: Records,
+    /// Where the temporary file of a file target is noted for `gc`.
+    pub(super) outputs: crate::publish::OutputJournal,
 }
 
 /// Checks a member name against the importer's grammar; `cache` says which area it must land in.
@@ -184,6 +186,7 @@ pub fn plan(home: &Home, snapshot_arg: &str, opts: &ExportOptions) -> Result<Pla
         tar_bytes,
         entries,
         records: Records::of(home),
+        outputs: crate::publish::OutputJournal::of(home),
     })
 }
 

@@ -13,7 +13,7 @@ use crate::compress::{compressor, Counting};
 use crate::error::{shown, HostError};
 use crate::fsutil::{create_dirs, Created};
 use crate::progress::Progress;
-use crate::publish::{parent_of, publish};
+use crate::publish::{parent_of, publish_output};
 use crate::sparse::{self, Chunk};
 use crate::tar_writer::{EntryMeta, FromMetadata as _, TarWriter, END_OF_ARCHIVE};
 use crate::verified::Records;
@@ -102,7 +102,8 @@ impl Plan {
             }
         }
         let label = shown(path);
-        let written = publish(path, 0o666, |file| self.stream(&*file, &label, progress))?;
+        let written =
+            publish_output(path, 0o666, &self.outputs, |file| self.stream(&*file, &label, progress))?;
         Ok(self.outcome(written, Some(path.to_path_buf())))
     }
 

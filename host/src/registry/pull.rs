@@ -40,7 +40,7 @@ use crate::error::{shown, HostError, RegistryErrorCode};
 use crate::home::Home;
 use crate::import::{ImportOptions, ImportOutcome};
 use crate::progress::Progress;
-use crate::publish::{parent_of, publish};
+use crate::publish::{parent_of, publish_output};
 use crate::registry::blobs::{self, BlobCache, Fetched, HashingReader};
 use crate::registry::client::{Connection, Operation, Registry};
 use crate::registry::fetch;
@@ -420,7 +420,10 @@ fn consume(
             let out = crate::import::import(reader, name, &home, &iopts)?;
             Ok((Some(out), None))
         }
-        PullTarget::File(path) => Ok((None, Some(write_file(reader, name, opts, path, layers)?))),
+        PullTarget::File(path) => {
+            let journal = crate::publish::OutputJournal::of(home);
+            Ok((None, Some(write_file(reader, name, opts, path, &journal, layers)?)))
+        }
         PullTarget::Stdout => {
             let (written, tar_bytes, head) = write_bundle(reader, name, opts, io::stdout().lock(), layers)?;
             Ok((None, Some(PulledBundle { path: None, bytes_written: written, tar_bytes, head })))
@@ -433,13 +436,14 @@ fn write_file(
     name: &str,
     opts: &PullOptions,
     path: &Path,
+    journal: &crate::publish::OutputJournal,
     layers: &[Layer],
 ) -> Result<PulledBundle, HostError> {
     if path.file_name().is_none() || path.is_dir() {
         return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
     }
     let (written, tar_bytes, head) =
-        publish(path, 0o600, |file| write_bundle(reader, name, opts, &*file, layers))?;
+        publish_output(path, 0o600, journal, |file| write_bundle(reader, name, opts, &*file, layers))?;
     Ok(PulledBundle { path: Some(path.to_path_buf()), bytes_written: written, tar_bytes, head })
 }
 
