@@ -1064,6 +1064,85 @@ fn gc_removes_the_temporary_output_of_a_killed_pull() {
     assert_eq!(gc("again"), 0);
 }
 
+/// Text a registry controls reaches the terminal without its control characters: an error body
+/// and a token endpoint's refusal carrying ESC, BEL and CR come out as escapes, through the CLI.
+#[test]
+fn registry_text_with_terminal_escapes_is_shown_escaped() {
+    let fake = FakeRegistry::start(|req| {
+        if req.path() == "/token" {
+            return Answer::Full(403, Vec::new(), b"denied\x1b]0;pwned\x07\r".to_vec());
+        }
+        if req.path() == "/v2/" && req.header("authorization").is_none() {
+            let host = req.header("host").unwrap_or("127.0.0.1");
+            let challenge = format!(r#"Bearer realm="http://{host}/token",service="fake""#);
+            return Answer::Full(401, vec![header("WWW-Authenticate", &challenge)], Vec::new());
+        }
+        Answer::Full(400, Vec::new(), b"bad\x1b[2J\x07request".to_vec())
+    });
+    let empty_docker = tempfile::tempdir().expect("docker config dir");
+    let env = [("DOCKER_CONFIG", empty_docker.path())];
+    let (dir, _) = home();
+    let home_arg = dir.path().display().to_string();
+    let target = fake.reference("snaps/esc:v1");
+    let args = ["pull", &target, "--plain-http", "--home", &home_arg, "-u", USER, "--password-stdin"];
+    let out = cli(&args, Some("pw\n"), &env);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains('\x1b') && !stderr.contains('\x07'), "raw control characters: {stderr:?}");
+    assert!(stderr.contains("denied\\u{1b}]0;pwned\\u{7}"), "{stderr:?}");
+    // Anonymous: no token is asked for; the manifest request's error body is shown.
+    let fake_anon = FakeRegistry::start(|req| {
+        if req.path().contains("/manifests/") {
+            return Answer::Full(400, Vec::new(), b"bad\x1b[2J\x07request".to_vec());
+        }
+        Answer::Full(404, Vec::new(), Vec::new())
+    });
+    let target = fake_anon.reference("snaps/esc:v1");
+    let out = cli(&["pull", &target, "--plain-http", "--home", &home_arg], None, &env);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains('\x1b') && !stderr.contains('\x07'), "raw control characters: {stderr:?}");
+    assert!(stderr.contains("bad\\u{1b}[2J\\u{7}request"), "{stderr:?}");
+    assert!(store(dir.path()).is_empty(), "{:?}", store(dir.path()));
+}
+
+/// Tar header annotations a registry sets out of range (a uid of 2^63+1234, a mode of
+/// 4294967295) are refused when the manifest is read, naming the annotation and its range,
+/// instead of being truncated into the headers `pull -o --plain-tar` writes.
+#[test]
+fn out_of_range_tar_annotations_are_refused_naming_them() {
+    for (key, value) in
+        [("dev.snapbundle.tar.uid", "9223372036854777042"), ("dev.snapbundle.tar.mode", "4294967295")]
+    {
+        let (fake, mini) = Mini::start(Mini::new(None));
+        let snaps = chain(1, None, small);
+        let (_s, src) = home();
+        import_bytes(&bundle(&snaps, None), &src);
+        let target = fake.reference("snaps/range:v1");
+        push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
+            .unwrap_or_else(|e| panic!("push: {e}"));
+        {
+            let mut manifests = mini.manifests.lock().expect("manifests");
+            let mut manifest: Value = serde_json::from_slice(&manifests["v1"]).expect("manifest JSON");
+            manifest["layers"][0]["annotations"][key] = Value::String(value.into());
+            manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
+        }
+        let out_dir = tempfile::tempdir().expect("out dir");
+        let out = out_dir.path().join("b.tar");
+        let (_h, scratch) = home();
+        let opts = PullOptions { plain_tar: true, ..quiet_pull() };
+        let r = pull(&scratch, &target, &mini_connection(2), &opts, PullTarget::File(&out));
+        assert_eq!(code(&r), "invalid_artifact", "{r:?}");
+        let message = r.map(|_| ()).expect_err("refused").to_string();
+        assert!(
+            message.contains(key) && message.contains("out of range") && message.contains(value),
+            "{message}"
+        );
+        let left: Vec<_> = fs::read_dir(out_dir.path()).expect("list").collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
 fn header(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }
