@@ -263,7 +263,11 @@ impl OutputJournal {
             if ours && std::fs::remove_file(&temp).is_ok() {
                 removed += 1;
             }
-            std::fs::remove_file(entry.path())?;
+            // Another gc may have removed it meanwhile.
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
         Ok(removed)
     }
