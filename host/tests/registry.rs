@@ -806,22 +806,7 @@ fn an_interrupted_pull_to_a_file_leaves_no_temporary_file() {
         let (_h, scratch) = home();
         let out = out_dir.path().join("pulled.tar.zst");
         let home_arg = scratch.root.display().to_string();
-        let child = command(["pull", &target, "--plain-http", "-q", "--home", &home_arg, "-o"])
-            .arg(&out)
-            .spawn()
-            .expect("start pull");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let temp = loop {
-            let found = fs::read_dir(out_dir.path())
-                .expect("list")
-                .filter_map(|e| e.ok())
-                .find(|e| e.file_name().to_string_lossy().ends_with(".snapbundle-tmp"));
-            if let Some(e) = found {
-                break e.path();
-            }
-            assert!(Instant::now() < deadline, "the pull never started writing");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let (child, temp) = start_pull_to_file(&target, &home_arg, &out);
         let killed = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
@@ -946,6 +931,34 @@ fn part_file(home: &Home, digest: &str) -> std::path::PathBuf {
     blobs.join(format!("{}.part", digest.trim_start_matches("sha256:")))
 }
 
+/// Starts `snapbundle pull TARGET --home HOME -o OUT` and waits (30 s at most) until its
+/// temporary file beside OUT exists; the process and that file.
+// The child is returned to the caller, who waits for it (or killed and waited for here).
+#[allow(clippy::zombie_processes)]
+fn start_pull_to_file(target: &str, home: &str, out: &Path) -> (std::process::Child, std::path::PathBuf) {
+    let mut child = command(["pull", target, "--plain-http", "-q", "--home", home, "-o"])
+        .arg(out)
+        .spawn()
+        .expect("start pull");
+    let dir = out.parent().expect("output directory");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = fs::read_dir(dir)
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().ends_with(".snapbundle-tmp"));
+        if let Some(e) = found {
+            return (child, e.path());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the pull never started writing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Makes `mini` answer every GET of blob `digest` with its first half, then stall for good.
 fn stall_halfway(mini: &Mini, digest: &str) {
     let stored = mini.blobs.lock().expect("blobs")[digest].clone();
@@ -1030,22 +1043,7 @@ fn gc_removes_the_temporary_output_of_a_killed_pull() {
     let (_h, scratch) = home();
     let home_arg = scratch.root.display().to_string();
     let out = out_dir.path().join("pulled.tar.zst");
-    let mut child = command(["pull", &target, "--plain-http", "-q", "--home", &home_arg, "-o"])
-        .arg(&out)
-        .spawn()
-        .expect("start pull");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let temp = loop {
-        let found = fs::read_dir(out_dir.path())
-            .expect("list")
-            .filter_map(|e| e.ok())
-            .find(|e| e.file_name().to_string_lossy().ends_with(".snapbundle-tmp"));
-        if let Some(e) = found {
-            break e.path();
-        }
-        assert!(Instant::now() < deadline, "the pull never started writing");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut child, temp) = start_pull_to_file(&target, &home_arg, &out);
     let gc = |what: &str| {
         let done = command(["gc", "--json", "--home", &home_arg]).output().expect("gc");
         assert!(done.status.success(), "{what}: {}", describe(&done));
