@@ -317,21 +317,19 @@ impl Transport {
         if let Some(service) = param("service") {
             url.query_pairs_mut().append_pair("service", service);
         }
+        // The realm's `host[:port]` when it is another host than the registry's.
         let registry_host =
             reqwest::Url::parse(&self.origin()).ok().and_then(|u| u.host_str().map(str::to_string));
-        let elsewhere = url.host_str() != registry_host.as_deref();
-        let realm_host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (h, None) => h.unwrap_or("").to_string(),
-            (None, Some(_)) => String::new(),
-        };
+        let elsewhere =
+            url.host_str().filter(|h| Some(*h) != registry_host.as_deref()).map(|h| match url.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            });
         let mut req = self.client.get(url).timeout(self.deadlines.small);
         if let Credentials::Basic { username, password } = &self.auth {
             req = req.basic_auth(username, Some(password));
-            if elsewhere {
-                if let Ok(mut sent) = self.credentials_sent_to.lock() {
-                    *sent = Some(realm_host);
-                }
+            if let (Some(host), Ok(mut sent)) = (elsewhere, self.credentials_sent_to.lock()) {
+                *sent = Some(host);
             }
         }
         let asked = Instant::now();

@@ -32,7 +32,7 @@ use futures_util::future::{self, Either};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use snapbundle_core::registry_artifact::{self as artifact, ChainConfig, Layer};
+use snapbundle_core::registry_artifact::{self as artifact, Layer};
 use snapbundle_core::Limits;
 
 use crate::compress::{compressor, Compression, Counting};
@@ -135,8 +135,7 @@ pub fn pull(
     }
     let reference = crate::registry::reference::parse(source, false)?;
     let reg = Registry::connect(reference, conn)?;
-    // The config is checked against the layers (fetch_metadata); nothing of it is reported.
-    let (manifest_digest, parsed, _config) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
+    let (manifest_digest, parsed) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
     let (layers, config_digest) = (parsed.layers, parsed.config_digest);
     let cache = BlobCache::new(home);
     let to_fetch: u64 = layers
@@ -260,11 +259,10 @@ pub fn pull(
     })
 }
 
-/// The manifest (digest checked when pulling by digest), its layers, and the config blob.
-async fn fetch_metadata(
-    reg: &Registry,
-    limits: &Limits,
-) -> Result<(String, artifact::Parsed, ChainConfig), HostError> {
+/// The manifest's digest (checked when pulling by digest) and its layers; the config blob is
+/// fetched and checked against them, and nothing of it is used further (its `head` is the
+/// pusher's word: the head reported is the one validated).
+async fn fetch_metadata(reg: &Registry, limits: &Limits) -> Result<(String, artifact::Parsed), HostError> {
     reg.login(Operation::Pull, &[]).await?;
     let what = format!("fetching the manifest of {}", reg.reference());
     // Our own GET, which stops reading at the manifest limit (oci-client's reads it whole).
@@ -284,8 +282,8 @@ async fn fetch_metadata(
     };
     let parsed = artifact::parse_manifest(&bytes, limits).map_err(invalid)?;
     let config_bytes = fetch_small(reg, &parsed.config_digest, parsed.config_size).await?;
-    let config = artifact::parse_config(&config_bytes, &parsed).map_err(invalid)?;
-    Ok((digest, parsed, config))
+    artifact::parse_config(&config_bytes, &parsed).map_err(invalid)?;
+    Ok((digest, parsed))
 }
 
 /// A small blob (the config), at most `size` bytes, checked against its digest.
