@@ -681,9 +681,7 @@ fn pull_reports_the_verified_head_not_the_one_the_config_names() {
         .unwrap_or_else(|e| panic!("push: {e}"));
     // Rewrite the config to name another head, and the tagged manifest to point at it.
     let lie = format!("sha256:{}\u{1b}[2J", "e".repeat(64));
-    {
-        let mut manifests = mini.manifests.lock().expect("manifests");
-        let mut manifest: Value = serde_json::from_slice(&manifests["v1"]).expect("manifest JSON");
+    edit_manifest(&mini, |manifest| {
         let old = manifest["config"]["digest"].as_str().expect("config digest").to_string();
         let mut blobs = mini.blobs.lock().expect("blobs");
         let mut config: Value = serde_json::from_slice(&blobs[&old]).expect("config JSON");
@@ -697,8 +695,7 @@ fn pull_reports_the_verified_head_not_the_one_the_config_names() {
         manifest["config"]["digest"] = Value::String(digest.clone());
         manifest["config"]["size"] = Value::from(bytes.len());
         blobs.insert(digest, bytes);
-        manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
-    }
+    });
     let (_d, dest) = home();
     let pulled = pull(&dest, &target, &mini_connection(2), &quiet_pull(), PullTarget::Import { dest: None })
         .unwrap_or_else(|e| panic!("pull: {e}"));
@@ -766,17 +763,14 @@ fn a_zstd_blob_larger_than_its_member_can_compress_to_is_refused_before_any_down
     let target = fake.reference("snaps/huge:v1");
     push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
         .unwrap_or_else(|e| panic!("push: {e}"));
-    {
-        let mut manifests = mini.manifests.lock().expect("manifests");
-        let mut manifest: Value = serde_json::from_slice(&manifests["v1"]).expect("manifest JSON");
+    edit_manifest(&mini, |manifest| {
         let layers = manifest["layers"].as_array_mut().expect("layers");
         let upper = layers
             .iter_mut()
             .find(|l| l["mediaType"].as_str().is_some_and(|m| m.ends_with("+zstd")))
             .expect("a zstd layer");
         upper["size"] = Value::from(1_000_000_000_000_000u64);
-        manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
-    }
+    });
     let (dir, scratch) = home();
     let asked = fake.requests().len();
     let r = pull(&scratch, &target, &mini_connection(2), &quiet_pull(), PullTarget::Import { dest: None });
@@ -833,9 +827,7 @@ fn a_failed_import_cancels_the_downloads_in_flight() {
     let bad = b"{ not json".to_vec();
     let bad_digest =
         format!("sha256:{}", snapbundle_core::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bad)));
-    {
-        let mut manifests = mini.manifests.lock().expect("manifests");
-        let mut manifest: Value = serde_json::from_slice(&manifests["v1"]).expect("manifest JSON");
+    edit_manifest(&mini, |manifest| {
         let first = &mut manifest["layers"][0];
         assert!(first["annotations"]["dev.snapbundle.member.path"]
             .as_str()
@@ -844,9 +836,8 @@ fn a_failed_import_cancels_the_downloads_in_flight() {
         first["size"] = Value::from(bad.len());
         first["annotations"]["dev.snapbundle.member.sha256"] = Value::String(bad_digest.clone());
         first["annotations"]["dev.snapbundle.member.size"] = Value::String(bad.len().to_string());
-        manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
-        mini.blobs.lock().expect("blobs").insert(bad_digest, bad);
-    }
+    });
+    mini.blobs.lock().expect("blobs").insert(bad_digest, bad);
     stall_halfway(&mini, &upper);
     let (dir, scratch) = home();
     let conn = snapbundle::registry::Connection {
@@ -957,6 +948,14 @@ fn start_pull_to_file(target: &str, home: &str, out: &Path) -> (std::process::Ch
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Edits, as JSON, the manifest `mini` serves for the tag `v1` (what a hostile registry serves).
+fn edit_manifest(mini: &Mini, edit: impl FnOnce(&mut Value)) {
+    let mut manifests = mini.manifests.lock().expect("manifests");
+    let mut manifest: Value = serde_json::from_slice(&manifests["v1"]).expect("manifest JSON");
+    edit(&mut manifest);
+    manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
 }
 
 /// Makes `mini` answer every GET of blob `digest` with its first half, then stall for good.
@@ -1119,12 +1118,9 @@ fn out_of_range_tar_annotations_are_refused_naming_them() {
         let target = fake.reference("snaps/range:v1");
         push(&src, &snaps[0].digest(), &target, &mini_connection(2), &quiet_push(false, false))
             .unwrap_or_else(|e| panic!("push: {e}"));
-        {
-            let mut manifests = mini.manifests.lock().expect("manifests");
-            let mut manifest: Value = serde_json::from_slice(&manifests["v1"]).expect("manifest JSON");
+        edit_manifest(&mini, |manifest| {
             manifest["layers"][0]["annotations"][key] = Value::String(value.into());
-            manifests.insert("v1".into(), serde_json::to_vec(&manifest).expect("manifest bytes"));
-        }
+        });
         let out_dir = tempfile::tempdir().expect("out dir");
         let out = out_dir.path().join("b.tar");
         let (_h, scratch) = home();
