@@ -65,6 +65,15 @@ def write_upper(path, size, mix=("random", "zero", "text"), sparse_data=None):
     return "sha256:" + h.hexdigest()
 
 
+def data_bytes(size, mix=("random", "zero", "text"), sparse_data=None):
+    """Bytes of non-zero data that `write_upper` with the same arguments writes: the 1 MiB runs
+    with `sparse_data`, else every 1 MiB chunk of a kind other than "zero"."""
+    run = 1 << 20
+    if sparse_data is not None:
+        return max(1, sparse_data // run) * run
+    return sum(min(run, size - off) for i, off in enumerate(range(0, size, run)) if mix[i % len(mix)] != "zero")
+
+
 def manifest(size, integrity, parent=None, upper="upper.ext4"):
     """Canonical manifest bytes and digest; `integrity` is the msb-sparse-sha256-v1 digest, or
     None for `"integrity": null`."""

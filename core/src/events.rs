@@ -7,6 +7,7 @@
 //! files may be used is decided by the final [`crate::Report`]: an error at any later point means
 //! everything staged must be discarded.
 
+use crate::integrity::{Hashes, MemberDigests};
 use crate::names::Slot;
 
 /// One event of the stream.
@@ -29,12 +30,13 @@ pub enum Event<'a> {
         /// Length in bytes.
         len: u64,
     },
-    /// The current file is complete: `size` bytes whose SHA-256 is `sha256`.
+    /// The current file is complete: `size` bytes with the digests its
+    /// [`MemberStart::hashes`] announced.
     FileEnd {
         /// Apparent size.
         size: u64,
-        /// SHA-256 of the content.
-        sha256: &'a [u8; 32],
+        /// The content's digests.
+        digests: MemberDigests,
     },
 }
 
@@ -57,6 +59,10 @@ pub struct MemberStart<'a> {
     pub mtime: u64,
     /// Mode bits as stored.
     pub mode: u64,
+    /// The digests the validator computes of this file (none for a directory): one per
+    /// algorithm the format needs, both only for a snapshot file that comes before its
+    /// manifest.
+    pub hashes: Hashes,
 }
 
 /// Returned by a sink to stop validation; the sink keeps its own reason.

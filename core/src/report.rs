@@ -107,8 +107,11 @@ pub struct PlannedFile {
     pub role: Role,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256, lowercase hex.
-    pub sha256: String,
+    /// The algorithm of `digest`: `msb-sparse-sha256-v1` for an upper whose manifest records
+    /// it (its integrity digest), `sha256` for every other file. Each file is hashed once.
+    pub algorithm: String,
+    /// The content's digest by `algorithm`, `sha256:<hex>`: what the file's bytes must hash to.
+    pub digest: String,
     /// Modification time from the header.
     pub mtime: u64,
 }

@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 
 use serde::Serialize;
+use snapbundle_core::integrity::{Algorithm, IntegrityHasher};
 use snapbundle_core::report::{Area, IntegrityStatus, Role};
 use snapbundle_core::{Limits, Report};
 
@@ -227,7 +228,7 @@ fn stage_and_promote(
         for rel in &cache.files {
             let planned = report.files.iter().find(|f| f.area == Area::Cache && &f.path == rel);
             let Some(planned) = planned else { continue };
-            if target_matches(&cache_dir, rel, planned.size, &planned.sha256, &home.cache)? {
+            if target_matches(&cache_dir, rel, planned, &home.cache)? {
                 reused.push(rel.clone());
                 continue;
             }
@@ -318,10 +319,10 @@ fn validate_into(
 fn target_matches(
     cache_dir: &cap_std::fs::Dir,
     rel: &str,
-    size: u64,
-    sha256: &str,
+    planned: &snapbundle_core::report::PlannedFile,
     cache_path: &std::path::Path,
 ) -> Result<bool, HostError> {
+    let size = planned.size;
     let shown_target = shown(&cache_path.join(rel));
     let meta = match cache_dir.symlink_metadata(rel) {
         Ok(m) => m,
@@ -333,7 +334,10 @@ fn target_matches(
     }
     if meta.len() == size {
         let mut f = cache_dir.open(rel).map_err(io_err(format!("reading {shown_target}")))?;
-        let mut h = snapbundle_core::integrity::MemberHasher::new(size, false);
+        let Some(algorithm) = Algorithm::parse(&planned.algorithm) else {
+            return Err(HostError::Usage(format!("the plan names an unknown algorithm for {rel}")));
+        };
+        let mut h = IntegrityHasher::new(algorithm, size);
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = f.read(&mut buf).map_err(io_err(format!("reading {shown_target}")))?;
@@ -342,7 +346,7 @@ fn target_matches(
             }
             h.update(buf.get(..n).unwrap_or(&[]));
         }
-        if snapbundle_core::hex::encode(&h.finish().sha256) == sha256 {
+        if h.finish() == planned.digest {
             return Ok(true);
         }
     }

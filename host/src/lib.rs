@@ -23,6 +23,7 @@ pub mod crash;
 pub mod error;
 pub mod export;
 pub mod fsutil;
+pub mod hash_thread;
 pub mod home;
 pub mod import;
 pub mod index;
@@ -40,6 +41,7 @@ pub mod stage;
 pub mod store;
 pub mod tar_writer;
 pub mod verified;
+pub mod writeback;
 
 pub use error::HostError;
 pub use snapbundle_core::{Limits, Report};

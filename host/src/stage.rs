@@ -5,8 +5,9 @@
 //! the cache's filesystem so that promotion is a rename). Every file is created with
 //! `create_new` through a cap-std [`Dir`], so no path string and no symlink can redirect a write.
 //! Holes the core reports are skipped, so sparse uppers stay sparse; the final length is set
-//! with `set_len`. Each finished file is fsynced and gets the header's mtime (0 becomes 1, as in
-//! 0.6.2); modes are not applied (0.6.2 does not either).
+//! with `set_len`. Writeback of written ranges starts while later data arrives
+//! ([`crate::writeback`]); each finished file is fsynced and gets the header's mtime (0 becomes
+//! 1, as in 0.6.2); modes are not applied (0.6.2 does not either).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -22,6 +23,7 @@ use snapbundle_core::{Event, Sink, Stop};
 use crate::error::{shown, HostError};
 use crate::fsutil::{self, Created};
 use crate::verified::FileState;
+use crate::writeback::Writeback;
 
 /// Name prefix of cache staging directories under `<cache>/tmp`.
 pub const CACHE_STAGE_PREFIX: &str = "snapbundle-import-";
@@ -51,6 +53,7 @@ struct OpenFile {
     path: String,
     mtime: u64,
     cache: bool,
+    writeback: Writeback,
 }
 
 /// A [`Sink`] that stages files.
@@ -172,15 +175,25 @@ impl<'a> Stager<'a> {
                     let file = dir
                         .open_with(&rel, &opts)
                         .map_err(|e| self.fail(format!("creating staged {rel}"), e))?;
-                    self.current = Some(OpenFile { file: file.into_std(), path: rel, mtime: m.mtime, cache });
+                    let file = file.into_std();
+                    let writeback = Writeback::default();
+                    self.current = Some(OpenFile { file, path: rel, mtime: m.mtime, cache, writeback });
                 }
                 Ok(())
             }
             Event::Data { offset, bytes } => {
-                let Some(cur) = self.current.as_ref() else { return Ok(()) };
-                let r = cur.file.write_all_at(bytes, offset);
-                let path = cur.path.clone();
-                r.map_err(|e| self.fail(format!("writing staged {path}"), e))
+                let Some(cur) = self.current.as_mut() else { return Ok(()) };
+                match cur.file.write_all_at(bytes, offset) {
+                    Ok(()) => {
+                        let end = offset.saturating_add(bytes.len() as u64);
+                        cur.writeback.written(&cur.file, end);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let path = cur.path.clone();
+                        Err(self.fail(format!("writing staged {path}"), e))
+                    }
+                }
             }
             Event::Hole { .. } => Ok(()),
             Event::FileEnd { size, .. } => {

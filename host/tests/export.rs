@@ -17,9 +17,9 @@ use snapbundle::export::{self, ExportOptions, ExportOutcome, ExportTarget};
 use snapbundle::home::Home;
 use snapbundle::progress::Progress;
 use snapbundle::{sparse, HostError};
-use snapbundle_core::integrity::MemberHasher;
+use snapbundle_core::integrity::{Algorithm, IntegrityHasher};
 use snapbundle_core::manifest::{ImageRef, Manifest, SnapshotFormat, UpperIntegrity, UpperLayer};
-use snapbundle_core::{hex, Limits};
+use snapbundle_core::Limits;
 
 const MTIME: u64 = 1_777_636_800;
 
@@ -42,9 +42,9 @@ fn tar_bytes(bundle: &[u8]) -> Vec<u8> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    let mut h = MemberHasher::new(bytes.len() as u64, false);
+    let mut h = IntegrityHasher::new(Algorithm::Sha256, bytes.len() as u64);
     h.update(bytes);
-    hex::encode(&h.finish().sha256)
+    h.finish().trim_start_matches("sha256:").to_string()
 }
 
 /// One member of a tar stream, read with the `tar` crate.
@@ -531,9 +531,9 @@ fn sparse_upper_reads_only_data_segments() {
     let allocated: u64 = segments.iter().map(|s| s.1).sum();
     assert!(allocated <= 2 << 20, "the test file must be sparse on this filesystem: {segments:?}");
     drop(f);
-    let mut h = MemberHasher::new(size, true);
+    let mut h = IntegrityHasher::new(Algorithm::SparseSha256V1, size);
     h.update(&logical);
-    let sparse_digest = hex::sha256_digest(&h.finish().sparse_sha256.expect("sparse"));
+    let sparse_digest = h.finish();
     write_manifest(
         &dir,
         size,

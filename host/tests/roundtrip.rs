@@ -54,8 +54,11 @@ fn store_files(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-fn entries(files: &[PlannedFile]) -> Vec<(String, u64, String)> {
-    files.iter().map(|f| (format!("{:?}/{}", f.area, f.path), f.size, f.sha256.clone())).collect()
+fn entries(files: &[PlannedFile]) -> Vec<(String, u64, String, String)> {
+    files
+        .iter()
+        .map(|f| (format!("{:?}/{}", f.area, f.path), f.size, f.algorithm.clone(), f.digest.clone()))
+        .collect()
 }
 
 fn decompressed(bytes: &[u8]) -> Vec<u8> {

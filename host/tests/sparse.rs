@@ -17,10 +17,10 @@ use snapbundle::home::Home;
 use snapbundle::import::{import, ImportOptions};
 use snapbundle::progress::Progress;
 use snapbundle::{sparse, store, HostError};
-use snapbundle_core::integrity::MemberHasher;
+use snapbundle_core::integrity::{Algorithm, IntegrityHasher};
 use snapbundle_core::manifest::{ImageRef, Manifest, SnapshotFormat, UpperIntegrity, UpperLayer};
 use snapbundle_core::report::IntegrityStatus;
-use snapbundle_core::{hex, validate, Limits, Report};
+use snapbundle_core::{validate, Limits, Report};
 use support::{command, describe};
 
 const MTIME: u64 = 1_777_636_800;
@@ -89,9 +89,9 @@ fn runs(len: u64, ends_with_data: bool) -> Vec<(u64, Vec<u8>)> {
 }
 
 fn sparse_digest(logical: &[u8]) -> String {
-    let mut h = MemberHasher::new(logical.len() as u64, true);
+    let mut h = IntegrityHasher::new(Algorithm::SparseSha256V1, logical.len() as u64);
     h.update(logical);
-    hex::sha256_digest(&h.finish().sparse_sha256.expect("sparse digest"))
+    h.finish()
 }
 
 /// A store holding one snapshot named `name`: `manifest.json` and an upper of `len` bytes with

@@ -490,6 +490,17 @@ pub fn sparse_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&h.finalize()))
 }
 
+/// The digest of `bytes` by a file plan's `algorithm` name (`sha256` or
+/// `msb-sparse-sha256-v1`), `sha256:<hex>`, computed from the definitions above; panics on any
+/// other name (a test's plan never has one).
+pub fn plan_digest(algorithm: &str, bytes: &[u8]) -> String {
+    match algorithm {
+        "sha256" => sha256_digest(bytes),
+        "msb-sparse-sha256-v1" => sparse_digest(bytes),
+        other => panic!("a plan names algorithm {other:?}"),
+    }
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use snapbundle_core::integrity::Hashes;
 use snapbundle_core::{Error, Event, Limits, NullSink, Report, Sink, Stop, Validator};
 
 /// Suffix of the verdict file that sits next to each bundle.
@@ -291,10 +292,27 @@ pub struct RecordedFile {
     pub hole_bytes: u64,
     /// SHA-256 (hex) of the rebuilt content (holes as zero bytes).
     pub sha256: String,
+    /// `msb-sparse-sha256-v1` (hex) of the rebuilt content, computed here from its definition.
+    pub sparse_sha256: String,
+    /// The digests the `Member` event announced.
+    pub hashes: Hashes,
     /// `size` of the `FileEnd` event.
     pub end_size: u64,
-    /// `sha256` of the `FileEnd` event, hex.
-    pub end_sha256: String,
+    /// The `FileEnd` event's SHA-256, hex, if it carried one.
+    pub end_sha256: Option<String>,
+    /// The `FileEnd` event's `msb-sparse-sha256-v1`, hex, if it carried one.
+    pub end_sparse_sha256: Option<String>,
+}
+
+impl RecordedFile {
+    /// The rebuilt content's digest by a plan's `algorithm` name, `sha256:<hex>`.
+    pub fn rebuilt_digest(&self, algorithm: &str) -> Option<String> {
+        match algorithm {
+            "sha256" => Some(format!("sha256:{}", self.sha256)),
+            "msb-sparse-sha256-v1" => Some(format!("sha256:{}", self.sparse_sha256)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -303,6 +321,16 @@ struct OpenFile {
     next: u64,
     hole_bytes: u64,
     hasher: Sha256,
+    sparse: Sha256,
+    hashes: Hashes,
+}
+
+/// A SHA-256 primed with the `msb-sparse-sha256-v1` prefix for `len` bytes, from its definition.
+fn sparse_hasher(len: u64) -> Sha256 {
+    let mut h = Sha256::new();
+    h.update(b"msb-sparse-sha256-v1\0");
+    h.update(len.to_le_bytes());
+    h
 }
 
 /// A sink that wants data and rebuilds every file from the event stream, checking on the way that
@@ -375,13 +403,19 @@ impl Sink for RecordingSink {
                     size: m.size,
                 };
                 self.members.push(member.clone());
-                self.open = Some(OpenFile { member, next: 0, hole_bytes: 0, hasher: Sha256::new() });
+                let sparse = sparse_hasher(m.size);
+                let (hashes, hasher) = (m.hashes, Sha256::new());
+                if m.slot.is_dir() != (hashes == Hashes::NONE) {
+                    self.problems.push(format!("{}: announces hashes {hashes:?}", m.path));
+                }
+                self.open = Some(OpenFile { member, next: 0, hole_bytes: 0, hasher, sparse, hashes });
             }
             Event::Data { offset, bytes } => {
                 let len = bytes.len() as u64;
                 let mut zero_block_at = None;
                 if let Some(o) = self.at("data", offset, len) {
                     o.hasher.update(bytes);
+                    o.sparse.update(bytes);
                     o.next += len;
                     // Whole 4 KiB blocks, aligned to the file offset, lying inside this slice.
                     let first = offset.next_multiple_of(4096);
@@ -405,22 +439,36 @@ impl Sink for RecordingSink {
                     while left > 0 {
                         let n = left.min(ZEROS.len() as u64);
                         o.hasher.update(&ZEROS[..n as usize]);
+                        o.sparse.update(&ZEROS[..n as usize]);
                         left -= n;
                     }
                     o.next += len;
                     o.hole_bytes += len;
                 }
             }
-            Event::FileEnd { size, sha256 } => match self.open.take() {
-                Some(o) if !o.member.is_dir => self.files.push(RecordedFile {
-                    index: o.member.index,
-                    path: o.member.path,
-                    len: o.next,
-                    hole_bytes: o.hole_bytes,
-                    sha256: hex(&o.hasher.finalize()),
-                    end_size: size,
-                    end_sha256: hex(sha256),
-                }),
+            Event::FileEnd { size, digests } => match self.open.take() {
+                Some(o) if !o.member.is_dir => {
+                    if digests.hashes() != o.hashes {
+                        self.problems.push(format!(
+                            "{}: FileEnd carries {:?}, the member announced {:?}",
+                            o.member.path,
+                            digests.hashes(),
+                            o.hashes
+                        ));
+                    }
+                    self.files.push(RecordedFile {
+                        index: o.member.index,
+                        path: o.member.path,
+                        len: o.next,
+                        hole_bytes: o.hole_bytes,
+                        sha256: hex(&o.hasher.finalize()),
+                        sparse_sha256: hex(&o.sparse.finalize()),
+                        hashes: o.hashes,
+                        end_size: size,
+                        end_sha256: digests.sha256.map(|d| hex(&d)),
+                        end_sparse_sha256: digests.sparse_sha256.map(|d| hex(&d)),
+                    })
+                }
                 other => self.problems.push(format!("FileEnd without an open file (open: {other:?})")),
             },
         }

@@ -52,6 +52,8 @@ fn chunked<S: Sink>(bytes: &[u8], limits: Limits, rng: &mut Rng, sink: &mut S) -
 #[derive(Default)]
 struct Rebuild {
     hasher: Option<Sha256>,
+    /// `msb-sparse-sha256-v1` of the same bytes, from its definition.
+    sparse: Option<Sha256>,
     next_offset: u64,
     files: Vec<(String, [u8; 32])>,
     current: String,
@@ -64,6 +66,12 @@ impl Sink for Rebuild {
             Event::Member(m) => {
                 self.current = m.path.to_string();
                 self.hasher = (!m.slot.is_dir()).then(Sha256::new);
+                self.sparse = (!m.slot.is_dir()).then(|| {
+                    let mut h = Sha256::new();
+                    h.update(b"msb-sparse-sha256-v1\0");
+                    h.update(m.size.to_le_bytes());
+                    h
+                });
                 self.next_offset = 0;
             }
             Event::Data { offset, bytes } => {
@@ -72,7 +80,7 @@ impl Sink for Rebuild {
                         .push(format!("{}: data at {offset}, expected {}", self.current, self.next_offset));
                 }
                 self.next_offset = offset + bytes.len() as u64;
-                if let Some(h) = self.hasher.as_mut() {
+                for h in [self.hasher.as_mut(), self.sparse.as_mut()].into_iter().flatten() {
                     h.update(bytes);
                 }
             }
@@ -82,16 +90,22 @@ impl Sink for Rebuild {
                         .push(format!("{}: hole at {offset}, expected {}", self.current, self.next_offset));
                 }
                 self.next_offset = offset + len;
-                if let Some(h) = self.hasher.as_mut() {
+                for h in [self.hasher.as_mut(), self.sparse.as_mut()].into_iter().flatten() {
                     for _ in 0..len / 4096 {
                         h.update([0u8; 4096]);
                     }
                     h.update(vec![0u8; (len % 4096) as usize]);
                 }
             }
-            Event::FileEnd { size, sha256 } => {
+            Event::FileEnd { size, digests } => {
                 let got: [u8; 32] = self.hasher.take().map(|h| h.finalize().into()).unwrap_or_default();
-                if size != self.next_offset || &got != sha256 {
+                let sparse: [u8; 32] = self.sparse.take().map(|h| h.finalize().into()).unwrap_or_default();
+                let announced = digests.sha256.is_some() || digests.sparse_sha256.is_some();
+                if size != self.next_offset
+                    || !announced
+                    || digests.sha256.is_some_and(|d| d != got)
+                    || digests.sparse_sha256.is_some_and(|d| d != sparse)
+                {
                     self.problems.push(format!("{}: rebuilt file differs from FileEnd", self.current));
                 }
                 self.files.push((self.current.clone(), got));

@@ -7,7 +7,7 @@
 //! chunking of the input and with a sink that wants data, and the data events must rebuild each
 //! file byte for byte.
 
-use snapbundle_core::report::{Area, Container, Role};
+use snapbundle_core::report::{Area, Container, IntegrityStatus, Role};
 use snapbundle_core::{Error, Report};
 use snapbundle_tests::fixtures::{
     all_fixtures, validate_chunked, validate_null, Fixture, RecordedFile, RecordingSink,
@@ -203,18 +203,41 @@ fn check_accepted(fail: &mut Failures, f: &Fixture, rep: &Report) {
 
     // The file list: bundle_entries (regular members) in archive order; a `cache/<kind>/<file>`
     // member is `<kind>/<file>` in the cache area, anything else `<prefix>/<file>` in the snapshots.
-    let got: Vec<(Area, &str, u64, &str)> =
-        rep.files.iter().map(|p| (p.area, p.path.as_str(), p.size, p.sha256.as_str())).collect();
-    let want: Vec<(Area, &str, u64, &str)> = e
+    // Each file's plan digest: the recorded `msb-sparse-sha256-v1` digest for an upper whose
+    // manifest records it, else the entry's SHA-256 as 0.6.2 reported it.
+    let plan_digest = |area: Area, path: &str, data_sha256: &str| -> (String, String) {
+        let sparse = rep.snapshots.iter().find_map(|s| match &s.integrity {
+            IntegrityStatus::Verified { algorithm, digest }
+                if area == Area::Snapshots
+                    && algorithm == "msb-sparse-sha256-v1"
+                    && path == format!("{}/{}", s.prefix, s.upper_file) =>
+            {
+                Some((algorithm.clone(), digest.clone()))
+            }
+            _ => None,
+        });
+        sparse.unwrap_or_else(|| ("sha256".into(), format!("sha256:{data_sha256}")))
+    };
+    let got: Vec<(Area, &str, u64, (String, String))> = rep
+        .files
+        .iter()
+        .map(|p| (p.area, p.path.as_str(), p.size, (p.algorithm.clone(), p.digest.clone())))
+        .collect();
+    let want: Vec<(Area, &str, u64, (String, String))> = e
         .bundle_entries
         .iter()
         .filter(|b| b.type_flag != "5")
         .map(|b| match b.path.strip_prefix("cache/") {
-            Some(rest) => (Area::Cache, rest, b.size, b.data_sha256.as_str()),
-            None => (Area::Snapshots, b.path.as_str(), b.size, b.data_sha256.as_str()),
+            Some(rest) => (Area::Cache, rest, b.size, plan_digest(Area::Cache, rest, &b.data_sha256)),
+            None => (
+                Area::Snapshots,
+                b.path.as_str(),
+                b.size,
+                plan_digest(Area::Snapshots, &b.path, &b.data_sha256),
+            ),
         })
         .collect();
-    fail.eq(ctx, "files (area, path, size, sha256) in archive order", got, want);
+    fail.eq(ctx, "files (area, path, size, algorithm and digest) in archive order", got, want);
     for p in &rep.files {
         let entry = e.bundle_entries.iter().find(|b| b.path == archive_path(p.area, &p.path));
         fail.eq(ctx, &format!("mtime of {}", p.path), Some(p.mtime), entry.map(|b| b.mtime));
@@ -241,11 +264,21 @@ fn check_accepted(fail: &mut Failures, f: &Fixture, rep: &Report) {
     fail.eq(ctx, "tar header count", rep.entries as usize, e.bundle_entries.len());
 
     // What real 0.6.2 left under its home after import: same paths, sizes, sha256 and mtimes.
-    let mut imported: Vec<(String, u64, &str, u64)> =
-        rep.files.iter().map(|p| (home_path(p.area, &p.path), p.size, p.sha256.as_str(), p.mtime)).collect();
+    let mut imported: Vec<(String, u64, String, u64)> =
+        rep.files.iter().map(|p| (home_path(p.area, &p.path), p.size, p.digest.clone(), p.mtime)).collect();
     imported.sort();
-    let mut want_imported: Vec<(String, u64, &str, u64)> =
-        e.imported_files.iter().map(|i| (i.path.clone(), i.size, i.sha256.as_str(), i.mtime)).collect();
+    let mut want_imported: Vec<(String, u64, String, u64)> = e
+        .imported_files
+        .iter()
+        .map(|i| {
+            let planned = rep.files.iter().find(|p| home_path(p.area, &p.path) == i.path);
+            let (_, digest) = match planned {
+                Some(p) => plan_digest(p.area, &p.path, &i.sha256),
+                None => ("sha256".into(), format!("sha256:{}", i.sha256)),
+            };
+            (i.path.clone(), i.size, digest, i.mtime)
+        })
+        .collect();
     want_imported.sort();
     fail.eq(ctx, "files 0.6.2 import wrote (sorted)", imported, want_imported);
 
@@ -339,9 +372,22 @@ fn check_recorded(
         fail.0.push(format!("{ctx}: event stream: {p}"));
     }
     for rf in &sink.files {
-        let RecordedFile { path, len, sha256, end_size, end_sha256, .. } = rf;
+        let RecordedFile {
+            path,
+            len,
+            sha256,
+            sparse_sha256,
+            hashes,
+            end_size,
+            end_sha256,
+            end_sparse_sha256,
+            ..
+        } = rf;
         fail.eq(ctx, &format!("{path}: bytes rebuilt vs FileEnd size"), *len, *end_size);
-        fail.eq(ctx, &format!("{path}: sha256 rebuilt vs FileEnd sha256"), sha256, end_sha256);
+        let want_plain = hashes.sha256.then(|| sha256.clone());
+        fail.eq(ctx, &format!("{path}: sha256 rebuilt vs FileEnd sha256"), &want_plain, end_sha256);
+        let want_sparse = hashes.sparse_sha256.then(|| sparse_sha256.clone());
+        fail.eq(ctx, &format!("{path}: sparse digest rebuilt vs FileEnd"), &want_sparse, end_sparse_sha256);
         match f.expect.bundle_entries.iter().find(|b| &b.path == path) {
             None => fail.0.push(format!("{ctx}: {path} rebuilt but not a bundle entry")),
             Some(b) => {
@@ -357,15 +403,20 @@ fn check_recorded(
     }
     match r {
         Ok(rep) => {
-            let rebuilt: Vec<(u32, &str, u64, &str)> =
-                sink.files.iter().map(|x| (x.index, x.path.as_str(), x.len, x.sha256.as_str())).collect();
+            let rebuilt: Vec<(u32, &str, u64, Option<String>)> = sink
+                .files
+                .iter()
+                .zip(&rep.files)
+                .map(|(x, p)| (x.index, x.path.as_str(), x.len, x.rebuilt_digest(&p.algorithm)))
+                .collect();
             let archive: Vec<String> = rep.files.iter().map(|p| archive_path(p.area, &p.path)).collect();
-            let reported: Vec<(u32, &str, u64, &str)> = rep
+            let reported: Vec<(u32, &str, u64, Option<String>)> = rep
                 .files
                 .iter()
                 .zip(&archive)
-                .map(|(p, a)| (p.index, a.as_str(), p.size, p.sha256.as_str()))
+                .map(|(p, a)| (p.index, a.as_str(), p.size, Some(p.digest.clone())))
                 .collect();
+            fail.eq(ctx, "files rebuilt vs report (count)", sink.files.len(), rep.files.len());
             fail.eq(ctx, "files rebuilt from events vs report", rebuilt, reported);
             fail.check(ctx, sink.open_member().is_none_or(|m| m.is_dir), || "a file was left open".into());
         }

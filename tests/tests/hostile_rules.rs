@@ -135,14 +135,29 @@ fn gnu_tar_reads_the_same(tar: &[u8], report: &Report) {
                 Area::Snapshots => f.path.clone(),
                 Area::Cache => format!("cache/{}", f.path),
             };
-            (path, f.sha256.clone())
+            (path, f.digest.clone())
         })
         .collect();
     planned.sort();
+    // GNU tar's bytes, hashed by each file's plan algorithm.
+    let extracted: Vec<(String, String)> = extracted
+        .into_iter()
+        .map(|(path, bytes)| {
+            let algorithm = report
+                .files
+                .iter()
+                .find(|f| match f.area {
+                    Area::Snapshots => f.path == path,
+                    Area::Cache => format!("cache/{}", f.path) == path,
+                })
+                .map_or("sha256", |f| f.algorithm.as_str());
+            (path, plan_digest(algorithm, &bytes))
+        })
+        .collect();
     assert_eq!(extracted, planned, "GNU tar reads other files or other bytes than the validator planned");
 }
 
-fn list_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     for e in std::fs::read_dir(dir).expect("read_dir") {
         let e = e.expect("entry");
         let ty = e.file_type().expect("file type");
@@ -152,10 +167,7 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
             assert!(ty.is_file(), "GNU tar extracted a non-regular file {:?}", e.path());
             let rel = e.path().strip_prefix(root).expect("under root").to_string_lossy().into_owned();
             let bytes = std::fs::read(e.path()).expect("read");
-            out.push((
-                rel,
-                hex(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes))),
-            ));
+            out.push((rel, bytes));
         }
     }
 }

@@ -15,7 +15,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use sha2::{Digest as _, Sha256};
 use snapbundle_core::report::Area;
 use snapbundle_core::{validate, Error, Limits, Report};
 use snapbundle_tests::builder::*;
@@ -320,14 +319,23 @@ fn others_read_the_same(stats: &mut Stats, label: &str, bytes: &[u8], report: &R
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut data)
             .unwrap_or_else(|e| panic!("{label}: tar crate: {e}"));
-        seen.push((path, hex(&Sha256::digest(&data))));
+        seen.push((path, data));
     }
     let planned: Vec<(String, String)> = report
         .files
         .iter()
         .map(|f| match f.area {
-            Area::Snapshots => (f.path.clone(), f.sha256.clone()),
-            Area::Cache => (format!("cache/{}", f.path), f.sha256.clone()),
+            Area::Snapshots => (f.path.clone(), f.digest.clone()),
+            Area::Cache => (format!("cache/{}", f.path), f.digest.clone()),
+        })
+        .collect();
+    // The tar crate's bytes, hashed by each file's plan algorithm (in archive order, as planned).
+    let seen: Vec<(String, String)> = seen
+        .into_iter()
+        .enumerate()
+        .map(|(i, (path, data))| {
+            let algorithm = report.files.get(i).map_or("sha256", |f| f.algorithm.as_str());
+            (path, plan_digest(algorithm, &data))
         })
         .collect();
     assert_eq!(seen, planned, "{label}: the tar crate reads other members or bytes");

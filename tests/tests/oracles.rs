@@ -17,8 +17,9 @@ use std::sync::OnceLock;
 
 use snapbundle_core::report::Area;
 use snapbundle_core::{Limits, Report};
+use snapbundle_tests::builder::plan_digest;
 use snapbundle_tests::corpus;
-use snapbundle_tests::fixtures::{all_fixtures, sha256_hex, ScratchDir};
+use snapbundle_tests::fixtures::{all_fixtures, ScratchDir};
 
 /// The reference set has 11 bundles that 0.6.2 imports; fewer means the directory is broken.
 const MIN_ACCEPTED: usize = 11;
@@ -27,7 +28,7 @@ const MIN_CORPUS_ACCEPTED: usize = 20;
 /// `tar_no_std` needs the whole stream in memory: only streams up to this size are given to it.
 const TAR_NO_STD_MAX: usize = 16 << 20;
 
-/// One regular member: archive path, size, sha256 of its data.
+/// One regular member: archive path, size, digest of its data by its plan algorithm.
 type Member = (String, u64, String);
 
 /// An accepted bundle: where it comes from, its tar stream and our report.
@@ -87,6 +88,16 @@ fn accepted() -> &'static [Accepted] {
     })
 }
 
+/// `data`'s digest by the algorithm `rep` plans for the member at archive path `path` (`sha256`
+/// for a path it does not plan), computed from the definitions in the builder.
+fn as_planned(rep: &Report, path: &str, data: &[u8]) -> String {
+    let planned = rep.files.iter().find(|p| match p.area {
+        Area::Snapshots => p.path == path,
+        Area::Cache => path.strip_prefix("cache/") == Some(p.path.as_str()),
+    });
+    plan_digest(planned.map_or("sha256", |p| p.algorithm.as_str()), data)
+}
+
 /// Our view: the report's files with archive paths, in archive order.
 fn our_members(rep: &Report) -> Vec<Member> {
     rep.files
@@ -96,7 +107,7 @@ fn our_members(rep: &Report) -> Vec<Member> {
                 Area::Snapshots => p.path.clone(),
                 Area::Cache => format!("cache/{}", p.path),
             };
-            (path, p.size, p.sha256.clone())
+            (path, p.size, p.digest.clone())
         })
         .collect()
 }
@@ -153,7 +164,8 @@ fn tar_crate_reads_the_same_members() {
             mtimes.push(
                 entry.header().mtime().unwrap_or_else(|e| panic!("{}: {path}: mtime: {e}", f.file_name)),
             );
-            theirs.push((path, size, sha256_hex(&data)));
+            let digest = as_planned(rep, &path, &data);
+            theirs.push((path, size, digest));
         }
         assert_eq!(our_members(rep), theirs, "{}: tar crate disagrees with our report", f.file_name);
         let our_mtimes: Vec<u64> = rep.files.iter().map(|p| p.mtime).collect();
@@ -190,7 +202,7 @@ fn tar_no_std_reads_the_same_regular_files() {
                 let name = e.filename();
                 let name =
                     name.as_str().unwrap_or_else(|err| panic!("{}: non-UTF-8 name: {err}", f.file_name));
-                (name.to_owned(), e.size() as u64, sha256_hex(e.data()))
+                (name.to_owned(), e.size() as u64, as_planned(rep, name, e.data()))
             })
             .collect();
         assert_eq!(our_members(rep), theirs, "{}: tar_no_std disagrees with our report", f.file_name);
@@ -287,8 +299,9 @@ fn gnu_tar_lists_the_same_members() {
     }
 }
 
-/// Every non-directory under `root`, as `/`-joined relative path → (size, sha256, mtime).
-fn walk(root: &Path, rel: &str, out: &mut BTreeMap<String, (u64, String, u64)>) {
+/// Every non-directory under `root`, as `/`-joined relative path → (size, digest as `rep` plans
+/// it, mtime).
+fn walk(rep: &Report, root: &Path, rel: &str, out: &mut BTreeMap<String, (u64, String, u64)>) {
     let dir = root.join(rel);
     for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
         let entry = entry.expect("dir entry");
@@ -296,7 +309,7 @@ fn walk(root: &Path, rel: &str, out: &mut BTreeMap<String, (u64, String, u64)>) 
         let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
         let meta = fs::symlink_metadata(entry.path()).expect("metadata");
         if meta.is_dir() {
-            walk(root, &path, out);
+            walk(rep, root, &path, out);
             continue;
         }
         assert!(meta.is_file(), "GNU tar created {path}, which is not a regular file");
@@ -307,7 +320,8 @@ fn walk(root: &Path, rel: &str, out: &mut BTreeMap<String, (u64, String, u64)>) 
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        out.insert(path, (meta.len(), sha256_hex(&bytes), mtime));
+        let digest = as_planned(rep, &path, &bytes);
+        out.insert(path, (meta.len(), digest, mtime));
     }
 }
 
@@ -319,7 +333,7 @@ fn gnu_tar_extracts_the_same_bytes() {
         let dest = scratch.path().to_str().expect("UTF-8 temp dir");
         gnu_tar(&["--no-same-owner", "-xf", "-", "-C", dest], tar);
         let mut theirs = BTreeMap::new();
-        walk(scratch.path(), "", &mut theirs);
+        walk(rep, scratch.path(), "", &mut theirs);
         let ours: BTreeMap<String, (u64, String, u64)> = our_members(rep)
             .into_iter()
             .zip(&rep.files)

@@ -95,7 +95,10 @@ export interface PlannedFile {
   path: string;
   role: "manifest" | "upper" | "extra" | "cache_metadata" | "cache_artifact";
   size: number;
-  sha256: string;
+  /** "msb-sparse-sha256-v1" for an upper whose manifest records it, else "sha256". */
+  algorithm: "sha256" | "msb-sparse-sha256-v1";
+  /** The content's digest by `algorithm`, "sha256:<hex>". */
+  digest: string;
   mtime: number;
 }
 

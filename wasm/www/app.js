@@ -102,12 +102,12 @@ function showReport(file, report) {
       el("td", {}, `${f.area}/${f.path}`),
       el("td", {}, f.role.replace("_", " ")),
       el("td", { class: "num" }, size(f.size)),
-      el("td", {}, digest(`sha256:${f.sha256}`)),
+      el("td", {}, digest(f.digest), ...(f.algorithm === "sha256" ? [] : [` ${f.algorithm}`])),
     ));
   v.append(
     el("h3", {}, `Files (${report.files.length})`),
     el("table", { class: "files" },
-      el("thead", {}, el("tr", {}, ...["path", "role", "size", "sha256"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ...["path", "role", "size", "digest"].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...files)),
   );
   v.hidden = false;

@@ -17,9 +17,9 @@ use crate::error::{BundleError, Error, LimitError, Location, SnapshotError, TarE
 use crate::events::{Event, MemberStart, Sink};
 use crate::hex;
 use crate::holes::{HoleSplitter, Piece};
-use crate::integrity::{Algorithm, MemberDigests, MemberHasher, Sha256Backend};
+use crate::integrity::{Algorithm, Hashes, MemberDigests, MemberHasher, Sha256Backend};
 use crate::limits::Limits;
-use crate::manifest::{Manifest, MANIFEST_FILENAME, SPARSE_SHA256_V1};
+use crate::manifest::{Manifest, MANIFEST_FILENAME};
 use crate::names::{self, Slot};
 use crate::report::{
     Area, CacheReport, Container, IntegrityStatus, PlannedFile, Report, Role, SnapshotReport,
@@ -162,7 +162,7 @@ impl Bundle {
         }
         let wants = sink.wants_data();
         let sha256 = b.sha256;
-        let hashed = |sparse: bool| Some(MemberHasher::with_backend(sha256, m.size, sparse));
+        let hashed = |hashes: Hashes| Some(MemberHasher::with_backend(sha256, m.size, hashes));
         let (target, hasher, buffer) = match slot {
             Slot::SnapshotDir { prefix } => {
                 b.prefix(prefix);
@@ -185,9 +185,15 @@ impl Bundle {
                         });
                     }
                     let buf = b.reserve_json(m.size, &at)?;
-                    (Target::SnapshotFile { prefix: p, name: file.to_string() }, hashed(false), Some(buf))
+                    (
+                        Target::SnapshotFile { prefix: p, name: file.to_string() },
+                        hashed(Hashes::SHA256),
+                        Some(buf),
+                    )
                 } else {
-                    let sparse = match b.prefixes.get(p).and_then(|x| x.manifest.as_ref()) {
+                    // One hash per algorithm the file needs: its recorded integrity's if it is
+                    // the upper, else plain SHA-256 (the plan's digest, format §3.2).
+                    let hashes = match b.prefixes.get(p).and_then(|x| x.manifest.as_ref()) {
                         Some(pm) if pm.manifest.upper.file == file => {
                             if pm.manifest.upper.size_bytes != m.size {
                                 return Err(Error::Snapshot {
@@ -198,17 +204,14 @@ impl Bundle {
                                     },
                                 });
                             }
-                            pm.manifest
-                                .upper
-                                .integrity
-                                .as_ref()
-                                .is_some_and(|i| i.algorithm == SPARSE_SHA256_V1)
+                            Hashes::only(plan_algorithm(&pm.manifest))
                         }
-                        Some(_) => false,
-                        // The manifest has not been seen yet: this may be the upper.
-                        None => true,
+                        Some(_) => Hashes::SHA256,
+                        // The manifest has not been seen yet: this may be the upper, and its
+                        // algorithm is not known before its data.
+                        None => Hashes::BOTH,
                     };
-                    (Target::SnapshotFile { prefix: p, name: file.to_string() }, hashed(sparse), None)
+                    (Target::SnapshotFile { prefix: p, name: file.to_string() }, hashed(hashes), None)
                 }
             }
             Slot::CacheFile { kind, file } => {
@@ -223,7 +226,7 @@ impl Bundle {
                 } else {
                     None
                 };
-                (Target::CacheFile { kind, name: file.to_string() }, hashed(false), buffer)
+                (Target::CacheFile { kind, name: file.to_string() }, hashed(Hashes::SHA256), buffer)
             }
         };
         let start = MemberStart {
@@ -234,6 +237,7 @@ impl Bundle {
             size: m.size,
             mtime: m.mtime,
             mode: m.mode,
+            hashes: hasher.as_ref().map_or(Hashes::NONE, MemberHasher::hashes),
         };
         sink.event(Event::Member(start)).map_err(stop)?;
         let splitter = (wants && hasher.is_some()).then(HoleSplitter::new);
@@ -296,7 +300,7 @@ impl Bundle {
             return Ok(());
         };
         let digests = hasher.finish();
-        sink.event(Event::FileEnd { size: cur.size, sha256: &digests.sha256 }).map_err(stop)?;
+        sink.event(Event::FileEnd { size: cur.size, digests }).map_err(stop)?;
         let b = &mut *self;
         let file_idx = b.files.len();
         let (area, prefix, kind, name) = match cur.target {
@@ -335,6 +339,15 @@ impl Bundle {
     }
 }
 
+/// The algorithm an upper is hashed with and the plan binds it by: its recorded integrity's
+/// when that is `msb-sparse-sha256-v1`, else plain SHA-256 (format §3.2).
+fn plan_algorithm(m: &Manifest) -> Algorithm {
+    match m.upper.integrity.as_ref().and_then(|i| Algorithm::parse(&i.algorithm)) {
+        Some(Algorithm::SparseSha256V1) => Algorithm::SparseSha256V1,
+        _ => Algorithm::Sha256,
+    }
+}
+
 fn emit_piece<S: Sink>(sink: &mut S, p: Piece<'_>) -> Result<(), Error> {
     let ev = match p {
         Piece::Data(offset, bytes) => Event::Data { offset, bytes },
@@ -369,7 +382,8 @@ pub(crate) fn conclude(b: &Bundle) -> Result<Report, Error> {
         return Err(snapshot_err(&p.name, SnapshotError::NoManifest));
     }
     let mut snapshots = Vec::with_capacity(b.manifest_order.len());
-    let mut upper_files = BTreeSet::new();
+    // Upper file index -> the algorithm the plan binds it with.
+    let mut plan_algorithms = BTreeMap::new();
     for &pi in &b.manifest_order {
         let Some(p) = b.prefixes.get(pi) else { continue };
         let Some(pm) = p.manifest.as_ref() else { continue };
@@ -382,7 +396,7 @@ pub(crate) fn conclude(b: &Bundle) -> Result<Report, Error> {
         let Some((upper_idx, upper)) = upper else {
             return Err(snapshot_err(&p.name, SnapshotError::MissingUpper(m.upper.file.clone())));
         };
-        upper_files.insert(upper_idx);
+        plan_algorithms.insert(upper_idx, plan_algorithm(m));
         if upper.size != m.upper.size_bytes {
             return Err(snapshot_err(
                 &p.name,
@@ -392,19 +406,13 @@ pub(crate) fn conclude(b: &Bundle) -> Result<Report, Error> {
         let integrity = match &m.upper.integrity {
             None => IntegrityStatus::NotRecorded,
             Some(i) => {
-                let computed = match Algorithm::parse(&i.algorithm) {
-                    Some(Algorithm::Sha256) => Some(hex::sha256_digest(&upper.digests.sha256)),
-                    Some(Algorithm::SparseSha256V1) => {
-                        upper.digests.sparse_sha256.as_ref().map(hex::sha256_digest)
-                    }
-                    None => {
-                        return Err(snapshot_err(
-                            &p.name,
-                            SnapshotError::UnsupportedAlgorithm(i.algorithm.clone()),
-                        ))
-                    }
+                let Some(algorithm) = Algorithm::parse(&i.algorithm) else {
+                    return Err(snapshot_err(
+                        &p.name,
+                        SnapshotError::UnsupportedAlgorithm(i.algorithm.clone()),
+                    ));
                 };
-                let computed = computed.unwrap_or_default();
+                let computed = upper.digests.get(algorithm).map(hex::sha256_digest).unwrap_or_default();
                 if computed != i.digest {
                     return Err(snapshot_err(
                         &p.name,
@@ -465,20 +473,24 @@ pub(crate) fn conclude(b: &Bundle) -> Result<Report, Error> {
         .files
         .iter()
         .enumerate()
-        .map(|(i, f)| PlannedFile {
-            index: f.index,
-            area: f.area,
-            path: file_path(b, f),
-            role: match (f.area, f.kind) {
-                (Area::Cache, Some(CacheKind::Manifests)) => Role::CacheMetadata,
-                (Area::Cache, _) => Role::CacheArtifact,
-                _ if f.name == MANIFEST_FILENAME => Role::Manifest,
-                _ if upper_files.contains(&i) => Role::Upper,
-                _ => Role::Extra,
-            },
-            size: f.size,
-            sha256: hex::encode(&f.digests.sha256),
-            mtime: f.mtime,
+        .map(|(i, f)| {
+            let algorithm = plan_algorithms.get(&i).copied().unwrap_or(Algorithm::Sha256);
+            PlannedFile {
+                index: f.index,
+                area: f.area,
+                path: file_path(b, f),
+                role: match (f.area, f.kind) {
+                    (Area::Cache, Some(CacheKind::Manifests)) => Role::CacheMetadata,
+                    (Area::Cache, _) => Role::CacheArtifact,
+                    _ if f.name == MANIFEST_FILENAME => Role::Manifest,
+                    _ if plan_algorithms.contains_key(&i) => Role::Upper,
+                    _ => Role::Extra,
+                },
+                size: f.size,
+                algorithm: algorithm.name().to_string(),
+                digest: f.digests.get(algorithm).map(hex::sha256_digest).unwrap_or_default(),
+                mtime: f.mtime,
+            }
         })
         .collect();
     Ok(Report {

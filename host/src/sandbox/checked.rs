@@ -4,12 +4,13 @@
 //! told without checking what it can cheaply: every member path is classified again with the
 //! core's name grammar (the slot, and so the staging path, comes from that, not from the guest),
 //! events must come in a legal order, every file's bytes are hashed again on the host as they are
-//! written, and at the end the files written must be exactly the report's file plan (area, path,
-//! size, SHA-256, in order). Any disagreement is a [`Protocol`] error and nothing is promoted.
+//! written (with the digests the guest announced for it), and at the end the files written must
+//! be exactly the report's file plan (area, path, size, digest, in order). Any disagreement is a
+//! [`Protocol`] error and nothing is promoted.
 
-use snapbundle_core::integrity::MemberHasher;
+use snapbundle_core::integrity::{Algorithm, Hashes, MemberDigests, MemberHasher};
 use snapbundle_core::names::{self, Slot};
-use snapbundle_core::report::{Area, Report};
+use snapbundle_core::report::{Area, PlannedFile, Report};
 use snapbundle_core::{hex, Event, MemberStart, Sink, Stop};
 
 use super::engine::{Member, Owned};
@@ -35,8 +36,20 @@ pub struct Written {
     pub path: String,
     /// Bytes (data and holes).
     pub size: u64,
-    /// SHA-256 computed by the host, lowercase hex.
-    pub sha256: String,
+    /// The digests the host computed of the bytes it wrote.
+    pub digests: MemberDigests,
+}
+
+impl Written {
+    /// Whether `f`, a row of the file plan, describes exactly this file: its digest must be one
+    /// the host computed, by the plan's algorithm.
+    fn is(&self, f: &PlannedFile) -> bool {
+        let ours = Algorithm::parse(&f.algorithm).and_then(|a| self.digests.get(a)).map(hex::sha256_digest);
+        self.area == f.area
+            && self.path == f.path
+            && self.size == f.size
+            && ours.as_deref() == Some(&f.digest)
+    }
 }
 
 /// Replays guest events into a host [`Sink`], checking them.
@@ -106,22 +119,22 @@ impl<'s, S: Sink> Checked<'s, S> {
                 cur.written = end.unwrap_or(cur.size);
                 self.forward(Event::Hole { offset, len })
             }
-            Owned::FileEnd(size, sha256) => {
+            Owned::FileEnd(size, theirs) => {
                 let Some(cur) = self.current.take() else {
                     return self.violate("file end outside a file".into());
                 };
-                let ours = cur.hasher.finish().sha256;
-                if size != cur.size || cur.written != cur.size || sha256.as_slice() != ours.as_slice() {
+                let ours = cur.hasher.finish();
+                let same = |a: Option<[u8; 32]>, b: &Option<Vec<u8>>| {
+                    a.as_ref().map(|d| d.as_slice()) == b.as_deref()
+                };
+                let agree =
+                    same(ours.sha256, &theirs.sha256) && same(ours.sparse_sha256, &theirs.sparse_sha256);
+                if size != cur.size || cur.written != cur.size || !agree {
                     return self
                         .violate(format!("file end of {} disagrees with the bytes written", cur.path));
                 }
-                self.written.push(Written {
-                    area: cur.area,
-                    path: cur.path,
-                    size,
-                    sha256: hex::encode(&ours),
-                });
-                self.forward(Event::FileEnd { size, sha256: &ours })
+                self.written.push(Written { area: cur.area, path: cur.path, size, digests: ours });
+                self.forward(Event::FileEnd { size, digests: ours })
             }
         }
     }
@@ -143,13 +156,14 @@ impl<'s, S: Sink> Checked<'s, S> {
         if slot.is_dir() != m.is_dir {
             return self.violate(format!("member {} is a directory on one side only", m.path));
         }
+        let hashes = Hashes { sha256: m.hash_sha256, sparse_sha256: m.hash_sparse_sha256 };
         if let Some((area, path)) = planned {
             self.current = Some(Current {
                 area,
                 path,
                 size: m.size,
                 written: 0,
-                hasher: MemberHasher::new(m.size, false),
+                hasher: MemberHasher::with_backend(crate::hash_thread::backend(), m.size, hashes),
             });
         }
         let start = MemberStart {
@@ -160,6 +174,7 @@ impl<'s, S: Sink> Checked<'s, S> {
             size: m.size,
             mtime: m.mtime,
             mode: m.mode,
+            hashes,
         };
         self.forward(Event::Member(start))
     }
@@ -175,15 +190,12 @@ impl<'s, S: Sink> Checked<'s, S> {
         if !events_wanted {
             return Ok(());
         }
-        let planned: Vec<Written> = report
-            .files
-            .iter()
-            .map(|f| Written { area: f.area, path: f.path.clone(), size: f.size, sha256: f.sha256.clone() })
-            .collect();
-        if planned != self.written {
+        let same = report.files.len() == self.written.len()
+            && self.written.iter().zip(&report.files).all(|(w, f)| w.is(f));
+        if !same {
             return Err(Protocol(format!(
                 "the file plan ({} files) differs from the files written ({})",
-                planned.len(),
+                report.files.len(),
                 self.written.len()
             )));
         }

@@ -11,7 +11,6 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use snapbundle_core::integrity::{Sha2, Sha256Backend as _};
 use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
@@ -32,7 +31,7 @@ mod bindings {
 }
 
 pub use self::bindings::*;
-pub use self::snapbundle::sandbox::types::{Failure, Member};
+pub use self::snapbundle::sandbox::types::{Digests, Failure, Member};
 
 /// The component: `wasm/component/snapbundle-validator.wasm`, built from `wasm/guest` by
 /// `scripts/build-wasm.sh` and committed (see `docs/sandbox.md` for why).
@@ -50,21 +49,21 @@ pub enum Owned {
     Data(u64, Vec<u8>),
     /// A hole at an offset, with a length.
     Hole(u64, u64),
-    /// End of file: size and SHA-256.
-    FileEnd(u64, Vec<u8>),
+    /// End of file: size and digests.
+    FileEnd(u64, Digests),
 }
 
 /// Receives the guest's events (on the thread that runs the guest).
 pub type EventFn = Box<dyn FnMut(Owned) -> bool + Send>;
 
-/// A SHA-256 computation the guest runs through the `digest` import: the core's default
-/// backend, natively (the `sha2` crate, SHA-NI where the CPU has it), several times faster than
-/// the same code compiled to WebAssembly. Only the arithmetic moves out of the sandbox: what is
+/// A SHA-256 computation the guest runs through the `digest` import: the host's backend
+/// ([`crate::hash_thread`]: natively, SHA-NI where the CPU has it, on the second core), several
+/// times faster than the same code compiled to WebAssembly. Only the arithmetic moves out of the sandbox: what is
 /// hashed, and what the digests must match, stay the core's decisions inside it. The host is
 /// trusted (it runs the sandbox and writes the files), so computing digests for it adds no trust.
 pub struct Sha256State(Box<dyn snapbundle_core::integrity::Sha256State>);
 
-/// The most SHA-256 computations a guest may hold at once (it needs two per file).
+/// The most SHA-256 computations a guest may hold at once (it needs at most two per file).
 const MAX_SHA256_STATES: usize = 64;
 
 /// The store's data: limits, the deadline bookkeeping and the event receiver.
@@ -129,7 +128,7 @@ impl self::snapbundle::sandbox::digest::Host for State {}
 impl self::snapbundle::sandbox::digest::HostSha256 for State {
     fn new(&mut self) -> wasmtime::Result<Resource<Sha256State>> {
         // Fails (a trap) beyond MAX_SHA256_STATES live computations.
-        Ok(self.table.push(Sha256State(Sha2.start()))?)
+        Ok(self.table.push(Sha256State(crate::hash_thread::backend().start()))?)
     }
 
     fn update(&mut self, state: Resource<Sha256State>, bytes: Vec<u8>) -> wasmtime::Result<()> {
@@ -165,8 +164,8 @@ impl self::snapbundle::sandbox::events::Host for State {
         self.deliver(Owned::Hole(offset, len))
     }
 
-    fn file_end(&mut self, size: u64, sha256: Vec<u8>) -> bool {
-        self.deliver(Owned::FileEnd(size, sha256))
+    fn file_end(&mut self, size: u64, digests: Digests) -> bool {
+        self.deliver(Owned::FileEnd(size, digests))
     }
 }
 

@@ -19,7 +19,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
 use serde_json::Value;
-use snapbundle_core::integrity::MemberHasher;
+use snapbundle_core::integrity::{Algorithm, IntegrityHasher};
 use snapbundle_core::manifest::Manifest;
 
 /// The reference bundles, the repository's copy of what real microsandbox 0.6.2 wrote.
@@ -117,22 +117,37 @@ pub fn fixture(name: &str) -> Fixture {
     Fixture { name: name.to_string(), path, expect }
 }
 
-/// Hashes already computed, keyed by (dev, ino, size, mtime, ctime): SHA-256 is slow in debug
-/// builds and the same files are snapshotted many times. A file whose content changes gets a new
-/// ctime, and a new file a new (inode, ctime), so a stale entry is never reused.
-type MemoKey = (u64, u64, u64, i64, i64, i64, i64);
+/// Hashes already computed, keyed by (dev, ino, size, mtime, ctime, algorithm): SHA-256 is slow
+/// in debug builds and the same files are snapshotted many times. A file whose content changes
+/// gets a new ctime, and a new file a new (inode, ctime), so a stale entry is never reused.
+type MemoKey = (u64, u64, u64, i64, i64, i64, i64, String);
 static MEMO: Mutex<BTreeMap<MemoKey, String>> = Mutex::new(BTreeMap::new());
 
 /// Lowercase hex SHA-256 of a file's content.
 pub fn file_sha256(path: &Path) -> String {
+    let d = file_digest(path, "sha256");
+    d.strip_prefix("sha256:").unwrap_or(&d).to_string()
+}
+
+/// A file's digest by a file plan's `algorithm` name, `sha256:<hex>` (what a plan row says).
+pub fn file_digest(path: &Path, algorithm: &str) -> String {
     let mut f = fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let m = f.metadata().expect("metadata");
-    let key = (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+    let key = (
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        algorithm.to_string(),
+    );
     if let Some(h) = MEMO.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return h.clone();
     }
-    let len = m.len();
-    let mut h = MemberHasher::new(len, false);
+    let algo = Algorithm::parse(algorithm).unwrap_or_else(|| panic!("plan algorithm {algorithm:?}"));
+    let mut h = IntegrityHasher::new(algo, m.len());
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf).expect("read");
@@ -141,9 +156,9 @@ pub fn file_sha256(path: &Path) -> String {
         }
         h.update(&buf[..n]);
     }
-    let hex = snapbundle_core::hex::encode(&h.finish().sha256);
-    MEMO.lock().unwrap_or_else(|e| e.into_inner()).insert(key, hex.clone());
-    hex
+    let digest = h.finish();
+    MEMO.lock().unwrap_or_else(|e| e.into_inner()).insert(key, digest.clone());
+    digest
 }
 
 /// Number of 4 KiB blocks of a file that hold a non-zero byte.

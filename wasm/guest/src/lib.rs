@@ -28,7 +28,7 @@ mod bindings {
 use bindings::exports::snapbundle::sandbox::validation::{Guest, GuestValidator, Validator as Handle};
 use bindings::snapbundle::sandbox::digest::Sha256;
 use bindings::snapbundle::sandbox::events;
-use bindings::snapbundle::sandbox::types::{Failure, Member};
+use bindings::snapbundle::sandbox::types::{Digests, Failure, Member};
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
@@ -107,10 +107,18 @@ impl Sink for HostSink {
                 size: m.size,
                 mtime: m.mtime,
                 mode: m.mode,
+                hash_sha256: m.hashes.sha256,
+                hash_sparse_sha256: m.hashes.sparse_sha256,
             }),
             Event::Data { offset, bytes } => events::data(offset, bytes),
             Event::Hole { offset, len } => events::hole(offset, len),
-            Event::FileEnd { size, sha256 } => events::file_end(size, sha256),
+            Event::FileEnd { size, digests } => events::file_end(
+                size,
+                &Digests {
+                    sha256: digests.sha256.map(|d| d.to_vec()),
+                    sparse_sha256: digests.sparse_sha256.map(|d| d.to_vec()),
+                },
+            ),
         };
         if go {
             Ok(())
