@@ -4,6 +4,7 @@
 and headless Chromium (the validation page, File.stream() through the real file input).
 
     bench/wasm_bench.py [--size-mib 1024] [--runs 3] [--dir /tmp/snapbundle-bench] [--no-chromium]
+                        [--exe PATH]
 
 Needs scripts/build-wasm.sh (target/npm, wasm/www/pkg) and, for Chromium, wasm/js-tests's npm
 packages. Prints MB/s of tar stream and the ratio to native (median of the runs); every front
@@ -68,13 +69,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/snapbundle-bench")
     ap.add_argument("--no-chromium", action="store_true")
+    ap.add_argument("--exe", help="measure this release snapbundle (with the sandbox feature) instead of building one")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     # A private copy of the binary: other scripts build target/release without the sandbox
     # feature, and a build finishing mid-run must not swap the binary under the measurement.
     exe = os.path.join(a.dir, "snapbundle-wasm-bench")
     for _ in range(3):
-        shutil.copy2(measure.build_release(ROOT), exe)
+        shutil.copy2(a.exe or measure.build_release(ROOT), exe)
         if "--sandbox" in subprocess.run([exe, "verify", "--help"], capture_output=True, text=True).stdout:
             break
     else:

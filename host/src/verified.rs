@@ -34,8 +34,12 @@ use serde::{Deserialize, Serialize};
 use crate::home::Home;
 use crate::publish::{is_temp_name, publish};
 
-/// How much older than the clock a file's ctime must be for its state to be recorded.
-pub const RACY_MARGIN: Duration = Duration::from_millis(50);
+/// How much older than the clock a file's ctime must be for its state to be recorded: two
+/// ticks of the coarsest kernel clock that stamps ctimes (`HZ` is at least 100, so a tick is at
+/// most 10 ms, and the coarse clock lags the fine one by less than a tick). A change after the
+/// final `stat` then always gets a later ctime. Every import waits out what is left of it after
+/// the upper's last change, so it is no larger than it needs to be.
+pub const RACY_MARGIN: Duration = Duration::from_millis(20);
 
 /// Largest record file read back (records are a few hundred bytes).
 const MAX_RECORD: u64 = 4096;
@@ -110,6 +114,16 @@ impl Record {
 pub(crate) fn settled(ctime: (i64, i64), at: (i64, u32)) -> bool {
     let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     ns(at.0, i64::from(at.1)) - ns(ctime.0, ctime.1) >= RACY_MARGIN.as_nanos() as i128
+}
+
+/// How long until `ctime` is settled at clock `at`: the rest of [`RACY_MARGIN`] (a whole one if
+/// the ctime is ahead of the clock), plus a millisecond for the clock's own step.
+fn rest_of_margin(ctime: (i64, i64), at: (i64, u32)) -> Duration {
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    let age = ns(at.0, i64::from(at.1)) - ns(ctime.0, ctime.1);
+    let margin = RACY_MARGIN.as_nanos() as i128;
+    let rest = if age < 0 { margin } else { margin.saturating_sub(age).max(0) };
+    Duration::from_nanos(u64::try_from(rest).unwrap_or(0)) + Duration::from_millis(1)
 }
 
 fn now() -> (i64, u32) {
@@ -189,12 +203,13 @@ impl Records {
 }
 
 /// Waits until the ctime of `file`, recorded as `state`, is settled ([`RACY_MARGIN`] older
-/// than the clock; at most one margin's wait), then re-reads its state: the clock reading to
-/// store with a record of `state`, or `None` if the file changed or its ctime is in the future.
+/// than the clock; only the rest of the margin, at most one margin), then re-reads its state:
+/// the clock reading to store with a record of `state`, or `None` if the file changed or its
+/// ctime is in the future.
 pub(crate) fn settle(file: &File, state: &FileState) -> io::Result<Option<(i64, u32)>> {
     let mut at = now();
     if !settled(state.ctime, at) {
-        std::thread::sleep(RACY_MARGIN);
+        std::thread::sleep(rest_of_margin(state.ctime, at));
         at = now();
     }
     let current = file.metadata()?;
@@ -328,11 +343,16 @@ mod tests {
 
     #[test]
     fn a_racily_recent_ctime_is_not_trusted() {
-        // Verified 10 ms after the last change: a change in the same clock tick could hide.
-        let racy = record((100, 990_000_000), (101, 0));
-        assert!(!racy.vouches_for(&state((100, 990_000_000)), "sha256", "sha256:ab"));
-        let settled = record((100, 950_000_000), (101, 0));
-        assert!(settled.vouches_for(&state((100, 950_000_000)), "sha256", "sha256:ab"));
+        // Verified 19 ms after the last change: a change in the same clock tick could hide.
+        let racy = record((100, 981_000_000), (101, 0));
+        assert!(!racy.vouches_for(&state((100, 981_000_000)), "sha256", "sha256:ab"));
+        let settled = record((100, 980_000_000), (101, 0));
+        assert!(settled.vouches_for(&state((100, 980_000_000)), "sha256", "sha256:ab"));
+        // Waiting: the rest of the margin only, a whole one for a ctime ahead of the clock.
+        let ms = Duration::from_millis;
+        assert_eq!(rest_of_margin((100, 995_000_000), (101, 0)), RACY_MARGIN - ms(5) + ms(1));
+        assert_eq!(rest_of_margin((100, 0), (101, 0)), ms(1));
+        assert_eq!(rest_of_margin((102, 0), (101, 0)), RACY_MARGIN + ms(1));
         // A clock behind the ctime (stepped back) never vouches.
         let behind = record((200, 0), (101, 0));
         assert!(!behind.vouches_for(&state((200, 0)), "sha256", "sha256:ab"));
