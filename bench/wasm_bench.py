@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JS = os.path.join(ROOT, "wasm", "js-tests")
 
 NODE = r"""
-const { Validator } = require(process.argv[1] + "/node/snapbundle_wasm.js");
+const { Validator } = require(process.argv[1]);
 const fs = require("fs");
 const t = process.hrtime.bigint();
 const v = new Validator();

@@ -5,7 +5,8 @@
 #   1. the sandbox component: wasm/guest → core module → component (wasm/componentize, wit-component)
 #      → wasm/component/snapbundle-validator.wasm, the committed artifact the host embeds;
 #   2. the browser/node package: wasm/ (wasm-bindgen 0.2.130) → target/npm/snapbundle-wasm/
-#      (node/ for require, web/ for browsers, package.json from wasm/npm/) and a copy of web/ in
+#      (node/ for require, with wasm/npm/node-entry.js as node/index.js; web/ for browsers;
+#      package.json from wasm/npm/) and a copy of web/ in
 #      wasm/www/pkg/ for the static page; `npm pack` of the package into target/npm/.
 #
 # Profiles (root Cargo.toml): the guest is built for speed (`wasm-guest`, opt-level 3), the
@@ -96,6 +97,7 @@ mkdir -p "$NPM_OUT"
 wasm-bindgen --target nodejs --out-dir "$NPM_OUT/node" "$BG"
 wasm-bindgen --target web --out-dir "$NPM_OUT/web" "$BG"
 cp wasm/npm/package.json wasm/npm/README.md "$NPM_OUT/"
+cp wasm/npm/node-entry.js "$NPM_OUT/node/index.js"   # SHA-256 from node:crypto (see the file)
 mkdir -p wasm/www/pkg
 cp "$NPM_OUT"/web/snapbundle_wasm.js "$NPM_OUT"/web/snapbundle_wasm_bg.wasm wasm/www/pkg/
 (cd target/npm && npm pack --silent ./snapbundle-wasm >/dev/null)

@@ -13,7 +13,7 @@ use snapbundle::progress::Progress;
 use snapbundle::sandbox::{self, SandboxOptions};
 use snapbundle::HostError;
 use snapbundle_tests::fixtures::fixture_dir;
-use snapbundle_tests::parity::cases;
+use snapbundle_tests::parity::{cases, Case};
 
 fn native(bytes: &[u8]) -> Value {
     match snapbundle_core::validate(bytes, Default::default()) {
@@ -84,23 +84,45 @@ fn native_and_node_agree_on_every_case() {
     for c in &all {
         std::fs::write(dir.join(&c.name), &c.bytes).expect("write case");
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm/js-tests/parity.mjs");
-    let out = Command::new("node").arg(script).arg(package_dir()).arg(&dir).output().expect("run node");
+    // The package's node entry hashes with node:crypto, the bare module with its portable code
+    // (as in browsers): both must agree with native on every case.
+    for mode in ["entry", "portable"] {
+        let (judged, from_node_crypto) = node_verdicts(&all, &dir, mode);
+        diff(&format!("node ({mode})"), &judged);
+        if mode == "entry" {
+            assert!(from_node_crypto > 0, "the node entry never hashed with node:crypto");
+        } else {
+            assert_eq!(from_node_crypto, 0, "the bare module hashed with node:crypto");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every case judged by `wasm/js-tests/parity.mjs` in `mode`, next to native's verdict, and how
+/// many SHA-256 computations node:crypto ran.
+fn node_verdicts(all: &[Case], dir: &Path, mode: &str) -> (Vec<(String, Value, Value)>, u64) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm/js-tests/parity.mjs");
+    let out =
+        Command::new("node").arg(script).arg(package_dir()).arg(dir).arg(mode).output().expect("run node");
     assert!(out.status.success(), "node failed: {}", String::from_utf8_lossy(&out.stderr));
     let mut by_case: BTreeMap<String, Value> = BTreeMap::new();
+    let mut from_node_crypto = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let mut v: Value = serde_json::from_str(line).expect("node output line");
+        if let Some(n) = v.get("sha256_from_node_crypto") {
+            from_node_crypto = n.as_u64();
+            continue;
+        }
         let name = v["case"].as_str().unwrap_or_default().to_string();
         if let Some(o) = v.as_object_mut() {
             o.remove("case");
         }
         by_case.insert(name, v);
     }
-    assert_eq!(by_case.len(), all.len(), "node judged {} of {} cases", by_case.len(), all.len());
-    let judged: Vec<(String, Value, Value)> = all
+    assert_eq!(by_case.len(), all.len(), "node ({mode}) judged {} of {} cases", by_case.len(), all.len());
+    let judged = all
         .iter()
         .map(|c| (c.name.clone(), native(&c.bytes), by_case.remove(&c.name).unwrap_or(Value::Null)))
         .collect();
-    diff("node", &judged);
+    (judged, from_node_crypto.expect("the summary line"))
 }

@@ -21,6 +21,10 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::{String, ToString};
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use snapbundle_core::integrity::{Sha2, Sha256Backend, Sha256State};
 use snapbundle_core::{Error, Limits, NullSink};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -143,6 +147,69 @@ extern "C" {
 
     #[wasm_bindgen(js_namespace = Reflect, js_name = set)]
     fn reflect_set(target: &JsValue, key: &str, value: &str) -> bool;
+
+    // SHA-256 from the embedding JavaScript, when it provides `globalThis.__snapbundle_sha256`
+    // (the package's node entry does, with `node:crypto`). Absent in browsers: `start` throws,
+    // and the computation runs on the portable `sha2` code instead.
+    #[wasm_bindgen(catch, js_namespace = __snapbundle_sha256, js_name = start)]
+    fn host_sha256_start() -> Result<u32, JsValue>;
+    #[wasm_bindgen(js_namespace = __snapbundle_sha256, js_name = update)]
+    fn host_sha256_update(id: u32, bytes: &[u8]);
+    #[wasm_bindgen(js_namespace = __snapbundle_sha256, js_name = zeros)]
+    fn host_sha256_zeros(id: u32, len: u32);
+    #[wasm_bindgen(js_namespace = __snapbundle_sha256, js_name = finish)]
+    fn host_sha256_finish(id: u32) -> Vec<u8>;
+    #[wasm_bindgen(js_namespace = __snapbundle_sha256, js_name = drop)]
+    fn host_sha256_drop(id: u32);
+}
+
+/// SHA-256 computed by the embedding JavaScript where it offers it (node: OpenSSL, with the
+/// CPU's SHA instructions, which WebAssembly lacks), else by the core's portable [`Sha2`]. The
+/// core still decides what is hashed and what the digests must be.
+#[derive(Debug)]
+struct HostSha256;
+
+/// One computation in the embedding JavaScript.
+struct HostState {
+    id: u32,
+    finished: bool,
+}
+
+impl Sha256Backend for HostSha256 {
+    fn start(&self) -> Box<dyn Sha256State> {
+        match host_sha256_start() {
+            Ok(id) => Box::new(HostState { id, finished: false }),
+            Err(_) => Sha2.start(),
+        }
+    }
+}
+
+impl Sha256State for HostState {
+    fn update(&mut self, bytes: &[u8]) {
+        host_sha256_update(self.id, bytes);
+    }
+
+    fn update_zeros(&mut self, mut len: u64) {
+        while len > 0 {
+            let n = len.min(1 << 30);
+            host_sha256_zeros(self.id, n as u32);
+            len -= n;
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> [u8; 32] {
+        self.finished = true;
+        // A digest of another length cannot match anything: the bundle is rejected (fail closed).
+        <[u8; 32]>::try_from(host_sha256_finish(self.id).as_slice()).unwrap_or([0; 32])
+    }
+}
+
+impl Drop for HostState {
+    fn drop(&mut self) {
+        if !self.finished {
+            host_sha256_drop(self.id);
+        }
+    }
 }
 
 /// A JavaScript `Error` with `code` and `kind` properties.
@@ -197,7 +264,8 @@ impl Validator {
     #[wasm_bindgen(constructor)]
     pub fn new(limits: Option<LimitsOptions>) -> Result<Validator, JsValue> {
         let limits = limits_from(limits)?;
-        Ok(Validator { inner: Some(snapbundle_core::Validator::new(limits)), compressed: 0, decompressed: 0 })
+        let inner = snapbundle_core::Validator::with_sha256(limits, &HostSha256);
+        Ok(Validator { inner: Some(inner), compressed: 0, decompressed: 0 })
     }
 
     /// Feeds the next chunk (any size). Throws the core's error for an invalid bundle; after an
@@ -233,7 +301,9 @@ impl Validator {
 /// Validates a whole in-memory bundle in one call (same report and errors as `Validator`).
 #[wasm_bindgen]
 pub fn validate(bundle: &[u8], limits: Option<LimitsOptions>) -> Result<ReportObject, JsValue> {
-    let report = snapbundle_core::validate(bundle, limits_from(limits)?).map_err(|e| core_error(&e))?;
+    let mut v = snapbundle_core::Validator::with_sha256(limits_from(limits)?, &HostSha256);
+    v.push(bundle, &mut NullSink).map_err(|e| core_error(&e))?;
+    let report = v.finish().map_err(|e| core_error(&e))?;
     report_object(&report)
 }
 
