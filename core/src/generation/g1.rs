@@ -251,15 +251,21 @@ impl Bundle {
         let Some(cur) = self.current.as_mut() else {
             return Ok(());
         };
-        if let Some(h) = cur.hasher.as_mut() {
-            h.update(bytes);
-        }
         if let Some(buf) = cur.buffer.as_mut() {
             buf.extend_from_slice(bytes);
         }
-        if let Some(split) = cur.splitter.as_mut() {
-            let sink = &mut *sink;
-            split.push(bytes, &mut |p| emit_piece(sink, p))?;
+        match cur.splitter.as_mut() {
+            // Hashed from the pieces: a zero block the splitter found is hashed as a length of
+            // zeros (no copy for a hashing thread), in file order like every piece.
+            Some(split) => {
+                let (sink, mut hasher) = (&mut *sink, cur.hasher.as_mut());
+                split.push(bytes, &mut |p| emit_piece(sink, hasher.as_deref_mut(), p))?;
+            }
+            None => {
+                if let Some(h) = cur.hasher.as_mut() {
+                    h.update(bytes);
+                }
+            }
         }
         Ok(())
     }
@@ -277,12 +283,16 @@ impl Bundle {
                 error: TarError::SparseNotAllowed("a buffered file"),
             });
         }
-        if let Some(h) = cur.hasher.as_mut() {
-            h.update_zeros(len);
-        }
-        if let Some(split) = cur.splitter.as_mut() {
-            let sink = &mut *sink;
-            split.hole(len, &mut |p| emit_piece(sink, p))?;
+        match cur.splitter.as_mut() {
+            Some(split) => {
+                let (sink, mut hasher) = (&mut *sink, cur.hasher.as_mut());
+                split.hole(len, &mut |p| emit_piece(sink, hasher.as_deref_mut(), p))?;
+            }
+            None => {
+                if let Some(h) = cur.hasher.as_mut() {
+                    h.update_zeros(len);
+                }
+            }
         }
         Ok(())
     }
@@ -293,8 +303,8 @@ impl Bundle {
             return Ok(());
         };
         if let Some(split) = cur.splitter.as_mut() {
-            let sink = &mut *sink;
-            split.finish(&mut |p| emit_piece(sink, p))?;
+            let (sink, mut hasher) = (&mut *sink, cur.hasher.as_mut());
+            split.finish(&mut |p| emit_piece(sink, hasher.as_deref_mut(), p))?;
         }
         let Some(hasher) = cur.hasher.take() else {
             return Ok(());
@@ -348,10 +358,21 @@ fn plan_algorithm(m: &Manifest) -> Algorithm {
     }
 }
 
-fn emit_piece<S: Sink>(sink: &mut S, p: Piece<'_>) -> Result<(), Error> {
+/// Hands a piece to the sink, and to the hasher when the member is hashed from its pieces.
+fn emit_piece<S: Sink>(sink: &mut S, hasher: Option<&mut MemberHasher>, p: Piece<'_>) -> Result<(), Error> {
     let ev = match p {
-        Piece::Data(offset, bytes) => Event::Data { offset, bytes },
-        Piece::Hole(offset, len) => Event::Hole { offset, len },
+        Piece::Data(offset, bytes) => {
+            if let Some(h) = hasher {
+                h.update(bytes);
+            }
+            Event::Data { offset, bytes }
+        }
+        Piece::Hole(offset, len) => {
+            if let Some(h) = hasher {
+                h.update_zeros(len);
+            }
+            Event::Hole { offset, len }
+        }
     };
     sink.event(ev).map_err(stop)
 }
