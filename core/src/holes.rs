@@ -28,7 +28,7 @@ pub struct HoleSplitter {
 
 /// Whether every byte is zero: 64 bytes at a time without an early exit inside them (so the
 /// compiler ORs them with vector instructions), stopping at the first 64 that are not.
-fn is_zero(b: &[u8]) -> bool {
+pub fn is_zero(b: &[u8]) -> bool {
     let mut chunks = b.chunks_exact(64);
     for c in &mut chunks {
         if c.iter().fold(0u8, |acc, &x| acc | x) != 0 {

@@ -4,8 +4,9 @@
 //! must be. This backend only moves the arithmetic: each computation copies the bytes it is
 //! given into 256 KiB buffers and hands full buffers to the worker, which hashes them (with the
 //! CPU's SHA instructions through `sha2`) while the validator's thread decompresses, walks the
-//! tar and writes the next data. Holes cross as a length, never as bytes. `finish` waits for the
-//! worker to reach the end of that computation.
+//! tar and writes the next data. Holes cross as a length, never as bytes, and so do runs of
+//! [`ZERO_RUN`] zero bytes given as data (a dense member's zeros when nobody split them off).
+//! `finish` waits for the worker to reach the end of that computation.
 //!
 //! Memory is bounded: a computation has at most [`IN_FLIGHT`] buffers (1 MiB) between it and the
 //! worker and waits for one to come back before filling another, so a slow worker slows the
@@ -20,10 +21,13 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::OnceLock;
 
 use sha2::{Digest as _, Sha256};
+use snapbundle_core::holes::is_zero;
 use snapbundle_core::integrity::{Sha2, Sha256Backend, Sha256State};
 
 /// Bytes a buffer holds before it goes to the worker.
 const BUFFER: usize = 256 << 10;
+/// Zero bytes given as data that cross as a length instead of a copy: whole pieces of this size.
+pub const ZERO_RUN: usize = 64 << 10;
 /// Buffers one computation may have queued or being hashed.
 pub const IN_FLIGHT: usize = 4;
 /// Zero bytes the worker feeds for a hole, 1024 SHA-256 blocks a call.
@@ -167,18 +171,13 @@ impl Computation {
 }
 
 impl Sha256State for Computation {
-    fn update(&mut self, mut bytes: &[u8]) {
-        if self.buffers == 0 {
-            self.buffers = 1;
-            self.buf.reserve_exact(BUFFER);
-        }
-        while !bytes.is_empty() {
-            let room = BUFFER.saturating_sub(self.buf.len());
-            let (now, rest) = bytes.split_at(room.min(bytes.len()));
-            self.buf.extend_from_slice(now);
-            bytes = rest;
-            if self.buf.len() >= BUFFER {
-                self.flush();
+    fn update(&mut self, bytes: &[u8]) {
+        // A piece of zeros costs a scan that stops at the first non-zero 64 bytes, against a copy.
+        for piece in bytes.chunks(ZERO_RUN) {
+            if piece.len() == ZERO_RUN && is_zero(piece) {
+                self.update_zeros(ZERO_RUN as u64);
+            } else {
+                self.copy(piece);
             }
         }
     }
@@ -194,6 +193,25 @@ impl Sha256State for Computation {
         self.send(Msg::Finish(reply));
         self.finished = true;
         digest.recv().unwrap_or_default()
+    }
+}
+
+impl Computation {
+    /// Copies `bytes` into buffers, sending each one that fills.
+    fn copy(&mut self, mut bytes: &[u8]) {
+        if self.buffers == 0 {
+            self.buffers = 1;
+            self.buf.reserve_exact(BUFFER);
+        }
+        while !bytes.is_empty() {
+            let room = BUFFER.saturating_sub(self.buf.len());
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            self.buf.extend_from_slice(now);
+            bytes = rest;
+            if self.buf.len() >= BUFFER {
+                self.flush();
+            }
+        }
     }
 }
 
@@ -224,6 +242,7 @@ mod tests {
     #[test]
     fn offloaded_digests_equal_inline_ones_across_buffer_boundaries() {
         let big: Vec<u8> = (0..3 * BUFFER + 17).map(|i| (i * 7 % 251) as u8).collect();
+        let zeros = vec![0u8; 3 * ZERO_RUN + 5];
         let cases: Vec<Vec<Result<&[u8], u64>>> = vec![
             vec![],
             vec![Ok(b"abc")],
@@ -231,6 +250,8 @@ mod tests {
             vec![Ok(&big[..BUFFER]), Ok(&big[BUFFER..])],
             vec![Ok(&big[..5]), Err(70_000), Ok(&big[5..BUFFER + 3]), Err(1), Err(0), Ok(&big[..1])],
             vec![Err(10 * BUFFER as u64 + 3)],
+            // Zeros given as data: whole runs cross as lengths, the rest is copied.
+            vec![Ok(&zeros), Ok(&big[..7]), Ok(&zeros[..ZERO_RUN + 1]), Ok(&zeros[..ZERO_RUN - 1])],
         ];
         for (i, parts) in cases.iter().enumerate() {
             assert_eq!(digest(&OFFLOADED, parts), digest(&Sha2, parts), "case {i}");
@@ -273,11 +294,14 @@ mod tests {
             }
             None => return,
         });
+        c.update(&vec![0u8; 4 * ZERO_RUN]);
+        assert_eq!(c.buffers, 0, "whole runs of zeros cross as lengths, without a buffer");
         let data = vec![1u8; BUFFER / 3];
         for _ in 0..200 {
             c.update(&data);
             assert!(c.buffers <= IN_FLIGHT, "{} buffers", c.buffers);
         }
-        assert_eq!(c.finish(), digest(&Sha2, &[Ok(&vec![1u8; 200 * (BUFFER / 3)])]));
+        let want = digest(&Sha2, &[Err(4 * ZERO_RUN as u64), Ok(&vec![1u8; 200 * (BUFFER / 3)])]);
+        assert_eq!(c.finish(), want);
     }
 }
