@@ -27,10 +27,14 @@
 //! the G2 (0.6.7 – 0.6.16, numeric schema 1) inventory. Memory and owned-volume dependencies of
 //! dependent archives and the semantic schemas of descriptor extensions are not checked yet.
 
+pub(crate) mod archive;
 pub mod descriptor;
+mod error;
 pub mod inventory;
 mod json;
+pub mod metadata;
 mod time;
 pub mod transport;
 
+pub use error::MsbError;
 pub use json::JsonError;
