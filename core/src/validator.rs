@@ -162,7 +162,7 @@ impl Validator {
             _ => (Container::Tar, 0),
         };
         self.walker.finish().map_err(first_header_unknown)?;
-        let mut report = self.layout.conclude()?;
+        let mut report = self.layout.conclude(frames)?;
         report.container = container;
         report.zstd_frames = frames;
         report.compressed_bytes = self.compressed;

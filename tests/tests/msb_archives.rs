@@ -398,3 +398,45 @@ fn every_g3_report_field_is_declared_in_the_typescript_types() {
         .collect();
     assert!(missing.is_empty(), "not declared in the TypeScript types: {missing:?}");
 }
+
+#[test]
+fn a_second_zstd_frame_is_refused() {
+    // 0.7.13 decodes only the first frame: the tar it would read is not the one validated.
+    let tar = tar_of("single-plain");
+    let (a, b) = tar.split_at(4096);
+    let mut two = zstd::stream::encode_all(a, 3).unwrap();
+    two.extend(zstd::stream::encode_all(b, 3).unwrap());
+    assert_eq!(code(&two), "msb_zstd_frames");
+    assert_eq!(code(&zstd::stream::encode_all(&tar[..], 3).unwrap()), "ok");
+}
+
+#[test]
+fn hostile_shapes_are_refused_at_their_member() {
+    // A directory entry: 0.7 writes none.
+    let mut ms = members("single-plain");
+    let at = position(&ms, "layers/");
+    ms.insert(at, TarMember { offset: 0, name: "layers/".into(), type_flag: b'5', data: Vec::new() });
+    assert_eq!(code(&write_members(&ms)), "unexpected_member");
+    // A descriptor under another snapshot's directory.
+    let mut ms = members("single-plain");
+    let at = position(&ms, "snapshots/");
+    ms[at].name = "snapshots/snap_00000000000000000000000000000000/snapshot.json".into();
+    assert_eq!(code(&write_members(&ms)), "msb_descriptor_path");
+    // Another file in a snapshot directory.
+    let mut ms = members("single-plain");
+    let at = position(&ms, "layers/");
+    let name = ms[0].name.replace("snapshot.json", "notes.txt");
+    ms.insert(at, TarMember { offset: 0, name, type_flag: b'0', data: b"x".to_vec() });
+    assert_eq!(code(&write_members(&ms)), "unexpected_member");
+    // Checkpoint members are not read yet.
+    let mut ms = members("single-plain");
+    let at = position(&ms, "layers/");
+    let name = "checkpoints/c/checkpoint.json".to_string();
+    ms.insert(at, TarMember { offset: 0, name, type_flag: b'0', data: b"{}".to_vec() });
+    assert_eq!(code(&write_members(&ms)), "msb_unsupported");
+    // A path component the portable-name rules refuse.
+    let mut ms = members("single-plain");
+    let at = position(&ms, "layers/");
+    ms.insert(at, TarMember { offset: 0, name: "images/vmdk/a:b".into(), type_flag: b'0', data: vec![0; 4] });
+    assert_eq!(code(&write_members(&ms)), "unsafe_path");
+}

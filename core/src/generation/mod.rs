@@ -115,13 +115,14 @@ impl Layout {
     }
 
     /// The whole-archive checks once every member has been seen; the report of a valid archive
-    /// (container fields are filled in by the validator). An archive without members is judged
-    /// as G1 (as before the generations were told apart).
-    pub(crate) fn conclude(&self) -> Result<Report, Error> {
+    /// (container fields are filled in by the validator). `zstd_frames` is the number of zstd
+    /// frames the input held (0 for plain tar). An archive without members is judged as G1 (as
+    /// before the generations were told apart).
+    pub(crate) fn conclude(&self, zstd_frames: u32) -> Result<Report, Error> {
         match self {
             Layout::Pending { limits, sha256 } => g1::conclude(&g1::Bundle::new(*limits, *sha256)),
             Layout::G1(b) => g1::conclude(b),
-            Layout::G3(a) => g3::archive::conclude(a),
+            Layout::G3(a) => g3::archive::conclude(a, zstd_frames),
         }
     }
 }

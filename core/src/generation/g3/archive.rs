@@ -431,8 +431,13 @@ fn recorded(integrity: &Integrity) -> &str {
     }
 }
 
-/// The whole-archive checks once every member has been seen, and the report.
-pub(crate) fn conclude(a: &Archive) -> Result<Report, Error> {
+/// The whole-archive checks once every member has been seen, and the report. `zstd_frames`:
+/// 0.7 writes one frame and its reader decodes only the first, so more than one is refused
+/// (the tar 0.7.13 would read is not the one validated here).
+pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
+    if zstd_frames > 1 {
+        return Err(msb(MsbError::ZstdFrames(zstd_frames)));
+    }
     let inv = a.inventory.as_ref().ok_or_else(|| msb(MsbError::NoInventory))?;
     let entry_of = |path: &str| {
         // Entries are strictly sorted by path bytes (checked by the inventory's parse).

@@ -29,6 +29,8 @@ pub enum MsbError {
         /// Why.
         why: &'static str,
     },
+    /// The input holds more than one zstd frame: 0.7 writes one and reads only the first.
+    ZstdFrames(u32),
     /// A member follows `archive.json`, which must be the last member.
     InventoryNotLast(String),
     /// The archive has no `archive.json`.
@@ -122,6 +124,7 @@ impl MsbError {
             MsbError::Descriptor { error, .. } => error.code(),
             MsbError::Inventory(error) => error.code(),
             MsbError::Metadata { .. } => "msb_metadata",
+            MsbError::ZstdFrames(_) => "msb_zstd_frames",
             MsbError::InventoryNotLast(_) => "msb_inventory_not_last",
             MsbError::NoInventory => "msb_no_inventory",
             MsbError::NotInventoried(_) => "msb_member_not_inventoried",
@@ -149,6 +152,9 @@ impl fmt::Display for MsbError {
             MsbError::Inventory(error) => write!(f, "{error}"),
             MsbError::Metadata { path, why } => {
                 write!(f, "'{}': snapshot metadata: {why}", path.escape_debug())
+            }
+            MsbError::ZstdFrames(n) => {
+                write!(f, "{n} zstd frames: microsandbox 0.7 writes one and reads only the first")
             }
             MsbError::InventoryNotLast(path) => {
                 write!(f, "member '{}' follows archive.json, which must be last", path.escape_debug())
