@@ -440,3 +440,244 @@ fn hostile_shapes_are_refused_at_their_member() {
     ms.insert(at, TarMember { offset: 0, name: "images/vmdk/a:b".into(), type_flag: b'0', data: vec![0; 4] });
     assert_eq!(code(&write_members(&ms)), "unsafe_path");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Archives re-sealed after an edit: the inventory rewritten to list the members as they are, so
+// only the rule under test is broken
+// ---------------------------------------------------------------------------------------------
+
+use snapbundle_core::generation::g3::descriptor::{Descriptor, Integrity, State};
+use snapbundle_core::generation::g3::inventory::EntryKind;
+
+fn integrity_json(i: &Option<Integrity>) -> String {
+    match i {
+        None => "null".into(),
+        Some(Integrity::Sha256 { digest }) => format!("{{\"algorithm\":\"sha256\",\"digest\":\"{digest}\"}}"),
+        Some(Integrity::SparseSha256V1 { digest }) => {
+            format!("{{\"algorithm\":\"msb-sparse-sha256-v1\",\"digest\":\"{digest}\"}}")
+        }
+        Some(Integrity::FileMerkleBlake3V1 { root, logical_size, leaf_size }) => format!(
+            "{{\"algorithm\":\"msb-file-merkle-blake3-v1\",\"root\":\"{root}\",\"logical_size\":{logical_size},\"leaf_size\":{leaf_size}}}"
+        ),
+    }
+}
+
+/// Overrides of one entry when sealing.
+#[derive(Default)]
+struct Tweak {
+    /// Path → owner_snapshot.
+    owner: Vec<(String, String)>,
+    /// Path → integrity JSON.
+    integrity: Vec<(String, String)>,
+}
+
+/// Replaces (or appends) `archive.json` by the canonical inventory of the other members (dense
+/// members only), with `head` as head.
+fn seal(ms: &mut Vec<TarMember>, head: &str, tweak: &Tweak) {
+    ms.retain(|m| m.name != "archive.json");
+    let descriptors: Vec<Descriptor> = ms
+        .iter()
+        .filter(|m| m.name.ends_with("/snapshot.json"))
+        .map(|m| Descriptor::parse(&m.data).unwrap())
+        .collect();
+    let mut members: Vec<&Descriptor> = descriptors.iter().collect();
+    members.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
+    let members: Vec<String> = members
+        .iter()
+        .map(|d| {
+            format!(
+                "{{\"snapshot_id\":\"{}\",\"descriptor_path\":\"snapshots/{}/snapshot.json\",\"descriptor_digest\":\"{}\"}}",
+                d.snapshot_id,
+                d.snapshot_id,
+                d.digest()
+            )
+        })
+        .collect();
+    let mut sorted: Vec<&TarMember> = ms.iter().collect();
+    sorted.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let mut entries = Vec::new();
+    for m in sorted {
+        let kind = EntryKind::of_path(&m.name).unwrap();
+        let layer = descriptors.iter().find_map(|d| {
+            let State::File(f) = &d.state else { return None };
+            f.layers
+                .iter()
+                .find(|l| format!("layers/{}.{}", l.layer_id, l.format.as_str()) == m.name)
+                .map(|l| (d.snapshot_id.clone(), l.integrity.clone()))
+        });
+        let (owner, integrity) = match kind {
+            EntryKind::FilePayload => {
+                let (o, i) = layer.unwrap_or((head.to_string(), None));
+                (format!("\"{o}\""), integrity_json(&i))
+            }
+            EntryKind::ImageMetadata | EntryKind::ImageObject => {
+                ("null".to_string(), integrity_json(&Some(Integrity::Sha256 { digest: sha256_of(&m.data) })))
+            }
+            _ => {
+                let id = m.name.split('/').nth(1).unwrap();
+                (format!("\"{id}\""), integrity_json(&Some(Integrity::Sha256 { digest: sha256_of(&m.data) })))
+            }
+        };
+        let owner =
+            tweak.owner.iter().find(|(p, _)| *p == m.name).map(|(_, o)| format!("\"{o}\"")).unwrap_or(owner);
+        let integrity =
+            tweak.integrity.iter().find(|(p, _)| *p == m.name).map(|(_, i)| i.clone()).unwrap_or(integrity);
+        let len = m.data.len() as u64;
+        let mut t = TransportHasher::new(kind.as_str(), &m.name, len, len, &[]);
+        t.update(&m.data).unwrap();
+        entries.push(format!(
+            "{{\"path\":\"{}\",\"owner_snapshot\":{owner},\"kind\":\"{}\",\"included\":true,\"encoded_size\":{len},\"apparent_size\":{len},\"sparse_ranges\":[],\"integrity\":{integrity},\"transport_integrity\":{{\"algorithm\":\"msb-archive-member-blake3-v1\",\"digest\":\"{}\"}}}}",
+            m.name,
+            kind.as_str(),
+            t.finish().unwrap()
+        ));
+    }
+    let inventory = format!(
+        "{{\"schema\":\"microsandbox.snapshot-archive/1\",\"head\":\"{head}\",\"completeness\":\"boot-complete\",\"members\":[{}],\"entries\":[{}],\"limits\":{{\"entry_count\":{},\"encoded_bytes\":0,\"apparent_bytes\":0}},\"extensions\":{{}},\"requires\":[\"msb-archive-member-blake3-v1\"]}}",
+        members.join(","),
+        entries.join(","),
+        entries.len()
+    );
+    ms.push(TarMember {
+        offset: 0,
+        name: "archive.json".into(),
+        type_flag: b'0',
+        data: inventory.into_bytes(),
+    });
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    snapbundle_tests::builder::sha256_digest(bytes)
+}
+
+const C0: &str = "snap_e8c793ef327ce986b153611af7514833";
+const C2: &str = "snap_ca2472f3748fe23fcf85123261a75c73";
+
+/// `chain3-with-parents`' members with the descriptor of `id` edited by `edit` (then
+/// canonicalised).
+fn chain_with(id: &str, edit: impl Fn(String) -> String) -> Vec<TarMember> {
+    let mut ms = members("chain3-with-parents");
+    let at = position(&ms, &format!("snapshots/{id}/snapshot.json"));
+    let text = edit(String::from_utf8(ms[at].data.clone()).unwrap());
+    ms[at].data = Descriptor::parse(text.as_bytes()).unwrap().canonical_bytes().to_vec();
+    ms
+}
+
+#[test]
+fn a_sealed_archive_is_valid() {
+    // (Not the archives with sparse members: the sealer writes dense ones.)
+    for name in ["chain3-with-parents", "labels", "with-image", "merkle-blake3"] {
+        let mut ms = members(name);
+        let head = expect(name)["head"].as_str().unwrap().to_string();
+        seal(&mut ms, &head, &Tweak::default());
+        assert_eq!(code(&write_members(&ms)), "ok", "{name}");
+    }
+}
+
+#[test]
+fn a_parent_cycle_is_refused() {
+    // c0 was the root; its parent becomes c2: c0 → c2 → c1 → c0.
+    let mut ms = chain_with(C0, |t| t.replace("\"parent\":null", &format!("\"parent\":\"{C2}\"")));
+    seal(&mut ms, C2, &Tweak::default());
+    assert_eq!(code(&write_members(&ms)), "msb_parent_cycle");
+}
+
+#[test]
+fn layers_and_payloads_must_match() {
+    // A payload no descriptor lists.
+    let mut ms = members("chain3-with-parents");
+    let at = position(&ms, "archive.json");
+    let name = "layers/layer_00000000000000000000000000000001.raw".to_string();
+    ms.insert(at, TarMember { offset: 0, name, type_flag: b'0', data: vec![7; 512] });
+    seal(&mut ms, C2, &Tweak::default());
+    assert_eq!(code(&write_members(&ms)), "msb_layer_binding");
+
+    // A descriptor layer without a payload entry.
+    let mut ms = members("chain3-with-parents");
+    ms.remove(position(&ms, "layers/layer_555c876eeb93dc7ccb4656d8f09d923f.raw"));
+    seal(&mut ms, C2, &Tweak::default());
+    assert_eq!(code(&write_members(&ms)), "msb_layer_binding");
+
+    // A payload entry owned by a snapshot whose descriptor does not list it.
+    let mut ms = members("chain3-with-parents");
+    let tweak = Tweak {
+        owner: vec![("layers/layer_555c876eeb93dc7ccb4656d8f09d923f.raw".into(), C0.into())],
+        ..Tweak::default()
+    };
+    seal(&mut ms, C2, &tweak);
+    assert_eq!(code(&write_members(&ms)), "msb_layer_binding");
+
+    // A payload entry whose integrity is not its descriptor layer's (here: none recorded there).
+    let mut ms = members("chain3-with-parents");
+    let path = "layers/layer_555c876eeb93dc7ccb4656d8f09d923f.raw";
+    let digest = sha256_of(&ms[position(&ms, path)].data);
+    let tweak = Tweak {
+        integrity: vec![(path.into(), integrity_json(&Some(Integrity::Sha256 { digest })))],
+        ..Tweak::default()
+    };
+    seal(&mut ms, C2, &tweak);
+    assert_eq!(code(&write_members(&ms)), "msb_layer_binding");
+}
+
+#[test]
+fn a_recorded_sha256_layer_integrity_is_recomputed() {
+    // c2's layer records `sha256` or `msb-sparse-sha256-v1`: right is accepted, wrong refused
+    // (0.7.13 would load it).
+    let ms = members("chain3-with-parents");
+    let layer = &ms[position(&ms, "layers/layer_555c876eeb93dc7ccb4656d8f09d923f.raw")].data;
+    let with = |algorithm: &str, digest: &str| {
+        let mut ms = chain_with(C2, |t| {
+            t.replace(
+                "\"file_kind\":\"regular\",\"integrity\":null",
+                &format!(
+                    "\"file_kind\":\"regular\",\"integrity\":{{\"algorithm\":\"{algorithm}\",\"digest\":\"{digest}\"}}"
+                ),
+            )
+        });
+        seal(&mut ms, C2, &Tweak::default());
+        code(&write_members(&ms))
+    };
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(with("sha256", &sha256_of(layer)), "ok");
+    assert_eq!(with("sha256", &wrong), "msb_payload_integrity_mismatch");
+    assert_eq!(with("msb-sparse-sha256-v1", &snapbundle_tests::builder::sparse_digest(layer)), "ok");
+    assert_eq!(with("msb-sparse-sha256-v1", &sha256_of(layer)), "msb_payload_integrity_mismatch");
+}
+
+#[test]
+fn a_payload_before_its_descriptor_is_still_checked() {
+    // 0.7 writes each descriptor before its layers; the order is not a rule. The payload is then
+    // hashed for every algorithm and its integrity still checked.
+    let sha = |ms: &[TarMember], p: &str| sha256_of(&ms[position(ms, p)].data);
+    let path = "layers/layer_555c876eeb93dc7ccb4656d8f09d923f.raw";
+    for (good, want) in [(true, "ok"), (false, "msb_payload_integrity_mismatch")] {
+        let mut ms = chain_with(C2, |t| t);
+        let digest = if good { sha(&ms, path) } else { format!("sha256:{}", "0".repeat(64)) };
+        let at = position(&ms, &format!("snapshots/{C2}/snapshot.json"));
+        let text = String::from_utf8(ms[at].data.clone()).unwrap().replace(
+            "\"file_kind\":\"regular\",\"integrity\":null",
+            &format!("\"file_kind\":\"regular\",\"integrity\":{{\"algorithm\":\"sha256\",\"digest\":\"{digest}\"}}"),
+        );
+        ms[at].data = Descriptor::parse(text.as_bytes()).unwrap().canonical_bytes().to_vec();
+        let layer = ms.remove(position(&ms, path));
+        ms.insert(1, layer);
+        seal(&mut ms, C2, &Tweak::default());
+        assert_eq!(code(&write_members(&ms)), want);
+    }
+}
+
+#[test]
+fn metadata_must_belong_to_a_snapshot_of_the_archive() {
+    let mut ms = members("labels");
+    let at = position(&ms, "snapshots/snap_1f11c805d6c1f07632b5507a0f6ee2ff/metadata.json");
+    let mut extra = ms[at].clone();
+    extra.name = "snapshots/snap_00000000000000000000000000000000/metadata.json".into();
+    ms.insert(at + 1, extra);
+    seal(&mut ms, "snap_1f11c805d6c1f07632b5507a0f6ee2ff", &Tweak::default());
+    assert_eq!(code(&write_members(&ms)), "msb_metadata");
+    // Malformed labels are refused at the member.
+    let mut ms = members("labels");
+    let at = position(&ms, "snapshots/snap_1f11c805d6c1f07632b5507a0f6ee2ff/metadata.json");
+    ms[at].data = br#"{"schema":"microsandbox.snapshot-metadata/1","labels":{"a":1}}"#.to_vec();
+    assert_eq!(code(&write_members(&ms)), "msb_metadata");
+}
