@@ -718,3 +718,37 @@ fn random_damage_never_panics_and_every_chunking_agrees() {
     }
     assert!(refused > 300, "{refused}");
 }
+
+/// `name`'s tar with `archive.json` replaced by `edit` of it, every other member byte for byte
+/// (sparse members included).
+fn with_inventory(name: &str, edit: impl Fn(String) -> String) -> Vec<u8> {
+    let tar = tar_of(name);
+    let ms = read_members(&tar);
+    let inv = &ms[position(&ms, "archive.json")];
+    let text = edit(String::from_utf8(inv.data.clone()).unwrap());
+    snapbundle_tests::builder::Tar::new()
+        .raw(&tar[..inv.offset])
+        .file("archive.json", text.as_bytes())
+        .end()
+        .build()
+}
+
+#[test]
+fn sparse_members_must_match_their_entry() {
+    assert_eq!(code(&with_inventory("sparse-upper", |t| t)), "ok");
+    // The map without GNU's end marker: another map (and another transport digest).
+    assert_eq!(
+        code(&with_inventory("sparse-upper", |t| t.replace(",[8388608,0]", ""))),
+        "msb_sparse_map_mismatch"
+    );
+    assert_eq!(
+        code(&with_inventory("sparse-upper", |t| t
+            .replace("\"apparent_size\":8388608", "\"apparent_size\":8388609"))),
+        "msb_size_mismatch"
+    );
+    assert_eq!(
+        code(&with_inventory("sparse-upper", |t| t
+            .replace("\"encoded_size\":20480", "\"encoded_size\":20481"))),
+        "msb_size_mismatch"
+    );
+}
