@@ -1,13 +1,14 @@
 //! Typed errors. Every rejection says what was wrong and where.
 //!
 //! [`Error`] groups the failures by layer (container, tar record, member name, manifest, snapshot
-//! content, image cache, bundle, limits). Each leaf has a stable snake_case [`Error::code`], shared by
+//! content, image cache, bundle, `.msb` archive, limits). Each leaf has a stable snake_case [`Error::code`], shared by
 //! every front end, the corpus sidecars and the tests, and a `Display` text meant for people.
 
 use alloc::string::String;
 use core::fmt;
 
 use crate::cache_meta::CacheError;
+use crate::generation::g3::MsbError;
 
 /// Where in the decompressed tar stream something went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -67,6 +68,8 @@ pub enum Error {
     Cache(CacheError),
     /// The bundle as a whole is unusable.
     Bundle(BundleError),
+    /// A microsandbox 0.7 `.msb` archive (G3) breaks one of its rules.
+    Msb(MsbError),
     /// A configured limit was exceeded.
     Limit {
         /// Where, when it is tied to a member.
@@ -90,6 +93,7 @@ impl Error {
             Error::Snapshot { error, .. } => error.code(),
             Error::Cache(error) => error.code(),
             Error::Bundle(error) => error.code(),
+            Error::Msb(error) => error.code(),
             Error::Limit { error, .. } => error.code(),
             Error::Stopped => "stopped",
             Error::Finished => "finished",
@@ -97,7 +101,7 @@ impl Error {
     }
 
     /// The layer that rejected the bundle: `container`, `tar`, `manifest`, `snapshot`, `cache`,
-    /// `bundle`, `limit` or `caller`.
+    /// `bundle`, `msb` (a `.msb` archive's own rules), `limit` or `caller`.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Container { .. } => "container",
@@ -106,6 +110,7 @@ impl Error {
             Error::Snapshot { .. } => "snapshot",
             Error::Cache(_) => "cache",
             Error::Bundle(_) => "bundle",
+            Error::Msb(_) => "msb",
             Error::Limit { .. } => "limit",
             Error::Stopped | Error::Finished => "caller",
         }
@@ -123,6 +128,7 @@ impl fmt::Display for Error {
             Error::Snapshot { prefix, error } => write!(f, "snapshot '{}': {error}", prefix.escape_debug()),
             Error::Cache(error) => write!(f, "image cache: {error}"),
             Error::Bundle(error) => write!(f, "{error}"),
+            Error::Msb(error) => write!(f, ".msb archive: {error}"),
             Error::Limit { at: Some(at), error } => write!(f, "{at}: {error}"),
             Error::Limit { at: None, error } => write!(f, "{error}"),
             Error::Stopped => f.write_str("stopped by the caller"),

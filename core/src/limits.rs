@@ -20,18 +20,20 @@ pub struct Limits {
     pub max_entries: u32,
     /// Longest member path in bytes.
     pub max_path_len: u32,
-    /// Largest `manifest.json` in bytes.
+    /// Largest `manifest.json` (G1) or `snapshot.json` (G3) in bytes.
     pub max_manifest_size: u64,
-    /// Largest image-cache metadata file (`cache/manifests/*.json`) in bytes.
+    /// Largest image-cache metadata file (`cache/manifests/*.json`) in bytes; also bounds a G3
+    /// `metadata.json` (which the format caps at 1 MiB).
     pub max_metadata_size: u64,
-    /// Most snapshots in one bundle.
+    /// Most snapshots (manifests or `snapshot.json` descriptors) in one bundle.
     pub max_snapshots: u32,
     /// Most zero bytes accepted after the end-of-archive marker (record padding).
     pub max_trailing_zeros: u64,
     /// Most segments in one old-GNU sparse map (slots read, the zero-length end marker
     /// included). Each extension block must hold a segment, so this bounds them too.
     pub max_sparse_segments: u32,
-    /// Most bytes of JSON (manifests and cache metadata together) held in memory at once.
+    /// Most bytes of JSON (manifests and cache metadata together; in G3 descriptors,
+    /// `metadata.json` and `archive.json`) held in memory at once.
     pub max_json_total: u64,
 }
 

@@ -129,9 +129,145 @@ pub struct CacheReport {
     pub files: Vec<String>,
 }
 
+/// The archive generation a report describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Generation {
+    /// G1: a microsandbox 0.6.2 – 0.6.6 bundle.
+    #[default]
+    #[serde(rename = "0.6.2")]
+    G1,
+    /// G3: a microsandbox 0.7 `.msb` archive (see [`Report::msb`]).
+    #[serde(rename = "0.7")]
+    G3,
+}
+
+/// A layer payload's integrity verdict in a `.msb` archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum LayerIntegrity {
+    /// The descriptor records none (`payload.integrity: null`): only the transport digest binds
+    /// the content.
+    NotRecorded,
+    /// The recorded integrity was recomputed over the content and matches.
+    Verified {
+        /// `sha256`, `msb-sparse-sha256-v1` or `msb-file-merkle-blake3-v1`.
+        algorithm: String,
+        /// The digest (the Merkle root for `msb-file-merkle-blake3-v1`).
+        digest: String,
+    },
+    /// The payload is omitted (`included: false`, a dependent archive): the exact base must
+    /// provide content with this integrity.
+    NotIncluded {
+        /// The recorded algorithm, when there is one.
+        algorithm: Option<String>,
+        /// The recorded digest or root, when there is one.
+        digest: Option<String>,
+    },
+}
+
+/// One layer payload of a `.msb` archive (`layers/<layer_id>.<format>`), in inventory order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsbLayer {
+    /// `layer_` + 32 lowercase hex digits.
+    pub layer_id: String,
+    /// The member path.
+    pub path: String,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    /// The snapshot whose entry it is.
+    pub owner_snapshot: String,
+    /// Whether the archive carries it (`false` in a dependent archive).
+    pub included: bool,
+    /// Bytes stored in the tar (a sparse member's data runs).
+    pub encoded_size: u64,
+    /// Logical size (holes included).
+    pub apparent_size: u64,
+    /// Whether it is stored as an old-GNU sparse member.
+    pub sparse: bool,
+    /// The recomputed integrity verdict.
+    pub integrity: LayerIntegrity,
+}
+
+/// One snapshot of a `.msb` archive, in archive order (parents first as 0.7.13 writes them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsbSnapshot {
+    /// `snap_` + 32 lowercase hex digits.
+    pub snapshot_id: String,
+    /// `sha256:<hex>` of the canonical `snapshot.json`.
+    pub descriptor_digest: String,
+    /// The logical parent, if any.
+    pub parent: Option<String>,
+    /// Whether the parent is also in this archive.
+    pub parent_in_archive: bool,
+    /// Whether this is the inventory's head.
+    pub is_head: bool,
+    /// `capture.created_at`, normalised.
+    pub created_at: String,
+    /// The image reference.
+    pub image_ref: String,
+    /// The image manifest digest.
+    pub image_manifest_digest: String,
+    /// `state.filesystem`.
+    pub filesystem: String,
+    /// `state.disk_format` (the head layer's format).
+    pub disk_format: String,
+    /// `state.virtual_size`.
+    pub virtual_size: u64,
+    /// Layer ids, oldest first (the last is the head layer).
+    pub layers: Vec<String>,
+    /// Labels from `metadata.json` (empty without one).
+    pub labels: BTreeMap<String, String>,
+    /// Must-understand extensions (`requires`), sorted.
+    pub requires: Vec<String>,
+    /// Those 0.7.13 does not implement: it would load the snapshot but refuse to restore it.
+    pub unsupported_requires: Vec<String>,
+}
+
+/// An image file of a `.msb` archive (`images/…`), in inventory order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsbImageFile {
+    /// The member path.
+    pub path: String,
+    /// `image-metadata` or `image-object`.
+    pub kind: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its verified `sha256:<hex>`.
+    pub sha256: String,
+}
+
+/// What a valid `.msb` archive (G3) holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsbReport {
+    /// The inventory's head snapshot id.
+    pub head: String,
+    /// The inventory's `suggested_name`.
+    pub suggested_name: Option<String>,
+    /// `boot-complete` or `dependent`.
+    pub completeness: String,
+    /// The inventory's `requires`.
+    pub requires: Vec<String>,
+    /// Paths of the omitted (`included: false`) payloads a dependent archive needs from its base.
+    pub dependencies: Vec<String>,
+    /// Snapshots, in archive order.
+    pub snapshots: Vec<MsbSnapshot>,
+    /// Layer payloads, in inventory order.
+    pub layers: Vec<MsbLayer>,
+    /// Image files, in inventory order.
+    pub images: Vec<MsbImageFile>,
+}
+
 /// The verdict on a valid bundle.
+///
+/// For a `.msb` archive (`generation` `0.7`) the G3 content is in `msb`; `snapshots`, `cache` and
+/// `files` describe a 0.6.2 bundle's import plan and stay empty (no front end writes G3 archives
+/// yet); `head` is the head's descriptor digest and `head_prefix` its snapshot id (the head's
+/// directory in a 0.7 store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
+    /// The archive generation.
+    #[serde(default)]
+    pub generation: Generation,
     /// Outer container.
     pub container: Container,
     /// zstd frames decoded (0 for plain tar).
@@ -152,6 +288,9 @@ pub struct Report {
     pub cache: Option<CacheReport>,
     /// Every file an import writes, in archive order.
     pub files: Vec<PlannedFile>,
+    /// A `.msb` archive's content (absent for a 0.6.2 bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msb: Option<MsbReport>,
 }
 
 impl Report {

@@ -51,6 +51,10 @@ impl<S: Sink> TarSink for Router<'_, S> {
     fn member_end(&mut self) -> Result<(), Error> {
         self.layout.member_end(self.sink)
     }
+
+    fn allows_unset_ids(&self, name: &[u8]) -> bool {
+        self.layout.allows_unset_ids(name)
+    }
 }
 
 /// Streaming bundle validator. See the crate docs for the rules it enforces.
@@ -158,7 +162,7 @@ impl Validator {
             _ => (Container::Tar, 0),
         };
         self.walker.finish().map_err(first_header_unknown)?;
-        let mut report = self.layout.conclude()?;
+        let mut report = self.layout.conclude(frames)?;
         report.container = container;
         report.zstd_frames = frames;
         report.compressed_bytes = self.compressed;

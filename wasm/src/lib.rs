@@ -106,8 +106,69 @@ export interface PlannedFile {
   mtime: number;
 }
 
-/** The verdict on a valid bundle: the same fields as `snapbundle inspect --json`'s "report". */
+/** A layer payload's integrity verdict in a microsandbox 0.7 `.msb` archive. */
+export type LayerIntegrity =
+  | { status: "not_recorded" }
+  | { status: "verified"; algorithm: string; digest: string }
+  | { status: "not_included"; algorithm: string | null; digest: string | null };
+
+/** One layer payload of a `.msb` archive, in inventory order. */
+export interface MsbLayer {
+  layer_id: string;
+  path: string;
+  format: "raw" | "qcow2";
+  owner_snapshot: string;
+  included: boolean;
+  encoded_size: number;
+  apparent_size: number;
+  sparse: boolean;
+  integrity: LayerIntegrity;
+}
+
+/** One snapshot of a `.msb` archive, in archive order. */
+export interface MsbSnapshot {
+  snapshot_id: string;
+  descriptor_digest: string;
+  parent: string | null;
+  parent_in_archive: boolean;
+  is_head: boolean;
+  created_at: string;
+  image_ref: string;
+  image_manifest_digest: string;
+  filesystem: string;
+  disk_format: "raw" | "qcow2";
+  virtual_size: number;
+  layers: string[];
+  labels: Record<string, string>;
+  requires: string[];
+  unsupported_requires: string[];
+}
+
+/** An image file of a `.msb` archive. */
+export interface MsbImageFile {
+  path: string;
+  kind: "image-metadata" | "image-object";
+  size: number;
+  sha256: string;
+}
+
+/** What a valid microsandbox 0.7 `.msb` archive holds. */
+export interface MsbReport {
+  head: string;
+  suggested_name: string | null;
+  completeness: "boot-complete" | "dependent";
+  requires: string[];
+  dependencies: string[];
+  snapshots: MsbSnapshot[];
+  layers: MsbLayer[];
+  images: MsbImageFile[];
+}
+
+/** The verdict on a valid bundle: the same fields as `snapbundle inspect --json`'s "report".
+ * For a `.msb` archive (`generation` "0.7") the content is in `msb`; `snapshots`, `cache` and
+ * `files` stay empty, `head` is the head's descriptor digest and `head_prefix` its snapshot id. */
 export interface Report {
+  generation: "0.6.2" | "0.7";
   container: "zstd" | "tar";
   zstd_frames: number;
   compressed_bytes: number;
@@ -118,6 +179,8 @@ export interface Report {
   head_prefix: string;
   cache: CacheReport | null;
   files: PlannedFile[];
+  /** Present only for a `.msb` archive. */
+  msb?: MsbReport;
 }
 
 /** What a rejected bundle throws: the core's message, code and kind. */

@@ -22,7 +22,7 @@ use crate::limits::Limits;
 use crate::manifest::{Manifest, MANIFEST_FILENAME};
 use crate::names::{self, Slot};
 use crate::report::{
-    Area, CacheReport, Container, IntegrityStatus, PlannedFile, Report, Role, SnapshotReport,
+    Area, CacheReport, Container, Generation, IntegrityStatus, PlannedFile, Report, Role, SnapshotReport,
 };
 use crate::tar::header::EntryType;
 use crate::tar::Member;
@@ -515,6 +515,7 @@ pub(crate) fn conclude(b: &Bundle) -> Result<Report, Error> {
         })
         .collect();
     Ok(Report {
+        generation: Generation::G1,
         container: Container::Tar,
         zstd_frames: 0,
         compressed_bytes: 0,
@@ -525,6 +526,7 @@ pub(crate) fn conclude(b: &Bundle) -> Result<Report, Error> {
         head_prefix,
         cache,
         files,
+        msb: None,
     })
 }
 

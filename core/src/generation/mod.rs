@@ -14,10 +14,11 @@
 //! walker's member headers, data, holes and member ends, and emits [`crate::Event`]s to the
 //! caller's sink; at the end it concludes the whole-archive checks into a [`Report`].
 //!
-//! Today there is one generation, G1 (microsandbox 0.6.2 – 0.6.6, `g1`). A later one (0.6.7+
-//! inventory archives, 0.7 `.msb`) is a new variant of `Layout` with its own submodule;
-//! the first member's path tells the generations apart (a G1 archive starts with `<prefix>/`,
-//! later ones with `snapshots/`), so the choice is made once, on the first member header.
+//! Two generations are implemented: G1 (microsandbox 0.6.2 – 0.6.6, `g1`) and G3 (microsandbox
+//! 0.7 `.msb`, [`g3`]). The first member's path tells them apart (a G1 archive starts with
+//! `<prefix>/`, a G3 one with `snapshots/<id>/…`), so the choice is made once, on the first
+//! member header: `Layout` starts `Pending` and becomes `G1` or `G3`. G2 (0.6.7 – 0.6.16) would be
+//! a third variant.
 
 use crate::error::Error;
 use crate::events::Sink;
@@ -32,49 +33,96 @@ pub mod g3;
 /// The generation-specific state of one archive being validated.
 #[derive(Debug)]
 pub(crate) enum Layout {
+    /// No member yet: the first member header chooses the generation.
+    Pending {
+        /// The bounds to hand on.
+        limits: Limits,
+        /// The SHA-256 backend to hand on.
+        sha256: &'static dyn Sha256Backend,
+    },
     /// G1: a microsandbox 0.6.2 bundle (`docs/format-0.6.2.md`).
-    G1(g1::Bundle),
+    G1(alloc::boxed::Box<g1::Bundle>),
+    /// G3: a microsandbox 0.7 `.msb` archive (`g3`).
+    G3(alloc::boxed::Box<g3::archive::Archive>),
+}
+
+/// Whether a first member named `name` opens a G3 archive: `snapshots/<id>/<file>` or deeper.
+/// G1 names are `<prefix>`, `<prefix>/<file>` or `cache/<kind>/<file>`, so a G1 archive never
+/// starts with three components under `snapshots/` (a G1 snapshot directory may be named
+/// `snapshots`, and stays G1).
+fn opens_g3(name: &[u8]) -> bool {
+    name.strip_prefix(b"snapshots/").is_some_and(|rest| rest.contains(&b'/'))
 }
 
 impl Layout {
-    /// The layout state of a new archive.
+    /// The layout state of a new archive: the generation is chosen on its first member.
     pub(crate) fn new(limits: Limits, sha256: &'static dyn Sha256Backend) -> Layout {
-        Layout::G1(g1::Bundle::new(limits, sha256))
+        Layout::Pending { limits, sha256 }
     }
 
     /// A member header from the walker.
     pub(crate) fn member<S: Sink>(&mut self, m: &Member, sink: &mut S) -> Result<(), Error> {
+        if let Layout::Pending { limits, sha256 } = *self {
+            *self = if opens_g3(&m.name) {
+                Layout::G3(alloc::boxed::Box::new(g3::archive::Archive::new(limits, sha256)))
+            } else {
+                Layout::G1(alloc::boxed::Box::new(g1::Bundle::new(limits, sha256)))
+            };
+        }
         match self {
+            Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.member(m, sink),
+            Layout::G3(a) => a.member(m, sink),
+        }
+    }
+
+    /// Whether a header named `name` may leave its `uid`/`gid` all NUL: only in a G3 archive
+    /// (0.7 writes them so; G1 refuses them as before), decided for the first header as
+    /// [`Layout::member`] will decide the generation.
+    pub(crate) fn allows_unset_ids(&self, name: &[u8]) -> bool {
+        match self {
+            Layout::Pending { .. } => opens_g3(name),
+            Layout::G1(_) => false,
+            Layout::G3(_) => true,
         }
     }
 
     /// A slice of the current member's data.
     pub(crate) fn data<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> Result<(), Error> {
         match self {
+            Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.data(bytes, sink),
+            Layout::G3(a) => a.data(bytes),
         }
     }
 
     /// A hole of `len` zero bytes in the current (sparse) member.
     pub(crate) fn hole<S: Sink>(&mut self, len: u64, sink: &mut S) -> Result<(), Error> {
         match self {
+            Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.hole(len, sink),
+            Layout::G3(a) => a.hole(len),
         }
     }
 
     /// The end of the current member.
     pub(crate) fn member_end<S: Sink>(&mut self, sink: &mut S) -> Result<(), Error> {
         match self {
+            Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.member_end(sink),
+            Layout::G3(a) => a.member_end(),
         }
     }
 
     /// The whole-archive checks once every member has been seen; the report of a valid archive
-    /// (container fields are filled in by the validator).
-    pub(crate) fn conclude(&self) -> Result<Report, Error> {
+    /// (container fields are filled in by the validator). `zstd_frames` is the number of zstd
+    /// frames the input held (0 for plain tar). An archive without members is judged as G1 (as
+    /// before the generations were told apart).
+    pub(crate) fn conclude(&self, zstd_frames: u32) -> Result<Report, Error> {
         match self {
+            Layout::Pending { limits, sha256 } => g1::conclude(&g1::Bundle::new(*limits, *sha256)),
             Layout::G1(b) => g1::conclude(b),
+            Layout::G3(a) => g3::archive::conclude(a, zstd_frames),
         }
     }
 }

@@ -64,6 +64,10 @@ pub struct Header {
     pub mtime: u64,
     /// Whether the link name field holds anything.
     pub has_link_name: bool,
+    /// `uid` (or else `gid`) when that field is all NUL: no digit at all, so not a number. G1
+    /// refuses it (`bad_numeric_field`); microsandbox 0.7 writes every `.msb` header that way, so a
+    /// G3 archive may hold it (the walker asks its sink, [`super::TarSink::allows_unset_ids`]).
+    pub unset_id: Option<&'static str>,
 }
 
 /// Whether a record is all zero bytes.
@@ -112,10 +116,21 @@ pub fn parse(block: &[u8; BLOCK]) -> Result<Header, TarError> {
         return Err(TarError::SizeOverflow);
     }
     let mode = parse_number(field(block, MODE), "mode")?;
-    parse_number(field(block, UID), "uid")?;
-    parse_number(field(block, GID), "gid")?;
-    let mtime = parse_number(field(block, MTIME), "mtime")?;
-    Ok(Header { name, entry_type, format, mode, size, mtime, has_link_name: !link.is_empty() })
+    // An all-NUL uid or gid is not a number; it is reported in `unset_id` instead of failing here
+    // (the walker asks the layout whether it may pass), and any later field error is still
+    // reported as that field's, as if it had failed first.
+    let unset = |range: Range<usize>| field(block, range).iter().all(|&b| b == 0);
+    let unset_uid = unset(UID);
+    if !unset_uid {
+        parse_number(field(block, UID), "uid")?;
+    }
+    let unset_id = if unset_uid { Some("uid") } else { unset(GID).then_some("gid") };
+    let first = |e: TarError| unset_id.map_or(e, TarError::BadNumber);
+    if !unset(GID) {
+        parse_number(field(block, GID), "gid").map_err(first)?;
+    }
+    let mtime = parse_number(field(block, MTIME), "mtime").map_err(first)?;
+    Ok(Header { name, entry_type, format, mode, size, mtime, has_link_name: !link.is_empty(), unset_id })
 }
 
 /// The unsigned sum of the record with the checksum field counted as eight spaces.

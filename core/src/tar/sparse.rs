@@ -82,6 +82,7 @@ pub struct SparseMap {
     real_size: u64,
     stored_size: u64,
     segments: Vec<Segment>,
+    marker: bool,
 }
 
 impl SparseMap {
@@ -98,6 +99,21 @@ impl SparseMap {
     /// The data segments, sorted, non-empty, not overlapping (the end marker is not kept).
     pub fn segments(&self) -> &[Segment] {
         &self.segments
+    }
+
+    /// Whether the map ends with GNU's zero-length end marker at `realsize`.
+    pub fn has_end_marker(&self) -> bool {
+        self.marker
+    }
+
+    /// The map as stored, `(offset, len)`: the data segments, then the end marker when present.
+    pub fn stored_map(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::with_capacity(self.segments.len().saturating_add(1));
+        out.extend(self.segments.iter().map(|s| (s.offset, s.len)));
+        if self.marker {
+            out.push((self.real_size, 0));
+        }
+        out
     }
 
     /// Takes the segments.
@@ -270,7 +286,12 @@ impl MapReader {
                 "the map does not reach realsize (GNU ends it with a zero-length segment there)",
             ));
         }
-        Ok(SparseMap { real_size: self.real_size, stored_size: self.stored_size, segments: self.segments })
+        Ok(SparseMap {
+            real_size: self.real_size,
+            stored_size: self.stored_size,
+            segments: self.segments,
+            marker: self.marker,
+        })
     }
 }
 

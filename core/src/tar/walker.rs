@@ -46,6 +46,10 @@ pub struct Member {
     pub stored_size: u64,
     /// Whether this is an old-GNU sparse (`S`) member.
     pub sparse: bool,
+    /// A sparse member's map as stored, `(offset, len)`: its data segments in order, then the
+    /// zero-length end marker at `realsize` when the map has one; empty for a regular member.
+    /// (G3 inventories record it and bind it by the member's transport digest.)
+    pub sparse_map: Vec<(u64, u64)>,
     /// Modification time.
     pub mtime: u64,
 }
@@ -61,6 +65,12 @@ pub trait TarSink {
     fn hole(&mut self, len: u64) -> Result<(), Error>;
     /// The current member's data is complete.
     fn member_end(&mut self) -> Result<(), Error>;
+    /// Whether a header named `name` (its name field, before any long name) may leave `uid` or
+    /// `gid` all NUL. No by default: such a field is `bad_numeric_field`.
+    fn allows_unset_ids(&self, name: &[u8]) -> bool {
+        let _ = name;
+        false
+    }
 }
 
 #[derive(Debug)]
@@ -355,6 +365,7 @@ impl Walker {
         self.count_logical(real, &at)?;
         member.size = real;
         member.stored_size = stored;
+        member.sparse_map = map.stored_map();
         self.current = at;
         sink.member(&member)?;
         self.state = State::SparseData { remaining: stored, pad };
@@ -455,6 +466,11 @@ impl Walker {
             return Err(Error::Limit { at: Some(at), error: LimitError::Entries(self.limits.max_entries) });
         }
         let hdr = header::parse(&self.record).map_err(|e| self.tar_err(at.clone(), e))?;
+        if let Some(field) = hdr.unset_id {
+            if !sink.allows_unset_ids(&hdr.name) {
+                return Err(self.tar_err(at, TarError::BadNumber(field)));
+            }
+        }
         let at = Location { offset, index: Some(index), name: Some(lossy(&hdr.name)) };
         let padded =
             header::padded(hdr.size).ok_or_else(|| self.tar_err(at.clone(), TarError::SizeOverflow))?;
@@ -534,6 +550,7 @@ impl Walker {
                     size: hdr.size,
                     stored_size: hdr.size,
                     sparse,
+                    sparse_map: Vec::new(),
                     mtime: hdr.mtime,
                 };
                 if sparse {

@@ -14,23 +14,32 @@
 //! - [`inventory`]: `archive.json` parse, canonical-bytes check and every static rule;
 //! - [`transport`]: the `msb-archive-member-blake3-v1` member digest;
 //! - [`crate::merkle`]: the `msb-file-merkle-blake3-v1` layer integrity (shared, not G3-only);
-//! - `json` and `time`: the strict JSON tree and writers, RFC 3339 normalisation.
+//! - `json` and `time`: the strict JSON tree and writers, RFC 3339 normalisation;
+//! - [`metadata`]: `metadata.json` (labels);
+//! - `archive`: the `Layout::G3` state the validator selects on the first member
+//!   (`snapshots/<id>/…`): path classification, bounded buffering of the JSON members, transport
+//!   digests and payload integrity computed while the bytes stream, and the whole-archive checks
+//!   (see its module doc); `error`: [`MsbError`].
 //!
-//! Still to do (the next step of issue #16): a `Layout::G3` variant in [`super`] that the
-//! validator selects on the first member (`snapshots/…`), classifies member paths, buffers the
-//! descriptors (≤ 1 MiB) and the inventory (≤ 4 MiB, last), hashes every member's stored bytes with
-//! [`transport::TransportHasher`] and payloads with [`crate::merkle::FileMerkle`] or SHA-256, and at
-//! the end checks what 0.7.13's loader checks against the tar: every member inventoried and every
-//! included entry present, sizes and sparse maps equal, transport digests equal, sha256 of every
-//! non-payload entry, descriptor digests equal to the members'; plus the file-payload bindings to
-//! the descriptors' layers, `metadata.json`, image entries, the head, a report shape for G3, and
-//! the G2 (0.6.7 – 0.6.16, numeric schema 1) inventory. Memory and owned-volume dependencies of
-//! dependent archives and the semantic schemas of descriptor extensions are not checked yet.
+//! Beyond 0.7.13's loader, the recorded payload integrity is recomputed, every descriptor layer is
+//! bound to its payload entry (same integrity, listed by its owner), `metadata.json` must belong
+//! to a snapshot of the archive, parent links inside the archive may not loop, and the input may
+//! hold one zstd frame only.
+//!
+//! Not done yet: checkpoint snapshots and their members and owned volumes (refused as
+//! `msb_unsupported`), the G2 (0.6.7 – 0.6.16, numeric schema 1) inventory and its `files/…`
+//! layout, memory and owned-volume dependencies of dependent archives, the semantic schemas of
+//! descriptor extensions, a G3 event vocabulary (G3 emits no events and refuses a sink that wants
+//! data) and every front end's use of the `msb` report section.
 
+pub(crate) mod archive;
 pub mod descriptor;
+mod error;
 pub mod inventory;
 mod json;
+pub mod metadata;
 mod time;
 pub mod transport;
 
+pub use error::MsbError;
 pub use json::JsonError;

@@ -1,0 +1,223 @@
+//! Why a G3 (`.msb`) archive is refused once its members are read: the descriptor and inventory
+//! errors of the building blocks, and the checks that bind the inventory to the tar members and
+//! the descriptors to their layers.
+
+use alloc::string::String;
+use core::fmt;
+
+use super::descriptor::DescriptorError;
+use super::inventory::InventoryError;
+
+/// A G3 archive breaks a rule (`Error::Msb`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MsbError {
+    /// A `snapshot.json` does not parse or validate.
+    Descriptor {
+        /// The member path.
+        path: String,
+        /// What was wrong.
+        error: DescriptorError,
+    },
+    /// `archive.json` does not parse or breaks a static rule.
+    Inventory(InventoryError),
+    /// A `metadata.json` is not `{"schema":"microsandbox.snapshot-metadata/1","labels":{…}}`, is
+    /// too large or belongs to no snapshot of the archive.
+    Metadata {
+        /// The member path.
+        path: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// The input holds more than one zstd frame: 0.7 writes one and reads only the first.
+    ZstdFrames(u32),
+    /// A member follows `archive.json`, which must be the last member.
+    InventoryNotLast(String),
+    /// The archive has no `archive.json`.
+    NoInventory,
+    /// A tar member the inventory does not list (0.7.13: "non-inventoried file").
+    NotInventoried(String),
+    /// A member the inventory marks `included: false` is in the tar.
+    OmittedPresent(String),
+    /// An included inventory entry has no tar member (0.7.13: "inventoried entry is missing").
+    MissingMember(String),
+    /// A member's stored or logical size differs from its entry's.
+    SizeMismatch {
+        /// The member path.
+        path: String,
+        /// `encoded_size` or `apparent_size`.
+        field: &'static str,
+        /// The inventory's value.
+        recorded: u64,
+        /// The member's.
+        member: u64,
+    },
+    /// A member's sparse map differs from its entry's `sparse_ranges`.
+    SparseMapMismatch(String),
+    /// A member's `msb-archive-member-blake3-v1` digest differs from its entry's.
+    TransportMismatch {
+        /// The member path.
+        path: String,
+        /// Recorded in the inventory.
+        recorded: String,
+        /// Computed over the member.
+        computed: String,
+    },
+    /// A non-payload entry records no `sha256` integrity.
+    EntryIntegrity(String),
+    /// A non-payload member's SHA-256 differs from its entry's.
+    Sha256Mismatch {
+        /// The member path.
+        path: String,
+        /// Recorded in the inventory.
+        recorded: String,
+        /// Computed over the member.
+        computed: String,
+    },
+    /// A descriptor's digest differs from its inventory member's `descriptor_digest`.
+    DescriptorDigest {
+        /// The snapshot id.
+        snapshot: String,
+        /// Recorded in the inventory.
+        recorded: String,
+        /// Computed from `snapshot.json`.
+        computed: String,
+    },
+    /// A `snapshot.json`'s `snapshot_id` is not the one its path names.
+    DescriptorPath(String),
+    /// A layer and its payload entry do not match (missing entry, other integrity, an owner that
+    /// does not list it, a payload no descriptor lists).
+    LayerBinding {
+        /// The payload path.
+        path: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// A layer payload's content does not have its recorded integrity (0.7.13 does not check
+    /// this on load).
+    PayloadIntegrity {
+        /// The payload path.
+        path: String,
+        /// The algorithm.
+        algorithm: &'static str,
+        /// Recorded in the descriptor and the inventory.
+        recorded: String,
+        /// Computed over the member.
+        computed: String,
+    },
+    /// The descriptors' `parent` links inside the archive form a cycle.
+    ParentCycle(String),
+    /// Something this validator does not read yet (checkpoint snapshots and members, owned
+    /// volumes, released `files/…` payload paths).
+    Unsupported {
+        /// The member path or snapshot id.
+        path: String,
+        /// What.
+        what: &'static str,
+    },
+}
+
+impl MsbError {
+    /// Stable identifier.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MsbError::Descriptor { error, .. } => error.code(),
+            MsbError::Inventory(error) => error.code(),
+            MsbError::Metadata { .. } => "msb_metadata",
+            MsbError::ZstdFrames(_) => "msb_zstd_frames",
+            MsbError::InventoryNotLast(_) => "msb_inventory_not_last",
+            MsbError::NoInventory => "msb_no_inventory",
+            MsbError::NotInventoried(_) => "msb_member_not_inventoried",
+            MsbError::OmittedPresent(_) => "msb_omitted_member_present",
+            MsbError::MissingMember(_) => "msb_member_missing",
+            MsbError::SizeMismatch { .. } => "msb_size_mismatch",
+            MsbError::SparseMapMismatch(_) => "msb_sparse_map_mismatch",
+            MsbError::TransportMismatch { .. } => "msb_transport_mismatch",
+            MsbError::EntryIntegrity(_) => "msb_entry_integrity",
+            MsbError::Sha256Mismatch { .. } => "msb_sha256_mismatch",
+            MsbError::DescriptorDigest { .. } => "msb_descriptor_digest_mismatch",
+            MsbError::DescriptorPath(_) => "msb_descriptor_path",
+            MsbError::LayerBinding { .. } => "msb_layer_binding",
+            MsbError::PayloadIntegrity { .. } => "msb_payload_integrity_mismatch",
+            MsbError::ParentCycle(_) => "msb_parent_cycle",
+            MsbError::Unsupported { .. } => "msb_unsupported",
+        }
+    }
+}
+
+impl fmt::Display for MsbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MsbError::Descriptor { path, error } => write!(f, "'{}': {error}", path.escape_debug()),
+            MsbError::Inventory(error) => write!(f, "{error}"),
+            MsbError::Metadata { path, why } => {
+                write!(f, "'{}': snapshot metadata: {why}", path.escape_debug())
+            }
+            MsbError::ZstdFrames(n) => {
+                write!(f, "{n} zstd frames: microsandbox 0.7 writes one and reads only the first")
+            }
+            MsbError::InventoryNotLast(path) => {
+                write!(f, "member '{}' follows archive.json, which must be last", path.escape_debug())
+            }
+            MsbError::NoInventory => f.write_str("the archive has no archive.json inventory"),
+            MsbError::NotInventoried(path) => {
+                write!(f, "archive contains a non-inventoried file: '{}'", path.escape_debug())
+            }
+            MsbError::OmittedPresent(path) => write!(
+                f,
+                "'{}' is in the archive but its inventory entry says it is not included",
+                path.escape_debug()
+            ),
+            MsbError::MissingMember(path) => {
+                write!(f, "inventoried entry is missing: '{}'", path.escape_debug())
+            }
+            MsbError::SizeMismatch { path, field, recorded, member } => write!(
+                f,
+                "'{}': {field} is {recorded} in the inventory, {member} in the archive",
+                path.escape_debug()
+            ),
+            MsbError::SparseMapMismatch(path) => {
+                write!(
+                    f,
+                    "'{}': the sparse map differs from the inventory's sparse_ranges",
+                    path.escape_debug()
+                )
+            }
+            MsbError::TransportMismatch { path, recorded, computed } => write!(
+                f,
+                "archive member transport integrity mismatch: '{}': inventory={recorded}, member={computed}",
+                path.escape_debug()
+            ),
+            MsbError::EntryIntegrity(path) => {
+                write!(f, "'{}': the inventory records no sha256 integrity for it", path.escape_debug())
+            }
+            MsbError::Sha256Mismatch { path, recorded, computed } => write!(
+                f,
+                "'{}': sha256 mismatch: inventory={recorded}, member={computed}",
+                path.escape_debug()
+            ),
+            MsbError::DescriptorDigest { snapshot, recorded, computed } => write!(
+                f,
+                "snapshot {}: descriptor digest mismatch: inventory={recorded}, snapshot.json={computed}",
+                snapshot.escape_debug()
+            ),
+            MsbError::DescriptorPath(path) => {
+                write!(f, "'{}': snapshot_id is not the id its path names", path.escape_debug())
+            }
+            MsbError::LayerBinding { path, why } => {
+                write!(f, "layer payload '{}': {why}", path.escape_debug())
+            }
+            MsbError::PayloadIntegrity { path, algorithm, recorded, computed } => write!(
+                f,
+                "layer payload '{}': {algorithm} integrity mismatch: recorded={recorded}, content={computed}",
+                path.escape_debug()
+            ),
+            MsbError::ParentCycle(id) => {
+                write!(f, "snapshot {}: its parent links loop back to it", id.escape_debug())
+            }
+            MsbError::Unsupported { path, what } => {
+                write!(f, "'{}': {what} not supported yet", path.escape_debug())
+            }
+        }
+    }
+}
