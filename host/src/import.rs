@@ -190,7 +190,8 @@ fn stage_and_promote(
     let progress = Progress::new("importing", opts.input_len, opts.quiet);
     let (report, states) = {
         let mut stager = Stager::new(&staged, cache_stage, created);
-        let r = validate_into(reader, name, opts, &mut stager, &progress);
+        let r =
+            validate_into(reader, name, opts, &mut stager, &progress).map_err(|e| not_importable(name, e));
         progress.finish();
         let report = r?;
         stager.sync_dirs().map_err(io_err("syncing stage"))?;
@@ -296,6 +297,22 @@ fn record_verified(home: &Home, report: &Report, states: &[(String, FileState)])
             let _ = records.record(&file, &path, state, algorithm, digest);
         }
     }
+}
+
+/// A microsandbox 0.7 archive reaching import: say what it is and what to do, not "invalid".
+fn not_importable(name: &str, e: HostError) -> HostError {
+    let code = match &e {
+        HostError::Invalid(c) => c.code(),
+        HostError::Rejected(r) => r.code.as_str(),
+        _ => return e,
+    };
+    if code != "msb_unsupported" {
+        return e;
+    }
+    HostError::Usage(format!(
+        "{name} is a microsandbox 0.7 archive (.msb), which snapbundle validates (`verify`, `inspect`) \
+         but cannot import yet; on a microsandbox 0.7 host, `msb snapshot load` imports it ({e})"
+    ))
 }
 
 /// Streams the bundle through the validator (native, or sandboxed when asked) into the stager.

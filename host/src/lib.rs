@@ -34,6 +34,7 @@ pub mod promote;
 pub mod publish;
 pub mod registry;
 pub mod render;
+pub mod render_msb;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod sparse;

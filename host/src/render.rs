@@ -39,15 +39,23 @@ pub fn short(digest: &str) -> String {
     }
 }
 
-/// The `inspect` table.
-pub fn inspect(name: &str, r: &Report) -> String {
-    let mut o = String::new();
-    let container = match r.container {
+/// `zstd, 1 frame` or `plain tar`.
+pub(crate) fn container(r: &Report) -> String {
+    match r.container {
         snapbundle_core::report::Container::Zstd => {
             format!("zstd, {}", count(r.zstd_frames, "frame", "frames"))
         }
         snapbundle_core::report::Container::Tar => "plain tar".to_string(),
-    };
+    }
+}
+
+/// The `inspect` table.
+pub fn inspect(name: &str, r: &Report) -> String {
+    if let Some(m) = &r.msb {
+        return crate::render_msb::inspect(name, r, m);
+    }
+    let mut o = String::new();
+    let container = container(r);
     let _ = writeln!(
         o,
         "bundle     {name} ({container}; {} in, {} of tar, {} entries)",
@@ -145,6 +153,9 @@ pub fn chain(r: &Report) -> String {
 
 /// The one-line verdict of `verify` on a bundle.
 pub fn verdict(name: &str, r: &Report) -> String {
+    if let Some(m) = &r.msb {
+        return crate::render_msb::verdict(name, m);
+    }
     format!(
         "valid: {name}: {}, head {} ({}){}\n",
         count(r.snapshots.len(), "snapshot", "snapshots"),

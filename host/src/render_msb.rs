@@ -1,0 +1,109 @@
+//! What `inspect` and `verify` print for a microsandbox 0.7 `.msb` archive (the report's `msb`
+//! section; `--json` prints the report itself).
+
+use std::fmt::Write as _;
+
+use snapbundle_core::report::{LayerIntegrity, MsbReport, Report};
+
+use crate::plural::count;
+use crate::render::{container, short, size};
+
+/// The one-line verdict of `verify` on a `.msb` archive.
+pub fn verdict(name: &str, m: &MsbReport) -> String {
+    let head_digest = m.snapshots.iter().find(|s| s.is_head).map_or("", |s| s.descriptor_digest.as_str());
+    let dependent = if m.dependencies.is_empty() {
+        String::new()
+    } else {
+        format!(", dependent: needs {} from its base", count(m.dependencies.len(), "payload", "payloads"))
+    };
+    format!(
+        "valid: {name}: microsandbox 0.7 archive, {}, head {} ({head_digest}){dependent}\n",
+        count(m.snapshots.len(), "snapshot", "snapshots"),
+        m.head,
+    )
+}
+
+/// The `inspect` table of a `.msb` archive.
+pub fn inspect(name: &str, r: &Report, m: &MsbReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "archive    {name} (microsandbox 0.7 .msb; {}; {} in, {} of tar, {} entries)",
+        container(r),
+        size(r.compressed_bytes),
+        size(r.decompressed_bytes),
+        r.entries
+    );
+    let _ = writeln!(o, "snapshots  {} ({})", m.snapshots.len(), m.completeness);
+    let _ = writeln!(
+        o,
+        "  {:<3} {:<38} {:<21} {:<38} {:>10}  layers",
+        "#", "snapshot", "descriptor", "parent", "size"
+    );
+    for (i, s) in m.snapshots.iter().enumerate() {
+        let parent = match &s.parent {
+            None => "-".to_string(),
+            Some(p) if s.parent_in_archive => p.clone(),
+            Some(p) => format!("{p} (absent)"),
+        };
+        let _ = writeln!(
+            o,
+            "  {:<3} {:<38} {:<21} {:<38} {:>10}  {}{}",
+            i + 1,
+            s.snapshot_id,
+            short(&s.descriptor_digest),
+            parent,
+            size(s.virtual_size),
+            s.layers.len(),
+            if s.is_head { "  [head]" } else { "" }
+        );
+    }
+    if let Some(h) = m.snapshots.iter().find(|s| s.is_head) {
+        let _ = writeln!(o, "head       {} ({})", h.snapshot_id, h.descriptor_digest);
+        let _ = writeln!(o, "image      {} @ {}", h.image_ref, short(&h.image_manifest_digest));
+        let _ = writeln!(o, "disk       {} {}, {}", h.disk_format, h.filesystem, size(h.virtual_size));
+        if !h.labels.is_empty() {
+            let labels: Vec<String> =
+                h.labels.iter().map(|(k, v)| format!("{}={}", k.escape_debug(), v.escape_debug())).collect();
+            let _ = writeln!(o, "labels     {}", labels.join(", "));
+        }
+    }
+    let _ = writeln!(o, "layers     {}", m.layers.len());
+    for l in &m.layers {
+        let stored =
+            if l.sparse { format!(", sparse: {} stored", size(l.encoded_size)) } else { String::new() };
+        let integrity = match &l.integrity {
+            LayerIntegrity::NotRecorded => "integrity not recorded".to_string(),
+            LayerIntegrity::Verified { algorithm, .. } => format!("{algorithm} verified"),
+            LayerIntegrity::NotIncluded { algorithm, .. } => match algorithm {
+                Some(a) => format!("not included: the base must provide it ({a})"),
+                None => "not included: the base must provide it".to_string(),
+            },
+        };
+        let _ = writeln!(
+            o,
+            "  {} {:<5} {:>10}{stored}  owner {}  {integrity}",
+            l.layer_id,
+            l.format,
+            size(l.apparent_size),
+            l.owner_snapshot
+        );
+    }
+    if m.images.is_empty() {
+        let _ = writeln!(o, "images     none (the image is not in the archive)");
+    } else {
+        let total: u64 = m.images.iter().map(|i| i.size).sum();
+        let _ = writeln!(o, "images     {} ({})", count(m.images.len(), "file", "files"), size(total));
+    }
+    if !m.requires.is_empty() {
+        let _ = writeln!(o, "requires   {}", m.requires.join(", "));
+    }
+    if !m.dependencies.is_empty() {
+        let _ = writeln!(o, "depends on {} of its base:", count(m.dependencies.len(), "payload", "payloads"));
+        for d in &m.dependencies {
+            let _ = writeln!(o, "             {d}");
+        }
+    }
+    let _ = writeln!(o, "verdict    valid");
+    o
+}
