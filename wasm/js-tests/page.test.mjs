@@ -39,9 +39,9 @@ after(async () => {
   server?.close();
 });
 
-async function choose(name) {
+async function choose(name, dir = fixtures) {
   await page.evaluate(() => { document.body.dataset.state = ""; });
-  await page.setInputFiles("#file", join(fixtures, name));
+  await page.setInputFiles("#file", join(dir, name));
   await page.waitForSelector("body[data-state=valid], body[data-state=invalid]");
 }
 
@@ -63,6 +63,23 @@ test("a bundle with an image cache shows the cache", async () => {
   assert.equal(await page.textContent("#verdict-word"), "valid");
   assert.match(await page.textContent("#verdict"), /2 layer\(s\)/);
   await page.screenshot({ path: join(artifacts, "wasm-page-image.png"), fullPage: true });
+});
+
+test("a microsandbox 0.7 .msb archive shows its snapshots, layers and labels", async () => {
+  const dir = join(root, "tests", "fixtures", "microsandbox-0.7.13");
+  const expect = JSON.parse(readFileSync(join(dir, "labels.expect.json"), "utf8"));
+  await choose("labels.msb", dir);
+  assert.equal(await page.textContent("#verdict-word"), "valid");
+  assert.match(await page.textContent("#generation"), /^microsandbox 0\.7 \.msb/);
+  assert.equal(await page.textContent("#head-digest"), expect.head_digest);
+  const text = await page.textContent("#verdict");
+  assert.ok(text.includes(expect.head), `the head snapshot id ${expect.head} is shown`);
+  assert.match(text, /owner=oracle, stage=deps/);
+  assert.match(text, /Layers \(1\)/);
+  await page.screenshot({ path: join(artifacts, "wasm-page-msb.png"), fullPage: true });
+  await choose("neg-tampered-payload.msb", dir);
+  assert.equal(await page.textContent("#verdict-word"), "invalid");
+  assert.equal(await page.textContent("#error-code"), "msb_transport_mismatch");
 });
 
 test("a hostile bundle shows the precise error", async () => {

@@ -44,7 +44,73 @@ function chainOf(report) {
   return chain;
 }
 
+function integrityText(i) {
+  if (i.status === "verified") return `${i.algorithm} ✓`;
+  if (i.status === "not_included") return `not included: the base must provide it${i.algorithm ? ` (${i.algorithm})` : ""}`;
+  return "not recorded";
+}
+
+/** A microsandbox 0.7 `.msb` archive: the report's `msb` section. */
+function showMsb(file, report) {
+  const m = report.msb;
+  const v = $("verdict");
+  v.replaceChildren();
+  v.className = "valid";
+  v.append(el("h2", {}, el("span", { class: "badge ok", id: "verdict-word" }, "valid"), ` ${file.name}`));
+  const head = m.snapshots.find((s) => s.is_head);
+  v.append(
+    el("dl", { class: "summary" },
+      el("dt", {}, "archive"), el("dd", { id: "generation" }, `microsandbox 0.7 .msb (${m.completeness})`),
+      el("dt", {}, "head"), el("dd", {}, digest(report.head, "head-digest"), ` (${report.head_prefix})`),
+      el("dt", {}, "container"),
+      el("dd", {}, report.container === "zstd" ? `zstd, ${report.zstd_frames} frame(s)` : "plain tar"),
+      el("dt", {}, "sizes"),
+      el("dd", {}, `${size(report.compressed_bytes)} in, ${size(report.decompressed_bytes)} of tar, ${report.entries} entries`),
+      el("dt", {}, "image"), el("dd", {}, head ? head.image_ref : "-"),
+      el("dt", {}, "labels"),
+      el("dd", {}, head && Object.keys(head.labels).length
+        ? Object.entries(head.labels).map(([k, x]) => `${k}=${x}`).join(", ") : "-"),
+    ),
+  );
+  const rows = m.snapshots.map((s, i) =>
+    el("tr", { class: s.is_head ? "head" : "" },
+      el("td", {}, i + 1),
+      el("td", {}, s.snapshot_id, s.is_head ? el("span", { class: "badge" }, "head") : ""),
+      el("td", {}, digest(s.descriptor_digest)),
+      el("td", {}, s.parent ?? "-", s.parent && !s.parent_in_archive ? " (absent)" : ""),
+      el("td", { class: "num" }, size(s.virtual_size)),
+      el("td", { class: "num" }, s.layers.length),
+    ));
+  v.append(
+    el("h3", {}, `Snapshots (${m.snapshots.length})`),
+    el("table", { class: "snapshots" },
+      el("thead", {}, el("tr", {}, ...["#", "snapshot", "descriptor", "parent", "size", "layers"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...rows)),
+  );
+  const layers = m.layers.map((l) =>
+    el("tr", {},
+      el("td", {}, l.layer_id),
+      el("td", {}, l.format),
+      el("td", { class: "num" }, size(l.apparent_size)),
+      el("td", {}, integrityText(l.integrity)),
+    ));
+  v.append(
+    el("h3", {}, `Layers (${m.layers.length})`),
+    el("table", { class: "files" },
+      el("thead", {}, el("tr", {}, ...["layer", "format", "size", "integrity"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...layers)),
+    el("h3", {}, "Images"),
+    el("p", { class: m.images.length ? "" : "muted" },
+      m.images.length ? `${m.images.length} file(s), ${size(m.images.reduce((a, i) => a + i.size, 0))}` : "none: the image is not in the archive"),
+  );
+  if (m.dependencies.length) {
+    v.append(el("h3", {}, "Needs from its base"), el("ul", {}, ...m.dependencies.map((d) => el("li", {}, d))));
+  }
+  v.hidden = false;
+}
+
 function showReport(file, report) {
+  if (report.msb) return showMsb(file, report);
   const v = $("verdict");
   v.replaceChildren();
   v.className = "valid";
