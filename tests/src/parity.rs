@@ -23,7 +23,7 @@ fn fixtures(dir: &Path) -> Vec<Case> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("fixture dir")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".tar") || n.ends_with(".tar.zst"))
+        .filter(|n| n.ends_with(".tar") || n.ends_with(".tar.zst") || n.ends_with(".msb"))
         .collect();
     names.sort();
     for n in names {
@@ -151,9 +151,13 @@ fn mutations(valid: &[Case]) -> Vec<Case> {
     out
 }
 
-/// Every parity case: fixtures, built cases, then mutations of the valid ones.
+/// Every parity case: fixtures (the 0.6.2 bundles in `fixture_dir` and the 0.7.13 `.msb`
+/// archives beside it), built cases, then mutations of the valid ones.
 pub fn cases(fixture_dir: &Path) -> Vec<Case> {
     let mut all = fixtures(fixture_dir);
+    if let Some(parent) = fixture_dir.parent() {
+        all.extend(fixtures(&parent.join("microsandbox-0.7.13")));
+    }
     all.extend(built());
     let valid: Vec<Case> = all
         .iter()
