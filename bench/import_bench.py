@@ -164,6 +164,7 @@ def main():
         sys.exit(f"--baseline-exe {a.baseline_exe} does not exist")
     base_exe = os.path.abspath(base_exe) if base_exe else None
     load_start = os.getloadavg()
+    cpu_start = measure.cpu_times()
     s = lambda n: max(MIB, int(n * a.scale) // 4096 * 4096)  # noqa: E731
     d = lambda n: max(MIB, int(n * a.scale) // MIB * MIB)  # noqa: E731
 
@@ -285,6 +286,7 @@ def main():
     load_end = os.getloadavg()
     print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_start)} at the start, "
           f"{' '.join(f'{x:.2f}' for x in load_end)} at the end (2 cores; above ~1 another job shared them)")
+    print(f"CPU time stolen by the hypervisor during the run: {measure.steal_since(cpu_start)}")
     print(f"total wall time: {time.monotonic() - t_start:.1f} s (input generation included)")
     with open(os.path.join(a.dir, "results.json"), "w") as f:
         json.dump({"exe": exe, "baseline_exe": base_exe, "runs": a.runs, "scale": a.scale,

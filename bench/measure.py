@@ -45,3 +45,24 @@ def allocated(path):
         for f in files:
             total += os.lstat(os.path.join(dp, f)).st_blocks * 512
     return total
+
+
+def cpu_times():
+    """The machine's CPU time counters from /proc/stat (all CPUs): (total, steal) in clock ticks,
+    or None where there is no /proc/stat. Steal is time a virtual machine's CPUs were runnable
+    but the hypervisor ran something else: it slows every timed command alike, but a two-thread
+    command more than a one-thread baseline, so benchmark ratios state it."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields), (fields[7] if len(fields) > 7 else 0)
+
+
+def steal_since(start):
+    """Percent of CPU time stolen by the hypervisor since `start` (a `cpu_times()`), as text."""
+    end = cpu_times()
+    if start is None or end is None or end[0] <= start[0]:
+        return "unknown"
+    return f"{100.0 * (end[1] - start[1]) / (end[0] - start[0]):.1f}%"
