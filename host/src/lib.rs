@@ -20,6 +20,7 @@
 pub mod check;
 pub mod compress;
 pub mod crash;
+pub mod display;
 pub mod error;
 pub mod export;
 pub mod fsutil;

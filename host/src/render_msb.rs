@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use snapbundle_core::report::{LayerIntegrity, MsbReport, Report};
 
+use crate::display::{container, short, size};
 use crate::plural::count;
-use crate::render::{container, short, size};
 
 /// The one-line verdict of `verify` on a `.msb` archive.
 pub fn verdict(name: &str, m: &MsbReport) -> String {

@@ -23,7 +23,8 @@ fn archives() -> Vec<(PathBuf, Value)> {
         let path = e.expect("dir entry").path();
         if path.extension().is_some_and(|x| x == "msb") {
             let expect = path.with_extension("expect.json");
-            let v: Value = serde_json::from_slice(&fs::read(&expect).expect("expect file")).expect("expect JSON");
+            let v: Value =
+                serde_json::from_slice(&fs::read(&expect).expect("expect file")).expect("expect JSON");
             out.push((path, v));
         }
     }
@@ -78,7 +79,10 @@ fn import_refuses_a_msb_archive_and_writes_nothing() {
         let out = command(&args).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "sandbox {sandbox}\n{}", describe(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("microsandbox 0.7 archive (.msb)") && err.contains("msb snapshot load"), "{err}");
+        assert!(
+            err.contains("microsandbox 0.7 archive (.msb)") && err.contains("msb snapshot load"),
+            "{err}"
+        );
         assert!(!home.exists(), "sandbox {sandbox}: import created {}", home.display());
     }
 }
