@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Fuzz campaign driver (not part of CI; CI replays tests/regressions/ instead).
 #
-#   fuzz/run.sh [SECONDS] [TARGET...]    run each target (default: all five) for SECONDS (default 60)
+#   fuzz/run.sh [SECONDS] [TARGET...]    run each target (default: all eight) for SECONDS (default 60)
 #   fuzz/run.sh --install                only install cargo-fuzz (pinned) if missing
 #
 # - installs cargo-fuzz 0.13.1 with the nightly toolchain if it is missing (idempotent);
 # - builds the seeds: the 0.6.2 reference bundles (tests/fixtures), the hostile-input corpus
 #   (regenerated with `cargo test -p snapbundle-tests --test corpus`, written to target/corpus),
 #   their decompressed tar streams when small, and the manifest / cache metadata JSON inside them;
+#   the microsandbox 0.7.13 .msb archives (tests/fixtures/microsandbox-0.7.13) as plain tars, their
+#   GNU long-name variants, and their archive.json / snapshot.json members;
 # - runs the targets one at a time under `nice -n 19` with libFuzzer's limits (10 s per input,
 #   1 GiB RSS, 256 MiB per malloc) and the harness's own allocation bound (fuzz/src/lib.rs);
 # - prints one line per target: executions, exec/s, coverage (edges) and features, corpus size,
@@ -27,7 +29,7 @@ CARGO_FUZZ_VERSION=0.13.1
 SANITIZER=${SANITIZER:-none}
 # Niceness of the fuzzers (19: they only take idle CPU; NICE=0 on a machine of their own).
 NICE=${NICE:-19}
-ALL_TARGETS=(tar_walker manifest cache_meta validator_zstd validator_tar)
+ALL_TARGETS=(tar_walker manifest cache_meta validator_zstd validator_tar msb_inventory msb_descriptor msb_validator)
 
 install() {
   if cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then return 0; fi
@@ -57,7 +59,7 @@ install
 
 seeds() {
   rm -rf seeds
-  mkdir -p seeds/{tar_walker,manifest,cache_meta,validator_zstd,validator_tar}
+  mkdir -p seeds/{tar_walker,manifest,cache_meta,validator_zstd,validator_tar,msb_inventory,msb_descriptor,msb_validator}
   local corpus="$ROOT/target/corpus"
   if [[ ! -d $corpus ]]; then
     (cd "$ROOT" && nice -n 19 cargo test -q -p snapbundle-tests --test corpus -- --exact corpus_generate >/dev/null) || echo "run.sh: corpus not generated; seeding from the fixtures only" >&2
@@ -107,6 +109,92 @@ for p in sorted(paths):
     except Exception:
         pass
 PY
+  # The 0.7.13 .msb archives: plain tar streams (msb_validator), the same with a GNU `././@LongLink`
+  # record before every member (name field kept whole, or cut to a prefix), and the inventories and
+  # descriptors inside them (msb_inventory, msb_descriptor).
+  python3 - "$ROOT" <<'PY'
+import glob, hashlib, os, subprocess, sys
+root = sys.argv[1]
+
+def octal(field):
+    field = field.split(b"\0")[0].strip()
+    return int(field or b"0", 8)
+
+def checksum(h):
+    h = h[:148] + b" " * 8 + h[156:]
+    return h[:148] + b"%06o\0 " % sum(h) + h[156:]
+
+def records(tar):
+    """(header, extension blocks, data incl. padding, name) per member, then the rest."""
+    out, at = [], 0
+    while at + 512 <= len(tar) and any(tar[at:at + 512]):
+        h = tar[at:at + 512]
+        name = h[:100].split(b"\0")[0]
+        ext, at2 = b"", at + 512
+        if h[156:157] == b"S" and h[482]:
+            while True:
+                e = tar[at2:at2 + 512]
+                ext += e
+                at2 += 512
+                if not e[504]:
+                    break
+        size = octal(h[124:136])
+        end = at2 + (size + 511) // 512 * 512
+        out.append((h, ext, tar[at2:end], name))
+        at = end
+    return out, tar[at:]
+
+def long_link(name):
+    data = name + b"\0"
+    h = bytearray(512)
+    h[:13] = b"././@LongLink"
+    h[100:108] = b"0000644\0"
+    h[108:116] = b"0000000\0"
+    h[116:124] = b"0000000\0"
+    h[124:136] = b"%011o\0" % len(data)
+    h[136:148] = b"00000000000\0"
+    h[156] = ord("L")
+    h[257:265] = b"ustar  \0"
+    h = checksum(bytes(h))
+    return h + data + b"\0" * (-len(data) % 512)
+
+def with_long_names(tar, cut):
+    members, rest = records(tar)
+    out = b""
+    for h, ext, data, name in members:
+        short = name[:cut] if cut else name
+        h = checksum(short + b"\0" * (100 - len(short)) + h[100:])
+        out += long_link(name) + h + ext + data
+    return out + rest
+
+def put(kind, name, body):
+    open(f"seeds/{kind}/{name}", "wb").write(body)
+
+seen = set()
+for p in sorted(glob.glob(f"{root}/tests/fixtures/microsandbox-0.7.13/*.msb")):
+    base = os.path.basename(p)[:-4]
+    data = open(p, "rb").read()
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        data = subprocess.run(["zstd", "-dc"], input=data, capture_output=True).stdout
+    put("msb_validator", f"{base}.tar", data)
+    try:
+        members, _ = records(data)
+    except Exception:
+        continue
+    if base != "neg-truncated":
+        put("msb_validator", f"{base}.longlink.tar", with_long_names(data, 0))
+        # Cut after the snapshot id's slash (a name field as the tar crate would cut a longer
+        # name: the generation is still visible), and cut before it (only the long name says G3).
+        put("msb_validator", f"{base}.longlink-cut48.tar", with_long_names(data, 48))
+        put("msb_validator", f"{base}.longlink-cut9.tar", with_long_names(data, 9))
+    for h, ext, body, name in members:
+        body = body[:octal(h[124:136])]
+        kind = "msb_inventory" if name == b"archive.json" else "msb_descriptor" if name.endswith(b"/snapshot.json") else None
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        if kind and (kind, digest) not in seen and not ext:
+            seen.add((kind, digest))
+            put(kind, f"{base}.{digest}.json", body)
+PY
 }
 
 seeds
@@ -125,7 +213,9 @@ echo "built at $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --q
 for t in "${TARGETS[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   case $t in
-    manifest|cache_meta) max_len=65536 ;;
+    manifest|cache_meta|msb_inventory|msb_descriptor) max_len=65536 ;;
+    # The largest 0.7.13 archive is a 273 408-byte tar (its long-name variant 275 456).
+    msb_validator) max_len=327680 ;;
     *) max_len=262144 ;;
   esac
   log="logs/$t.$(date +%Y%m%dT%H%M%S).log"

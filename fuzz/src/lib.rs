@@ -247,3 +247,94 @@ pub fn walk<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> (Vec<WalkEvent>, 
     let r = w.finish();
     (rec.events, r)
 }
+
+/// Plain-tar surgery on the microsandbox 0.7.13 reference archives, for the G3 (`.msb`) targets:
+/// they embed one real archive and swap one member's bytes, keeping every other record as the
+/// real save wrote it.
+pub mod msb {
+    use core::ops::Range;
+
+    /// `labels.msb` (a plain tar of 23 040 bytes): a snapshot descriptor, a `metadata.json`, one
+    /// 16 KiB raw layer without recorded integrity, and `archive.json`. The smallest valid
+    /// reference archive with every JSON member kind, so one execution stays cheap.
+    pub const LABELS: &[u8] =
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/microsandbox-0.7.13/labels.msb"));
+
+    /// One member of a plain tar whose headers are all ustar/GNU regular files with short names.
+    #[derive(Debug, Clone)]
+    pub struct TarMember {
+        /// Offset of its header record.
+        pub header: usize,
+        /// Its name (the name field up to the first NUL; the fixtures use no prefix field).
+        pub name: String,
+        /// Its data, unpadded.
+        pub data: Range<usize>,
+    }
+
+    fn octal(field: &[u8]) -> usize {
+        let s: String = field.iter().take_while(|&&b| b != 0 && b != b' ').map(|&b| b as char).collect();
+        usize::from_str_radix(s.trim_start(), 8).expect("octal size field")
+    }
+
+    /// The members of `tar`, up to its first zero record (panics on anything else: the inputs are
+    /// the embedded fixtures, not fuzzer data).
+    pub fn members(tar: &[u8]) -> Vec<TarMember> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 512 <= tar.len() && tar[at..at + 512].iter().any(|&b| b != 0) {
+            let h = &tar[at..at + 512];
+            assert!(matches!(h[156], 0 | b'0'), "fixture member of type {}", h[156]);
+            let name_len = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
+            let name = String::from_utf8(h[..name_len].to_vec()).expect("utf-8 name");
+            let size = octal(&h[124..136]);
+            let data = at + 512..at + 512 + size;
+            out.push(TarMember { header: at, name, data: data.clone() });
+            at = data.end.div_ceil(512) * 512;
+        }
+        out
+    }
+
+    /// The data of the member `name`.
+    pub fn member<'a>(tar: &'a [u8], name: &str) -> &'a [u8] {
+        let m = members(tar).into_iter().find(|m| m.name == name).expect("member present");
+        &tar[m.data]
+    }
+
+    /// `tar` with the data of member `name` replaced by `data`: its header keeps every field but
+    /// the size (and the checksum); the records after it are copied unchanged.
+    pub fn replace_member(tar: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+        let m = members(tar).into_iter().find(|m| m.name == name).expect("member present");
+        let after = m.data.end.div_ceil(512) * 512;
+        let mut out = Vec::with_capacity(tar.len() + data.len() + 512);
+        out.extend_from_slice(&tar[..m.header]);
+        let mut h = [0u8; 512];
+        h.copy_from_slice(&tar[m.header..m.header + 512]);
+        h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out.extend_from_slice(&tar[after..]);
+        out
+    }
+
+    /// `hay` with every occurrence of `from` replaced by `to`; also returns how many there were.
+    pub fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity(hay.len() + to.len());
+        let mut n = 0;
+        let mut i = 0;
+        while i < hay.len() {
+            if !from.is_empty() && hay[i..].starts_with(from) {
+                out.extend_from_slice(to);
+                i += from.len();
+                n += 1;
+            } else {
+                out.push(hay[i]);
+                i += 1;
+            }
+        }
+        (out, n)
+    }
+}

@@ -4,7 +4,8 @@
 //! behaviour is recorded in each sidecar, and the committed `tests/corpus/README.md` must match
 //! the generated one. Then every case runs through `snapbundle verify --json` and `snapbundle
 //! import --json` into a fresh home inside a fresh scratch directory, and for each case:
-//! - the verdict and the error code are the expected ones, for verify and for import;
+//! - the verdict and the error code are the expected ones, for verify and for import (a 0.7
+//!   `.msb` archive, [`Setup::NotImportable`], is judged by verify and refused by import);
 //! - no panic (exit status 0, 1 or 3 and no "panicked" on standard error);
 //! - on rejection the whole scratch tree (home, store, cache, anything beside them) is exactly
 //!   what it was before: not a file created, changed or left behind, no stage;
@@ -155,7 +156,7 @@ fn check_case(case: &Case, peak: &mut u64) -> Result<(), String> {
     );
     *peak = (*peak).max(v.rss_kib);
     let want_verify = match case.setup {
-        Setup::Fresh => case.expect.unwrap_or("ok"),
+        Setup::Fresh | Setup::NotImportable => case.expect.unwrap_or("ok"),
         _ => "ok",
     };
     let got = outcome(&v);
@@ -179,7 +180,7 @@ fn check_case(case: &Case, peak: &mut u64) -> Result<(), String> {
         )
     };
     match case.setup {
-        Setup::Fresh => {}
+        Setup::Fresh | Setup::NotImportable => {}
         Setup::PreImported => {
             let first = import(&home);
             if outcome(&first) != "ok" {
@@ -203,7 +204,10 @@ fn check_case(case: &Case, peak: &mut u64) -> Result<(), String> {
     let imp = import(&home);
     *peak = (*peak).max(imp.rss_kib);
     let after: Tree = tree(&root);
-    let want_import = case.expect.unwrap_or("ok");
+    let want_import = match case.setup {
+        Setup::NotImportable => "usage",
+        _ => case.expect.unwrap_or("ok"),
+    };
     let got = outcome(&imp);
     if got != want_import {
         fail.push(format!("import: expected {want_import}, got {got} ({})", imp.stderr.trim()));
