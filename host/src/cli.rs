@@ -27,8 +27,11 @@ pub(crate) enum Command {
     #[command(verbatim_doc_comment)]
     /// Validate a bundle and show what it holds: snapshots, chain, head, image cache, verdict.
     ///
+    /// A microsandbox 0.7 `.msb` archive is validated too (more strictly than 0.7.13's own load:
+    /// docs/format-0.7.md) and shown with its snapshots, layers and their integrity.
     /// Examples:
     ///   snapbundle inspect bundle.tar.zst
+    ///   snapbundle inspect web.msb
     ///   curl -s https://host/b.tar.zst | snapbundle inspect - --json
     Inspect(CheckArgs),
     #[command(verbatim_doc_comment)]
@@ -36,9 +39,11 @@ pub(crate) enum Command {
     ///
     /// For a bundle every check import makes is made (tar grammar, manifests, digests, sizes,
     /// image cache) without writing anything. A directory, a `sha256:` digest (or unique prefix)
-    /// or a bare name is a snapshot in the store, checked like `msb snapshot verify`.
+    /// or a bare name is a snapshot in the store, checked like `msb snapshot verify`. A
+    /// microsandbox 0.7 `.msb` archive is validated as `inspect` does.
     /// Examples:
     ///   snapbundle verify bundle.tar.zst && echo ok
+    ///   snapbundle verify web.msb
     ///   snapbundle verify - < bundle.tar.zst
     ///   snapbundle verify my-snapshot
     ///   snapbundle verify sha256:11edd654
@@ -49,7 +54,8 @@ pub(crate) enum Command {
     /// The bundle is validated while it is staged beneath a private directory of the store;
     /// nothing becomes visible until every snapshot is verified and every target checked, and
     /// then all snapshots (and image cache files) appear or none do, even across a crash.
-    /// Holes in disk images are kept. Examples:
+    /// Holes in disk images are kept. A microsandbox 0.7 `.msb` archive is refused (exit 2,
+    /// nothing written): it cannot be imported into a 0.6.2 store yet. Examples:
     ///   snapbundle import bundle.tar.zst
     ///   ssh host snapbundle export web -o - | snapbundle import -
     ///   snapbundle import b.tar.zst --home /srv/msb --dest /srv/msb/snapshots
