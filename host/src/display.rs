@@ -37,3 +37,10 @@ pub fn container(r: &Report) -> String {
         snapbundle_core::report::Container::Tar => "plain tar".to_string(),
     }
 }
+
+/// Labels as `key=value, …`, escaped (they are data from the archive).
+pub fn labels(labels: &std::collections::BTreeMap<String, String>) -> String {
+    let parts: Vec<String> =
+        labels.iter().map(|(k, v)| format!("{}={}", k.escape_debug(), v.escape_debug())).collect();
+    parts.join(", ")
+}

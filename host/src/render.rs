@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::display::container;
+use crate::display::{container, labels};
 pub use crate::display::{short, size};
 use crate::plural::count;
 
@@ -64,9 +64,7 @@ pub fn inspect(name: &str, r: &Report) -> String {
         let _ = writeln!(o, "head       {} ({})", h.digest, h.prefix);
         let _ = writeln!(o, "image      {} @ {}", h.image_ref, short(&h.image_manifest_digest));
         if !h.labels.is_empty() {
-            let labels: Vec<String> =
-                h.labels.iter().map(|(k, v)| format!("{}={}", k.escape_debug(), v.escape_debug())).collect();
-            let _ = writeln!(o, "labels     {}", labels.join(", "));
+            let _ = writeln!(o, "labels     {}", labels(&h.labels));
         }
     }
     match &r.cache {

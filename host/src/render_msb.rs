@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use snapbundle_core::report::{LayerIntegrity, MsbReport, Report};
 
-use crate::display::{container, short, size};
+use crate::display::{container, labels, short, size};
 use crate::plural::count;
 
 /// The one-line verdict of `verify` on a `.msb` archive.
@@ -63,9 +63,7 @@ pub fn inspect(name: &str, r: &Report, m: &MsbReport) -> String {
         let _ = writeln!(o, "image      {} @ {}", h.image_ref, short(&h.image_manifest_digest));
         let _ = writeln!(o, "disk       {} {}, {}", h.disk_format, h.filesystem, size(h.virtual_size));
         if !h.labels.is_empty() {
-            let labels: Vec<String> =
-                h.labels.iter().map(|(k, v)| format!("{}={}", k.escape_debug(), v.escape_debug())).collect();
-            let _ = writeln!(o, "labels     {}", labels.join(", "));
+            let _ = writeln!(o, "labels     {}", labels(&h.labels));
         }
     }
     let _ = writeln!(o, "layers     {}", m.layers.len());

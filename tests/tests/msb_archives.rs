@@ -363,42 +363,6 @@ fn a_writer_is_refused_a_g3_archive() {
     assert_eq!(err.code(), "msb_unsupported");
 }
 
-fn keys(v: &Value, out: &mut std::collections::BTreeSet<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                out.insert(k.clone());
-                // Label keys are data, not fields.
-                if k != "labels" {
-                    keys(v, out);
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
-        _ => {}
-    }
-}
-
-#[test]
-fn every_g3_report_field_is_declared_in_the_typescript_types() {
-    // The browser package's hand-written declarations (`wasm/tests/report_fields.rs` checks the
-    // G1 reports the same way).
-    let mut fields = std::collections::BTreeSet::new();
-    for name in names() {
-        if let Ok(report) = validate(&archive(&name), Limits::default()) {
-            keys(&serde_json::to_value(&report).unwrap(), &mut fields);
-        }
-    }
-    assert!(fields.contains("msb") && fields.contains("unsupported_requires"));
-    let src = include_str!("../../wasm/src/lib.rs");
-    let ts = &src[src.find("pub const TYPESCRIPT").unwrap()..];
-    let missing: Vec<&String> = fields
-        .iter()
-        .filter(|f| !ts.contains(&format!(" {f}:")) && !ts.contains(&format!(" {f}?:")))
-        .collect();
-    assert!(missing.is_empty(), "not declared in the TypeScript types: {missing:?}");
-}
-
 #[test]
 fn a_second_zstd_frame_is_refused() {
     // 0.7.13 decodes only the first frame: the tar it would read is not the one validated.

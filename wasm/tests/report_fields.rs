@@ -1,6 +1,7 @@
 //! The TypeScript declarations are written by hand: check that every field of real reports (every
-//! valid reference fixture, which between them carry a cache, labels, both integrity states and
-//! parents in and out of the bundle) is declared in them, so the types cannot drift from the core.
+//! valid reference fixture of 0.6.2 and 0.7.13, which between them carry a cache, labels, both
+//! integrity states, parents in and out of the archive, a dependent archive and image files) is
+//! declared in them, so the types cannot drift from the core.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -25,23 +26,26 @@ fn keys(v: &Value, out: &mut BTreeSet<String>) {
 
 #[test]
 fn every_report_field_is_declared_in_the_typescript_types() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/microsandbox-0.6.2");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let mut fields = BTreeSet::new();
     let mut valid = 0;
-    for entry in std::fs::read_dir(&dir).expect("fixture dir") {
-        let path = entry.expect("dir entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        if !(name.ends_with(".tar.zst") || name.ends_with(".tar")) {
-            continue;
-        }
-        let bytes = std::fs::read(&path).expect("fixture");
-        if let Ok(report) = snapbundle_core::validate(&bytes, Default::default()) {
-            valid += 1;
-            keys(&serde_json::to_value(&report).expect("report json"), &mut fields);
+    for dir in ["microsandbox-0.6.2", "microsandbox-0.7.13"] {
+        for entry in std::fs::read_dir(fixtures.join(dir)).expect("fixture dir") {
+            let path = entry.expect("dir entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            if !(name.ends_with(".tar.zst") || name.ends_with(".tar") || name.ends_with(".msb")) {
+                continue;
+            }
+            let bytes = std::fs::read(&path).expect("fixture");
+            if let Ok(report) = snapbundle_core::validate(&bytes, Default::default()) {
+                valid += 1;
+                keys(&serde_json::to_value(&report).expect("report json"), &mut fields);
+            }
         }
     }
-    assert!(valid >= 5, "expected the valid reference fixtures, found {valid}");
+    assert!(valid >= 15, "expected the valid reference fixtures, found {valid}");
     assert!(fields.contains("integrity") && fields.contains("layers"), "fixtures lack a cache or integrity");
+    assert!(fields.contains("msb") && fields.contains("unsupported_requires"), "no 0.7 report");
     // wasm-bindgen consumes the `typescript_custom_section` constant (it only exists in the
     // generated .d.ts), so read its text from the source.
     let src = include_str!("../src/lib.rs");
