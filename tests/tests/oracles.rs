@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use snapbundle_core::report::Area;
+use snapbundle_core::report::{Area, Generation};
 use snapbundle_core::{Limits, Report};
 use snapbundle_tests::builder::plan_digest;
 use snapbundle_tests::corpus;
@@ -64,6 +64,11 @@ fn accepted() -> &'static [Accepted] {
             let bytes = fs::read(&case.path).expect("read corpus case");
             let report = snapbundle_core::validate(&bytes, Limits::default())
                 .unwrap_or_else(|e| panic!("{}: the corpus says accept, the core says {e}", case.id()));
+            // A 0.7 `.msb` archive has no file plan (nothing writes one yet): the oracles here
+            // compare plans. Its members are read with the tar crate in msb_blocks.rs.
+            if report.generation != Generation::G1 {
+                continue;
+            }
             // The zstd CLI decodes the corpus (the cases that libzstd's own tool produced included).
             let tar = if case.is_zstd() {
                 let out = Command::new("zstd")
