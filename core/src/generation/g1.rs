@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 use crate::cache_meta::{self, CacheError, CacheKind};
 use crate::error::{BundleError, Error, LimitError, Location, SnapshotError, TarError};
 use crate::events::{Event, MemberStart, Sink};
+use crate::generation::JsonBudget;
 use crate::hex;
 use crate::holes::{HoleSplitter, Piece};
 use crate::integrity::{Algorithm, Hashes, MemberDigests, MemberHasher, Sha256Backend};
@@ -86,7 +87,7 @@ pub(crate) struct Bundle {
     manifest_order: Vec<usize>,
     files: Vec<FileEntry>,
     current: Option<Current>,
-    json_bytes: u64,
+    json: JsonBudget,
 }
 
 fn stop(_: crate::events::Stop) -> Error {
@@ -105,7 +106,7 @@ impl Bundle {
             manifest_order: Vec::new(),
             files: Vec::new(),
             current: None,
-            json_bytes: 0,
+            json: JsonBudget::new(&limits),
         }
     }
 
@@ -117,17 +118,6 @@ impl Bundle {
         self.prefixes.push(Prefix { name: name.to_string(), manifest: None, files: Vec::new() });
         self.prefix_by_name.insert(name.to_string(), i);
         i
-    }
-
-    fn reserve_json(&mut self, size: u64, at: &Location) -> Result<Vec<u8>, Error> {
-        self.json_bytes = self.json_bytes.saturating_add(size);
-        if self.json_bytes > self.limits.max_json_total {
-            return Err(Error::Limit {
-                at: Some(at.clone()),
-                error: LimitError::JsonTotal(self.limits.max_json_total),
-            });
-        }
-        Ok(Vec::with_capacity(usize::try_from(size).unwrap_or(0)))
     }
 }
 
@@ -184,7 +174,7 @@ impl Bundle {
                             error: LimitError::Snapshots(b.limits.max_snapshots),
                         });
                     }
-                    let buf = b.reserve_json(m.size, &at)?;
+                    let buf = b.json.reserve(m.size, &at)?;
                     (
                         Target::SnapshotFile { prefix: p, name: file.to_string() },
                         hashed(Hashes::SHA256),
@@ -222,7 +212,7 @@ impl Bundle {
                             error: LimitError::MetadataSize { size: m.size, max: b.limits.max_metadata_size },
                         });
                     }
-                    Some(b.reserve_json(m.size, &at)?)
+                    Some(b.json.reserve(m.size, &at)?)
                 } else {
                     None
                 };

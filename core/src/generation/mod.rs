@@ -20,6 +20,8 @@
 //! member header: `Layout` starts `Pending` and becomes `G1` or `G3`. G2 (0.6.7 – 0.6.16) would be
 //! a third variant.
 
+use alloc::vec::Vec;
+
 use crate::error::Error;
 use crate::events::Sink;
 use crate::integrity::Sha256Backend;
@@ -29,6 +31,33 @@ use crate::tar::Member;
 
 pub(crate) mod g1;
 pub mod g3;
+
+/// The buffered JSON of one archive (descriptors, metadata, inventory), counted against
+/// `Limits::max_json_total` whatever the generation.
+#[derive(Debug)]
+pub(crate) struct JsonBudget {
+    used: u64,
+    max: u64,
+}
+
+impl JsonBudget {
+    /// An empty budget of `limits.max_json_total` bytes.
+    pub(crate) fn new(limits: &Limits) -> JsonBudget {
+        JsonBudget { used: 0, max: limits.max_json_total }
+    }
+
+    /// Counts `size` more bytes of the member at `at`; the buffer to fill.
+    pub(crate) fn reserve(&mut self, size: u64, at: &crate::error::Location) -> Result<Vec<u8>, Error> {
+        self.used = self.used.saturating_add(size);
+        if self.used > self.max {
+            return Err(Error::Limit {
+                at: Some(at.clone()),
+                error: crate::error::LimitError::JsonTotal(self.max),
+            });
+        }
+        Ok(Vec::with_capacity(usize::try_from(size).unwrap_or(0)))
+    }
+}
 
 /// The generation-specific state of one archive being validated.
 #[derive(Debug)]

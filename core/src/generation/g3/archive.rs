@@ -42,6 +42,7 @@ use super::metadata;
 use super::transport::TransportHasher;
 use crate::error::{Error, LimitError, Location, TarError};
 use crate::events::Sink;
+use crate::generation::JsonBudget;
 use crate::hex;
 use crate::integrity::{Hashes, MemberHasher, Sha256Backend};
 use crate::limits::Limits;
@@ -115,7 +116,7 @@ pub(crate) struct Archive {
     labels: BTreeMap<String, BTreeMap<String, String>>,
     inventory: Option<Inventory>,
     current: Option<Current>,
-    json_bytes: u64,
+    json: JsonBudget,
 }
 
 /// A stable digest of a sparse map (`(offset, len)` pairs, little-endian), so members can be
@@ -169,20 +170,8 @@ impl Archive {
             labels: BTreeMap::new(),
             inventory: None,
             current: None,
-            json_bytes: 0,
+            json: JsonBudget::new(&limits),
         }
-    }
-
-    /// Counts `size` bytes of buffered JSON against `max_json_total`; the buffer to fill.
-    fn reserve_json(&mut self, size: u64, at: &Location) -> Result<Vec<u8>, Error> {
-        self.json_bytes = self.json_bytes.saturating_add(size);
-        if self.json_bytes > self.limits.max_json_total {
-            return Err(Error::Limit {
-                at: Some(at.clone()),
-                error: LimitError::JsonTotal(self.limits.max_json_total),
-            });
-        }
-        Ok(Vec::with_capacity(usize::try_from(size).unwrap_or(0)))
     }
 
     /// A member header: classify it, bound it, start its digests.
@@ -271,7 +260,7 @@ impl Archive {
                     },
                 });
             }
-            Some(self.reserve_json(m.size, &at)?)
+            Some(self.json.reserve(m.size, &at)?)
         } else {
             None
         };
