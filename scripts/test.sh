@@ -14,7 +14,9 @@
 #    one, builds the browser/node package (scripts/build-wasm.sh --check), tests the npm tarball
 #    in node (install, streaming API, errors, TypeScript, imports) and the page in headless
 #    Chromium (screenshots in target/artifacts/), and the parity of native and node on every case
-#    (native and wasmtime are compared by `cargo test`).
+#    (native and wasmtime are compared by `cargo test`);
+# 6. builds the real microsandbox 0.7.13 as a test oracle (tests/oracle-0713) and checks that it
+#    loads what `convert --to 0.7` writes as it loads the 0.6.2 bundles (scripts/oracle-0713.sh).
 # It prints a closing line "N passed, N failed" over the steps and exits non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,7 @@ step "core: no_std builds (host and wasm32)" scripts/build-wasm-core.sh
 step "wasm: build, component reproducible" scripts/build-wasm.sh --check
 step "wasm: npm package and page (node --test)" env -C wasm/js-tests node --test package.test.mjs page.test.mjs
 step "wasm: parity native = node" cargo test -p snapbundle-tests --test wasm_parity --locked -- --ignored
+step "microsandbox 0.7.13 oracle: converted archives load as the bundles do" scripts/oracle-0713.sh
 
 echo
 if ((failed > 0)); then

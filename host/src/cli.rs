@@ -74,6 +74,23 @@ pub(crate) enum Command {
     #[command(mut_arg("json", |a| a.help(JSON_NOT_TO_STDOUT)))]
     Export(ExportArgs),
     #[command(verbatim_doc_comment)]
+    /// Convert a bundle between archive generations: 0.6.2 bundle -> microsandbox 0.7 `.msb`.
+    ///
+    /// One streaming pass: the input is validated as `verify` validates it while the archive is
+    /// written, and the output file appears only if the input was valid (a failed conversion
+    /// leaves nothing; to standard output the stream is cut short). The `.msb` archive holds
+    /// what microsandbox 0.7.13 makes of the bundle when it loads it: the same snapshot ids
+    /// (from the 0.6.2 digests), descriptors, labels (metadata.json), image files (images/) and
+    /// recorded integrity; sparse uppers become sparse members. Every original manifest rides
+    /// along in archive.json (extension `snapbundle.v062-manifests`, which 0.7 ignores).
+    /// Snapshots 0.7 cannot take over (a qcow2 upper, ...) are refused with the reason.
+    /// Examples:
+    ///   snapbundle convert web.tar.zst -o web.msb
+    ///   snapbundle convert chain.tar.zst -o - --to 0.7 | ssh host msb snapshot load /dev/stdin
+    ///   snapbundle convert old.tar.zst -o old.msb --name web --json
+    #[command(mut_arg("json", |a| a.help(JSON_NOT_TO_STDOUT)))]
+    Convert(ConvertArgs),
+    #[command(verbatim_doc_comment)]
     /// Push a snapshot (and its parents and image files) to an OCI registry.
     ///
     /// Verified like export; every bundle member becomes one blob (uppers and image files
@@ -240,6 +257,45 @@ pub(crate) struct ExportArgs {
     pub(crate) print: OutputArgs,
     #[command(flatten)]
     pub(crate) home: HomeArgs,
+}
+
+/// The archive generation `convert` writes.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ToGeneration {
+    /// A microsandbox 0.7 `.msb` archive.
+    #[value(name = "0.7")]
+    V07,
+    /// A microsandbox 0.6.2 bundle (from a 0.7 archive; not available yet).
+    #[value(name = "0.6.2")]
+    V062,
+}
+
+#[derive(Args)]
+pub(crate) struct ConvertArgs {
+    /// Input archive, or `-` for standard input.
+    pub(crate) input: String,
+    /// Output file, or `-` for standard output.
+    #[arg(short, long, value_name = "OUT")]
+    pub(crate) output: String,
+    /// The generation to write.
+    #[arg(long, value_enum, default_value = "0.7")]
+    pub(crate) to: ToGeneration,
+    /// The `.msb` archive's suggested group name (what `msb snapshot load` names the group).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Write a plain tar instead of zstd.
+    #[arg(long)]
+    pub(crate) plain_tar: bool,
+    /// zstd compression level (1-19; microsandbox 0.7.13 uses 3).
+    #[arg(long, default_value_t = snapbundle::export::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub(crate) level: i32,
+    /// zstd worker threads (0: one per core, at most 4).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: u32,
+    #[command(flatten)]
+    pub(crate) print: OutputArgs,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
 }
 
 #[derive(Args)]

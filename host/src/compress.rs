@@ -87,8 +87,13 @@ impl<W: Write> Compressor<W> {
 }
 
 /// The bundle's compressor as `how` asks for it (plain, or one zstd frame declaring
-/// `tar_bytes` and carrying a checksum), so that the same tar stream always gives the same bytes.
-pub(crate) fn compressor<W: Write>(out: W, how: Compression, tar_bytes: u64) -> io::Result<Compressor<W>> {
+/// `tar_bytes` when it is known and carrying a checksum), so that the same tar stream always
+/// gives the same bytes.
+pub(crate) fn compressor<W: Write>(
+    out: W,
+    how: Compression,
+    tar_bytes: Option<u64>,
+) -> io::Result<Compressor<W>> {
     if how.plain {
         return Ok(Compressor::Plain(out));
     }
@@ -99,7 +104,7 @@ pub(crate) fn compressor<W: Write>(out: W, how: Compression, tar_bytes: u64) -> 
     let threads = u32::try_from(threads).unwrap_or(u32::MAX);
     let mut enc = zstd::stream::write::Encoder::new(out, how.level)?;
     enc.include_checksum(true)?;
-    enc.set_pledged_src_size(Some(tar_bytes))?;
+    enc.set_pledged_src_size(tar_bytes)?;
     enc.multithread(threads)?;
     // Small jobs keep memory flat (about 4 MiB per worker at level 3) at no measurable cost in
     // ratio or speed; the default job size (4x the window, larger still at high levels) tripled

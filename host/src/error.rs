@@ -27,6 +27,13 @@ pub enum HostError {
     NotFound(String),
     /// The target already exists (a snapshot directory, or a cache file with other bytes).
     Conflict(String),
+    /// A valid snapshot that the other archive generation cannot hold (`convert`): exit 1.
+    Unrepresentable {
+        /// The snapshot (its digest or id).
+        snapshot: String,
+        /// Why.
+        reason: String,
+    },
     /// The bundle is invalid, as judged by the sandboxed validator (the core's code, kind and
     /// message, carried across the sandbox boundary as text).
     Rejected(Rejection),
@@ -110,6 +117,7 @@ impl HostError {
             HostError::Io { .. } => "io",
             HostError::NotFound(_) => "not_found",
             HostError::Conflict(_) => "conflict",
+            HostError::Unrepresentable { .. } => "convert",
             HostError::Usage(_) => "usage",
             HostError::StoreFault(_) => "store",
             HostError::Registry { .. } => "registry",
@@ -121,7 +129,10 @@ impl HostError {
     /// 2 usage, I/O, registry access or not found, 3 conflict.
     pub fn exit_code(&self) -> u8 {
         match self {
-            HostError::Invalid(_) | HostError::Rejected(_) | HostError::StoreFault(_) => 1,
+            HostError::Invalid(_)
+            | HostError::Rejected(_)
+            | HostError::StoreFault(_)
+            | HostError::Unrepresentable { .. } => 1,
             #[cfg(feature = "sandbox")]
             HostError::Sandbox(_) => 1,
             HostError::Io { .. } | HostError::Usage(_) | HostError::NotFound(_) => 2,
@@ -146,6 +157,7 @@ impl HostError {
             HostError::StoreFault(_) => "invalid_snapshot",
             HostError::NotFound(_) => "not_found",
             HostError::Conflict(_) => "already_exists",
+            HostError::Unrepresentable { .. } => "not_representable",
             HostError::Registry { code, .. } => code.as_str(),
         }
     }
@@ -164,6 +176,9 @@ impl fmt::Display for HostError {
             | HostError::NotFound(msg)
             | HostError::Conflict(msg) => f.write_str(msg),
             HostError::Registry { message, .. } => f.write_str(message),
+            HostError::Unrepresentable { snapshot, reason } => {
+                write!(f, "snapshot {snapshot} cannot be converted: {reason}")
+            }
         }
     }
 }
@@ -178,6 +193,7 @@ impl std::error::Error for HostError {
             | HostError::NotFound(_)
             | HostError::Conflict(_)
             | HostError::Rejected(_)
+            | HostError::Unrepresentable { .. }
             | HostError::Registry { .. } => None,
             #[cfg(feature = "sandbox")]
             HostError::Sandbox(_) => None,

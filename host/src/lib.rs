@@ -29,6 +29,7 @@ pub mod home;
 pub mod import;
 pub mod index;
 pub mod input;
+pub mod msb;
 pub mod plural;
 pub mod progress;
 pub mod promote;

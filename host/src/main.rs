@@ -20,11 +20,13 @@ use snapbundle::home::Home;
 use snapbundle::import::ImportOptions;
 use snapbundle::index::IndexOutcome;
 use snapbundle::progress::Progress;
-use snapbundle::{check, input, render, store, Report};
+use snapbundle::{check, input, render, render_msb, store, Report};
 
 use cli::{
-    CheckArgs, Cli, Command, ExportArgs, GcArgs, ImportArgs, ListArgs, PullArgs, PushArgs, VerifyArgs,
+    CheckArgs, Cli, Command, ConvertArgs, ExportArgs, GcArgs, ImportArgs, ListArgs, PullArgs, PushArgs,
+    ToGeneration, VerifyArgs,
 };
+use snapbundle::msb::{ConvertOptions, Generation as ConvertTo};
 
 fn error_json(e: &HostError) -> serde_json::Value {
     json!({ "code": e.code(), "kind": e.kind(), "message": e.to_string() })
@@ -158,6 +160,39 @@ fn export(a: &ExportArgs) -> Result<(), HostError> {
         return Ok(());
     }
     print_out(&render::export(&outcome, &out))
+}
+
+fn convert(a: &ConvertArgs) -> Result<(), HostError> {
+    let to_stdout = a.output == "-";
+    if to_stdout && a.print.json {
+        return Err(HostError::Usage("--json prints on standard output: it cannot be used with -o -".into()));
+    }
+    let mut src = input::open_bundle(&a.input)?;
+    let opts = ConvertOptions {
+        to: match a.to {
+            ToGeneration::V07 => ConvertTo::V07,
+            ToGeneration::V062 => ConvertTo::V062,
+        },
+        limits: a.limits.limits(),
+        plain_tar: a.plain_tar,
+        level: a.level,
+        threads: a.threads,
+        suggested_name: a.name.clone(),
+        input_len: src.len,
+        quiet: a.print.quiet || a.print.json,
+    };
+    let path = std::path::PathBuf::from(&a.output);
+    let target = if to_stdout { ExportTarget::Stdout } else { ExportTarget::File(&path) };
+    // Temporary outputs are noted in the home's journal when there is a home (for `gc`).
+    let journal = Home::resolve(None).ok().map(|h| snapbundle::publish::OutputJournal::of(&h));
+    let outcome = snapbundle::msb::convert(&mut src.reader, &src.name, target, &opts, journal.as_ref())?;
+    if a.print.json {
+        return print_out(&json_line(&json!({ "ok": true, "convert": outcome })));
+    }
+    if to_stdout {
+        return Ok(());
+    }
+    print_out(&render_msb::converted(&outcome, &a.output))
 }
 
 fn push(a: &PushArgs) -> Result<(), HostError> {
@@ -296,6 +331,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => (verify(a), a.print.json),
         Command::Import(a) => (import(a), a.print.json),
         Command::Export(a) => (export(a), a.print.json),
+        Command::Convert(a) => (convert(a), a.print.json),
         Command::Push(a) => (push(a), a.print.json),
         Command::Pull(a) => (pull(a), a.print.json),
         Command::List(a) => (list(a), a.print.json),

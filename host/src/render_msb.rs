@@ -105,3 +105,25 @@ pub fn inspect(name: &str, r: &Report, m: &MsbReport) -> String {
     let _ = writeln!(o, "verdict    valid");
     o
 }
+
+/// What `convert` wrote to `out`.
+pub fn converted(o: &crate::msb::ConvertOutcome, out: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "converted {} to a microsandbox 0.7 archive: {out} ({})",
+        count(o.snapshots.len(), "snapshot", "snapshots"),
+        size(o.bytes_written)
+    );
+    for c in &o.snapshots {
+        let head = if c.snapshot_id == o.head { "  (head)" } else { "" };
+        let _ = writeln!(
+            s,
+            "  {} -> {}  descriptor {}{head}",
+            short(&c.digest),
+            c.snapshot_id,
+            short(&c.descriptor_digest)
+        );
+    }
+    s
+}

@@ -31,6 +31,7 @@ use crate::tar::Member;
 
 pub(crate) mod g1;
 pub mod g3;
+pub mod translate;
 
 /// The buffered JSON of one archive (descriptors, metadata, inventory), counted against
 /// `Limits::max_json_total` whatever the generation.

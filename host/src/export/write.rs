@@ -113,7 +113,7 @@ impl Plan {
     fn stream<W: Write>(&self, out: W, label: &str, progress: &Progress) -> Result<Written, HostError> {
         let wctx = format!("writing {label}");
         let buffered = BufWriter::with_capacity(1 << 20, Counting { inner: out, count: 0 });
-        let sink = compressor(buffered, self.opts.compression(), self.tar_bytes)
+        let sink = compressor(buffered, self.opts.compression(), Some(self.tar_bytes))
             .map_err(io_err("setting up zstd"))?;
         let mut tar = TarWriter::new(sink);
         let records = (!self.opts.rehash).then_some(&self.records);

@@ -498,7 +498,7 @@ fn write_bundle<W: Write>(
     let tar_bytes = artifact::tar_len(layers).unwrap_or(u64::MAX);
     let how = Compression { plain: opts.plain_tar, ..Compression::default() };
     let counting = Counting { inner: BufWriter::with_capacity(1 << 20, out), count: 0 };
-    let sink = compressor(counting, how, tar_bytes).map_err(|e| HostError::io("setting up zstd", e))?;
+    let sink = compressor(counting, how, Some(tar_bytes)).map_err(|e| HostError::io("setting up zstd", e))?;
     let mut tee = Tee { inner: reader, out: sink, error: None };
     let report = crate::check::verify_stream(&mut tee, name, opts.limits, &Progress::hidden());
     if let Some(e) = tee.error.take() {

@@ -340,6 +340,36 @@ fn parse_entry(v: &Json) -> Result<(Entry, String), JsonError> {
     Ok((entry, kind))
 }
 
+impl Entry {
+    /// An included member as a writer records it: `transport_digest` is its
+    /// `msb-archive-member-blake3-v1` digest ([`super::transport::TransportHasher`]) and
+    /// `sparse_ranges` its stored sparse map, terminator included (empty for a regular member).
+    #[allow(clippy::too_many_arguments)]
+    pub fn included(
+        path: String,
+        owner_snapshot: Option<String>,
+        kind: EntryKind,
+        encoded_size: u64,
+        apparent_size: u64,
+        sparse_ranges: Vec<(u64, u64)>,
+        integrity: Option<Integrity>,
+        transport_digest: String,
+    ) -> Entry {
+        Entry {
+            path,
+            owner_snapshot,
+            kind,
+            included: true,
+            encoded_size,
+            apparent_size,
+            sparse_ranges,
+            integrity,
+            transport_digest: Some(transport_digest),
+            transport_algorithm: Some(ARCHIVE_MEMBER_BLAKE3_V1.to_string()),
+        }
+    }
+}
+
 fn str_json(s: &str) -> Json {
     Json::Str(s.to_string())
 }
@@ -407,6 +437,51 @@ impl Inventory {
         }
         inv.validate(&schema, &kinds)?;
         Ok(inv)
+    }
+
+    /// The canonical `archive.json` of a boot-complete archive (what a writer puts last): the
+    /// `members` and `entries` sorted here, the limits summed, `requires` the transport digest,
+    /// and `extensions` given as (key, JSON text). The bytes pass [`Inventory::parse`] before
+    /// they are returned.
+    pub fn write(
+        head: &str,
+        suggested_name: Option<&str>,
+        mut members: Vec<Member>,
+        mut entries: Vec<Entry>,
+        extensions: &[(&str, &[u8])],
+    ) -> Result<Vec<u8>, InventoryError> {
+        members.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
+        entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        let mut ext = Vec::with_capacity(extensions.len());
+        for (key, text) in extensions {
+            ext.push((key.to_string(), json::parse(text)?));
+        }
+        ext.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let sum = |f: fn(&Entry) -> u64| entries.iter().fold(0u64, |acc, e| acc.saturating_add(f(e)));
+        let limits = [entries.len() as u64, sum(|e| e.encoded_size), sum(|e| e.apparent_size)];
+        let kinds: Vec<String> = entries.iter().map(|e| e.kind.as_str().to_string()).collect();
+        let inventory = Inventory {
+            head: head.to_string(),
+            suggested_name: suggested_name.map(str::to_string),
+            completeness: Completeness::BootComplete,
+            members,
+            entries,
+            requires: alloc::vec![ARCHIVE_MEMBER_BLAKE3_V1.to_string()],
+            limits,
+            extensions: ext,
+            completeness_text: "boot-complete".to_string(),
+        };
+        let bytes = inventory.canonical_bytes(SCHEMA, &kinds);
+        Inventory::parse(&bytes)?;
+        Ok(bytes)
+    }
+
+    /// The value of the extension `key`, as canonical JSON text.
+    pub fn extension(&self, key: &str) -> Option<Vec<u8>> {
+        let (_, value) = self.extensions.iter().find(|(k, _)| k == key)?;
+        let mut out = Vec::new();
+        json::write(value, KeyOrder::Bytes, &mut out);
+        Some(out)
     }
 
     /// The compact serialization in declared field order (what the file's bytes must be).

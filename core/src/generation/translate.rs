@@ -1,0 +1,281 @@
+//! Between generations: a 0.6.2 snapshot manifest as the microsandbox 0.7 descriptor that 0.7.13
+//! derives from it when it loads the 0.6.2 bundle (`translate_v066_forward` in
+//! `microsandbox-image 0.7.13`), and back.
+//!
+//! Forward, 0.7.13 keeps the legacy identity: the snapshot id is `snap_` and the first 32 hex
+//! digits of the 0.6.2 digest, the single layer's id `layer_` and the last 32; the upper becomes
+//! one raw layer of the same size with the same recorded integrity (not recomputed); the labels
+//! leave the descriptor for `metadata.json`; `created_at` is normalised. What the descriptor
+//! cannot hold (the exact `created_at` text, the upper's file name) is why a converted archive
+//! also carries the original manifest (see [`LEGACY_MANIFESTS`]).
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::Serialize;
+
+use super::g3::descriptor::Descriptor;
+use super::g3::metadata;
+use crate::manifest::{Manifest, SnapshotFormat};
+
+/// The inventory extension in which a converted archive carries each snapshot's original 0.6.2
+/// manifest, byte for byte: `{"<snap_id>": "<manifest.json>"}`. Not in `requires`, so 0.7.13
+/// ignores it; `convert --to 0.6.2` restores the manifests from it.
+pub const LEGACY_MANIFESTS: &str = "snapbundle.v062-manifests";
+
+/// Why a 0.6.2 snapshot has no 0.7 form (0.7.13's migration refuses it too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unrepresentable {
+    /// 0.7.13 migrates raw ext4 uppers only.
+    Layout {
+        /// `format`.
+        format: &'static str,
+        /// `fstype`.
+        fstype: String,
+    },
+    /// A field 0.7.13's stricter reading refuses.
+    Field {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The derived descriptor is not one 0.7.13 accepts.
+    Descriptor(String),
+}
+
+impl fmt::Display for Unrepresentable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unrepresentable::Layout { format, fstype } => {
+                write!(f, "microsandbox 0.7 takes over raw ext4 uppers only; this one is {format} {fstype}")
+            }
+            Unrepresentable::Field { field, reason } => write!(f, "{field} {reason}"),
+            Unrepresentable::Descriptor(why) => write!(f, "the 0.7 descriptor would be refused: {why}"),
+        }
+    }
+}
+
+/// A 0.6.2 snapshot in its 0.7 form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// `snap_` + the first 32 hex digits of the 0.6.2 digest.
+    pub snapshot_id: String,
+    /// `layer_` + the last 32.
+    pub layer_id: String,
+    /// The parent's snapshot id, derived the same way from `manifest.parent`.
+    pub parent_id: Option<String>,
+    /// The canonical `snapshot.json`.
+    pub descriptor: Vec<u8>,
+    /// Its digest (`sha256:<hex>`).
+    pub descriptor_digest: String,
+    /// `metadata.json` when the snapshot has labels.
+    pub metadata: Option<Vec<u8>>,
+}
+
+impl Forward {
+    /// The layer's member path, `layers/<layer_id>.raw`.
+    pub fn layer_path(&self) -> String {
+        format!("layers/{}.raw", self.layer_id)
+    }
+
+    /// The descriptor's member path, `snapshots/<snap_id>/snapshot.json`.
+    pub fn descriptor_path(&self) -> String {
+        format!("snapshots/{}/snapshot.json", self.snapshot_id)
+    }
+
+    /// The labels' member path, `snapshots/<snap_id>/metadata.json`.
+    pub fn metadata_path(&self) -> String {
+        format!("snapshots/{}/metadata.json", self.snapshot_id)
+    }
+}
+
+/// The hex digits of a lowercase `sha256:<64 hex>` digest.
+fn sha256_hex<'a>(value: &'a str, field: &'static str) -> Result<&'a str, Unrepresentable> {
+    match value.strip_prefix("sha256:") {
+        Some(hex)
+            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(hex)
+        }
+        _ => Err(Unrepresentable::Field { field, reason: "is not a lowercase sha256 digest" }),
+    }
+}
+
+/// `snap_` + the first 32 hex digits of a 0.6.2 digest.
+pub fn legacy_snapshot_id(digest: &str) -> Option<String> {
+    let hex = sha256_hex(digest, "digest").ok()?;
+    Some(format!("snap_{}", hex.get(..32)?))
+}
+
+/// `layer_` + the last 32 hex digits of a 0.6.2 digest.
+pub fn legacy_layer_id(digest: &str) -> Option<String> {
+    let hex = sha256_hex(digest, "digest").ok()?;
+    Some(format!("layer_{}", hex.get(32..)?))
+}
+
+/// File names 0.7.13's migration reserves for itself.
+const RESERVED_UPPER_NAMES: [&str; 4] =
+    ["manifest.json", ".manifest.json.legacy", "snapshot.json", ".snapshot-migration.lock"];
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    schema: &'static str,
+    labels: &'a BTreeMap<String, String>,
+}
+
+/// The 0.7 form of a validated 0.6.2 `manifest` whose digest is `digest`, exactly as 0.7.13's
+/// migration derives it, or why there is none.
+pub fn forward(manifest: &Manifest, digest: &str) -> Result<Forward, Unrepresentable> {
+    if manifest.format != SnapshotFormat::Raw || manifest.fstype != "ext4" {
+        return Err(Unrepresentable::Layout {
+            format: manifest.format.as_str(),
+            fstype: manifest.fstype.clone(),
+        });
+    }
+    if manifest.image.reference.is_empty() {
+        return Err(Unrepresentable::Field { field: "image.ref", reason: "is empty" });
+    }
+    sha256_hex(&manifest.image.manifest_digest, "image.manifest_digest")?;
+    let parent_id = match &manifest.parent {
+        Some(p) => Some(format!("snap_{}", sha256_hex(p, "parent")?.get(..32).unwrap_or_default())),
+        None => None,
+    };
+    if RESERVED_UPPER_NAMES.contains(&manifest.upper.file.as_str()) {
+        return Err(Unrepresentable::Field {
+            field: "upper.file",
+            reason: "is a name microsandbox 0.7 reserves",
+        });
+    }
+    let integrity = match &manifest.upper.integrity {
+        Some(i) => {
+            sha256_hex(&i.digest, "upper.integrity.digest")?;
+            serde_json::json!({ "algorithm": i.algorithm, "digest": i.digest })
+        }
+        None => serde_json::Value::Null,
+    };
+    let hex = sha256_hex(digest, "digest")?;
+    let snapshot_id = format!("snap_{}", hex.get(..32).unwrap_or_default());
+    let layer_id = format!("layer_{}", hex.get(32..).unwrap_or_default());
+    let size = manifest.upper.size_bytes;
+    let tree = serde_json::json!({
+        "schema": super::g3::descriptor::SCHEMA,
+        "snapshot_id": snapshot_id,
+        "scope": "file",
+        "state": {
+            "kind": "file",
+            "disk_format": "raw",
+            "filesystem": "ext4",
+            "virtual_size": size,
+            "head": layer_id,
+            "layers": [{
+                "layer_id": layer_id,
+                "format": "raw",
+                "virtual_size": size,
+                "backing": null,
+                "payload": { "file_kind": "regular", "integrity": integrity },
+            }],
+        },
+        "capture": {
+            "created_at": manifest.created_at,
+            "source_lineage": manifest.source_sandbox,
+            "source_checkpoint": null,
+            "consistency": "crash-consistent",
+        },
+        "image": { "reference": manifest.image.reference, "manifest_digest": manifest.image.manifest_digest },
+        "root_disk": { "layout": "managed" },
+        "parent": parent_id,
+        "requires": [],
+        "extensions": {},
+    });
+    let bytes = serde_json::to_vec(&tree).map_err(|e| Unrepresentable::Descriptor(e.to_string()))?;
+    let descriptor = Descriptor::parse(&bytes).map_err(|e| Unrepresentable::Descriptor(e.to_string()))?;
+    let metadata = if manifest.labels.is_empty() {
+        None
+    } else {
+        let m = Metadata { schema: metadata::SCHEMA, labels: &manifest.labels };
+        Some(serde_json::to_vec(&m).map_err(|e| Unrepresentable::Descriptor(e.to_string()))?)
+    };
+    Ok(Forward {
+        descriptor_digest: descriptor.digest(),
+        descriptor: descriptor.canonical_bytes().to_vec(),
+        snapshot_id,
+        layer_id,
+        parent_id,
+        metadata,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest 0.7.13's own migration tests use (`migration.rs`, `LEGACY_RECORDED`), with the
+    /// digest computed from its bytes.
+    const LEGACY: &str = r#"{"schema":1,"format":"raw","fstype":"ext4","image":{"ref":"docker.io/library/alpine:3.20","manifest_digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},"parent":null,"created_at":"2026-07-01T10:00:00Z","labels":{"k":"v"},"upper":{"file":"upper.ext4","size_bytes":5,"integrity":{"algorithm":"msb-sparse-sha256-v1","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}},"source_sandbox":"box"}"#;
+
+    fn legacy() -> (Manifest, String) {
+        let m = Manifest::from_bytes(LEGACY.as_bytes()).unwrap();
+        let d = m.digest();
+        (m, d)
+    }
+
+    #[test]
+    fn ids_come_from_the_legacy_digest_and_the_descriptor_is_canonical() {
+        let (m, d) = legacy();
+        let f = forward(&m, &d).unwrap();
+        let hex = d.strip_prefix("sha256:").unwrap();
+        assert_eq!(f.snapshot_id, format!("snap_{}", &hex[..32]));
+        assert_eq!(f.layer_id, format!("layer_{}", &hex[32..]));
+        let again = Descriptor::parse(&f.descriptor).unwrap();
+        assert_eq!(again.canonical_bytes(), &f.descriptor[..], "the bytes are canonical");
+        assert_eq!(again.digest(), f.descriptor_digest);
+        assert_eq!(again.created_at, "2026-07-01T10:00:00.000000000Z");
+        let text = core::str::from_utf8(&f.descriptor).unwrap();
+        assert!(
+            text.contains(r#""integrity":{"algorithm":"msb-sparse-sha256-v1","digest":"sha256:bbbb"#),
+            "{text}"
+        );
+        assert!(!text.contains("\"labels\""), "labels leave the descriptor");
+        assert_eq!(
+            f.metadata.as_deref(),
+            Some(&br#"{"schema":"microsandbox.snapshot-metadata/1","labels":{"k":"v"}}"#[..])
+        );
+    }
+
+    #[test]
+    fn a_parent_digest_becomes_the_parents_snapshot_id() {
+        let (mut m, _) = legacy();
+        let parent = format!("sha256:{}", "c".repeat(64));
+        m.parent = Some(parent.clone());
+        let d = m.digest();
+        let f = forward(&m, &d).unwrap();
+        assert_eq!(f.parent_id, legacy_snapshot_id(&parent));
+        assert_eq!(f.parent_id.as_deref(), Some(&*format!("snap_{}", "c".repeat(32))));
+    }
+
+    #[test]
+    fn what_0_7_cannot_take_over_is_refused_with_its_reason() {
+        let (mut m, d) = legacy();
+        m.format = SnapshotFormat::Qcow2;
+        assert!(matches!(forward(&m, &d), Err(Unrepresentable::Layout { format: "qcow2", .. })));
+        let (mut m, d) = legacy();
+        m.upper.file = "snapshot.json".into();
+        assert_eq!(
+            forward(&m, &d).err().map(|e| e.to_string()).as_deref(),
+            Some("upper.file is a name microsandbox 0.7 reserves")
+        );
+        let (mut m, d) = legacy();
+        m.image.manifest_digest = format!("sha256:{}", "A".repeat(64));
+        assert!(matches!(
+            forward(&m, &d),
+            Err(Unrepresentable::Field { field: "image.manifest_digest", .. })
+        ));
+        let (mut m, d) = legacy();
+        m.created_at = "yesterday".into();
+        assert!(matches!(forward(&m, &d), Err(Unrepresentable::Descriptor(_))));
+    }
+}

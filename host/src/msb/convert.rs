@@ -1,0 +1,221 @@
+//! `convert`: an archive of one generation into the other, in one streaming pass. The input is
+//! validated as `verify` validates it while the output is written; a file output is published
+//! atomically ([`crate::publish`]) only once the input was found valid, a stream output is cut
+//! short (no inventory, no end of archive, no end of the zstd frame) when it was not.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use snapbundle_core::report::Generation as ReportGeneration;
+use snapbundle_core::{Limits, Report};
+
+use super::forward::{Converted, ForwardFailure, Forwarder};
+use super::writer::MsbWriter;
+use crate::check;
+use crate::compress::{compressor, Compression, Counting, DEFAULT_LEVEL};
+use crate::error::{shown, HostError};
+use crate::export::ExportTarget;
+use crate::fsutil::{create_dirs, Created};
+use crate::progress::Progress;
+use crate::publish::{parent_of, publish, publish_output, OutputJournal};
+
+/// An archive generation `convert` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Generation {
+    /// A microsandbox 0.6.2 bundle.
+    #[serde(rename = "0.6.2")]
+    V062,
+    /// A microsandbox 0.7 `.msb` archive.
+    #[serde(rename = "0.7")]
+    V07,
+}
+
+/// Conversion settings.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// The generation to write.
+    pub to: Generation,
+    /// Limits the input must stay within (and the output's sparse maps).
+    pub limits: Limits,
+    /// Write a plain tar instead of one zstd frame.
+    pub plain_tar: bool,
+    /// zstd level (0.7.13 writes 3).
+    pub level: i32,
+    /// zstd worker threads (0: one per core, at most four).
+    pub threads: u32,
+    /// The `.msb` archive's `suggested_name` (the group name 0.7 proposes on load).
+    pub suggested_name: Option<String>,
+    /// Length of the input when known (progress).
+    pub input_len: Option<u64>,
+    /// Draw no progress bar.
+    pub quiet: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            to: Generation::V07,
+            limits: Limits::DEFAULT,
+            plain_tar: false,
+            level: DEFAULT_LEVEL,
+            threads: 0,
+            suggested_name: None,
+            input_len: None,
+            quiet: true,
+        }
+    }
+}
+
+/// What a conversion did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvertOutcome {
+    /// The input's generation.
+    pub from: ReportGeneration,
+    /// The output's generation.
+    pub to: Generation,
+    /// Every snapshot, parents first.
+    pub snapshots: Vec<Converted>,
+    /// The head's id in the output.
+    pub head: String,
+    /// Bytes of output written.
+    pub bytes_written: u64,
+    /// Bytes of the output's tar stream.
+    pub tar_bytes: u64,
+    /// The output file, if any.
+    pub path: Option<PathBuf>,
+    /// The input's validation report.
+    pub report: Report,
+}
+
+/// What [`stream`] produced.
+struct Streamed {
+    report: Report,
+    snapshots: Vec<Converted>,
+    bytes: u64,
+    tar_bytes: u64,
+}
+
+/// Converts the archive read from `reader` (named `name` in messages) into `target`.
+/// `journal` notes a file output's temporary file while it exists (see [`OutputJournal`]).
+pub fn convert(
+    reader: &mut dyn Read,
+    name: &str,
+    target: ExportTarget<'_>,
+    opts: &ConvertOptions,
+    journal: Option<&OutputJournal>,
+) -> Result<ConvertOutcome, HostError> {
+    if opts.to == Generation::V062 {
+        return Err(HostError::Usage(
+            "convert --to 0.6.2 (a 0.7 archive into a 0.6.2 bundle) is not available yet".into(),
+        ));
+    }
+    let progress = Progress::new("converting", opts.input_len, opts.quiet);
+    let (streamed, path) = match target {
+        ExportTarget::File(path) => {
+            (to_file(reader, name, path, opts, journal, &progress)?, Some(path.to_path_buf()))
+        }
+        ExportTarget::Stdout => {
+            (stream(reader, name, io::stdout().lock(), opts, &std::env::temp_dir(), &progress)?, None)
+        }
+        ExportTarget::Writer(w) => (stream(reader, name, w, opts, &std::env::temp_dir(), &progress)?, None),
+    };
+    progress.finish();
+    let head = streamed.snapshots.last().map(|s| s.snapshot_id.clone()).unwrap_or_default();
+    Ok(ConvertOutcome {
+        from: streamed.report.generation,
+        to: opts.to,
+        snapshots: streamed.snapshots,
+        head,
+        bytes_written: streamed.bytes,
+        tar_bytes: streamed.tar_bytes,
+        path,
+        report: streamed.report,
+    })
+}
+
+fn to_file(
+    reader: &mut dyn Read,
+    name: &str,
+    path: &Path,
+    opts: &ConvertOptions,
+    journal: Option<&OutputJournal>,
+    progress: &Progress,
+) -> Result<Streamed, HostError> {
+    if path.file_name().is_none() || path.is_dir() {
+        return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
+    }
+    let parent = parent_of(path);
+    let mut created = Created::default();
+    create_dirs(&parent, &mut created)
+        .map_err(|e| HostError::io(format!("creating {}", shown(&parent)), e))?;
+    let label = shown(path);
+    let write = |file: &mut std::fs::File| stream(reader, name, &*file, opts, &parent, progress);
+    let r = match journal {
+        Some(j) => publish_output(path, 0o666, j, write),
+        None => publish(path, 0o666, write),
+    };
+    match &r {
+        Ok(_) => created.keep(),
+        Err(_) => created.undo(),
+    }
+    r.map_err(|e| match e {
+        HostError::Io { context, source } if context.starts_with("writing the output") => {
+            HostError::io(format!("writing {label}"), source)
+        }
+        e => e,
+    })
+}
+
+/// Validates the input while writing the converted archive into `out`; spools go to
+/// `spool_dir`. On failure nothing more is written (the output is cut short).
+fn stream<W: Write>(
+    reader: &mut dyn Read,
+    name: &str,
+    out: W,
+    opts: &ConvertOptions,
+    spool_dir: &Path,
+    progress: &Progress,
+) -> Result<Streamed, HostError> {
+    let wctx = "writing the output";
+    let how = Compression { plain: opts.plain_tar, level: opts.level, threads: opts.threads };
+    let buffered = BufWriter::with_capacity(1 << 20, Counting { inner: out, count: 0 });
+    let sink = compressor(buffered, how, None).map_err(|e| HostError::io("setting up zstd", e))?;
+    let writer = MsbWriter::new(sink, opts.limits.max_sparse_segments);
+    let no_progress = |_: u64| {};
+    let mut fwd = Forwarder::new(writer, spool_dir.to_path_buf(), &no_progress);
+    let report =
+        check::run(reader, name, opts.limits, &mut fwd, progress, &mut |f| failure(f.take_failure()))
+            .map_err(|e| already_07(name, e))?;
+    let (sink, tar_bytes, snapshots) =
+        fwd.finish(&report, opts.suggested_name.as_deref()).map_err(|f| failure(Some(f)))?;
+    let buffered = sink.finish().map_err(|e| HostError::io(wctx, e))?;
+    let counting = buffered.into_inner().map_err(|e| HostError::io(wctx, e.into_error()))?;
+    let Counting { mut inner, count } = counting;
+    inner.flush().map_err(|e| HostError::io(wctx, e))?;
+    Ok(Streamed { report, snapshots, bytes: count, tar_bytes })
+}
+
+fn failure(f: Option<ForwardFailure>) -> HostError {
+    match f {
+        Some(ForwardFailure::Unrepresentable { snapshot, reason }) => {
+            HostError::Unrepresentable { snapshot, reason }
+        }
+        Some(ForwardFailure::Io(e)) => HostError::io("writing the output", e),
+        None => HostError::Usage("the conversion stopped".into()),
+    }
+}
+
+/// A 0.7 input (the core refuses to stream its members to a writing sink) is a usage error.
+fn already_07(name: &str, e: HostError) -> HostError {
+    let code = match &e {
+        HostError::Invalid(c) => c.code(),
+        _ => return e,
+    };
+    if code != "msb_unsupported" {
+        return e;
+    }
+    HostError::Usage(format!(
+        "{name} is already a microsandbox 0.7 archive (.msb); convert --to 0.7 takes a 0.6.2 bundle"
+    ))
+}
