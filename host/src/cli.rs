@@ -71,6 +71,7 @@ pub(crate) enum Command {
     ///   snapbundle export my-snapshot                     # writes ./my-snapshot.tar.zst
     ///   snapbundle export sha256:d04c4f19 --with-parents -o chain.tar.zst
     ///   snapbundle export web --with-image -o - | ssh host snapbundle import -
+    ///   snapbundle export web --with-parents --format msb   # ./web.msb for microsandbox 0.7
     #[command(mut_arg("json", |a| a.help(JSON_NOT_TO_STDOUT)))]
     Export(ExportArgs),
     #[command(verbatim_doc_comment)]
@@ -253,10 +254,26 @@ pub(crate) struct ExportArgs {
     /// upper is not hashed again; `snapbundle verify <snapshot>` always hashes.
     #[arg(long)]
     pub(crate) rehash: bool,
+    /// What to write: a 0.6.2 bundle, or a microsandbox 0.7 `.msb` archive (byte for byte what
+    /// `convert --to 0.7` makes of the bundle; holes always stay holes).
+    #[arg(long, value_enum, default_value = "bundle")]
+    pub(crate) format: ExportFormat,
+    /// With --format msb: the archive's suggested group name.
+    #[arg(long, value_name = "NAME", requires = "format")]
+    pub(crate) name: Option<String>,
     #[command(flatten)]
     pub(crate) print: OutputArgs,
     #[command(flatten)]
     pub(crate) home: HomeArgs,
+}
+
+/// What `export` writes.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// A microsandbox 0.6.2 bundle (`.tar.zst`).
+    Bundle,
+    /// A microsandbox 0.7 `.msb` archive.
+    Msb,
 }
 
 /// The archive generation `convert` writes.

@@ -23,8 +23,8 @@ use snapbundle::progress::Progress;
 use snapbundle::{check, input, render, render_msb, store, Report};
 
 use cli::{
-    CheckArgs, Cli, Command, ConvertArgs, ExportArgs, GcArgs, ImportArgs, ListArgs, PullArgs, PushArgs,
-    ToGeneration, VerifyArgs,
+    CheckArgs, Cli, Command, ConvertArgs, ExportArgs, ExportFormat, GcArgs, ImportArgs, ListArgs, PullArgs,
+    PushArgs, ToGeneration, VerifyArgs,
 };
 use snapbundle::msb::{ConvertOptions, Generation as ConvertTo};
 
@@ -132,7 +132,12 @@ fn export(a: &ExportArgs) -> Result<(), HostError> {
         Some(o) => o,
         None => {
             let snap = store::resolve(&home, &a.snapshot)?;
-            format!("{}.{}", snap.name(), if a.plain_tar { "tar" } else { "tar.zst" })
+            let ext = match (a.format, a.plain_tar) {
+                (ExportFormat::Msb, _) => "msb",
+                (ExportFormat::Bundle, true) => "tar",
+                (ExportFormat::Bundle, false) => "tar.zst",
+            };
+            format!("{}.{ext}", snap.name())
         }
     };
     let to_stdout = out == "-";
@@ -149,9 +154,27 @@ fn export(a: &ExportArgs) -> Result<(), HostError> {
         rehash: a.rehash,
         ..ExportOptions::default()
     };
-    let progress = Progress::new("exporting", None, a.print.quiet || a.print.json);
     let path = std::path::PathBuf::from(&out);
     let target = if to_stdout { ExportTarget::Stdout } else { ExportTarget::File(&path) };
+    if a.format == ExportFormat::Msb {
+        let convert = ConvertOptions {
+            plain_tar: a.plain_tar,
+            level: a.level,
+            threads: a.threads,
+            suggested_name: a.name.clone(),
+            quiet: a.print.quiet || a.print.json,
+            ..ConvertOptions::default()
+        };
+        let outcome = snapbundle::msb::export_msb(&home, &a.snapshot, target, &opts, &convert)?;
+        if a.print.json {
+            return print_out(&json_line(&json!({ "ok": true, "export": outcome })));
+        }
+        if to_stdout {
+            return Ok(());
+        }
+        return print_out(&render_msb::converted(&outcome, &out, "exported"));
+    }
+    let progress = Progress::new("exporting", None, a.print.quiet || a.print.json);
     let outcome = snapbundle::export::export(&home, &a.snapshot, target, &opts, &progress)?;
     if a.print.json {
         return print_out(&json_line(&json!({ "ok": true, "export": outcome })));
@@ -192,7 +215,7 @@ fn convert(a: &ConvertArgs) -> Result<(), HostError> {
     if to_stdout {
         return Ok(());
     }
-    print_out(&render_msb::converted(&outcome, &a.output))
+    print_out(&render_msb::converted(&outcome, &a.output, "converted"))
 }
 
 fn push(a: &PushArgs) -> Result<(), HostError> {

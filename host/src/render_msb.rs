@@ -106,12 +106,12 @@ pub fn inspect(name: &str, r: &Report, m: &MsbReport) -> String {
     o
 }
 
-/// What `convert` wrote to `out`.
-pub fn converted(o: &crate::msb::ConvertOutcome, out: &str) -> String {
+/// What `convert` (`verb` "converted") or `export --format msb` ("exported") wrote to `out`.
+pub fn converted(o: &crate::msb::ConvertOutcome, out: &str, verb: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "converted {} to a microsandbox 0.7 archive: {out} ({})",
+        "{verb} {} to a microsandbox 0.7 archive: {out} ({})",
         count(o.snapshots.len(), "snapshot", "snapshots"),
         size(o.bytes_written)
     );

@@ -255,3 +255,50 @@ fn a_0_7_archive_is_refused_as_a_usage_error() {
     assert!(msg.contains("already a microsandbox 0.7 archive"), "{msg}");
     assert_eq!(tree(scratch.path()), before, "nothing written");
 }
+
+#[test]
+fn export_format_msb_writes_what_convert_makes_of_the_exported_bundle() {
+    let scratch = ScratchDir::new("export-msb");
+    let home = scratch.path().join("home");
+    for (fixture, head, extra) in [
+        ("b-chain3-with-parents.tar.zst", "sha256:d04c4f19", &["--with-parents"][..]),
+        ("d-with-image-2layers.tar.zst", "sha256:c2736092", &["--with-image"][..]),
+        ("f-integrity-sparse.tar.zst", "sha256:c3864a0d", &[][..]),
+    ] {
+        let imported = support::run_import(&support::fixture_dir().join(fixture), &home, &[]);
+        assert!(imported.status.success(), "{fixture}: {}", describe(&imported));
+        let h = home.to_str().expect("utf-8");
+        let bundle = scratch.path().join("exported.tar.zst");
+        let direct = scratch.path().join("exported.msb");
+        let converted = scratch.path().join("converted.msb");
+        let mut args = vec!["export", head, "--home", h, "-q", "-o", bundle.to_str().expect("utf-8")];
+        args.extend_from_slice(extra);
+        let run = command(&args).output().expect("run");
+        assert!(run.status.success(), "{fixture}: {}", describe(&run));
+        let run = convert(&bundle, &converted, &[]);
+        assert!(run.status.success(), "{fixture}: {}", describe(&run));
+        let mut args = vec![
+            "export",
+            head,
+            "--home",
+            h,
+            "--format",
+            "msb",
+            "--json",
+            "-o",
+            direct.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        let run = command(&args).output().expect("run");
+        assert!(run.status.success(), "{fixture}: {}", describe(&run));
+        assert_eq!(
+            json(&run)["export"]["snapshots"],
+            json(&convert(&bundle, &converted, &[]))["convert"]["snapshots"]
+        );
+        assert!(
+            fs::read(&direct).expect("read") == fs::read(&converted).expect("read"),
+            "{fixture}: the same bytes"
+        );
+        check_converted(&bundle, &direct, fixture);
+    }
+}
