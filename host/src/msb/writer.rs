@@ -42,6 +42,13 @@ impl Spool {
         Ok(Spool { file: tempfile::tempfile_in(dir)?, segments: Vec::new(), len: 0 })
     }
 
+    /// A spool holding an existing file of `len` bytes: its data segments are found with
+    /// SEEK_DATA/SEEK_HOLE (for writing a file of a store, or a benchmark's input).
+    pub fn of_file(file: File, len: u64) -> io::Result<Spool> {
+        let segments = sparse::data_segments(&file, len)?;
+        Ok(Spool { file, segments, len })
+    }
+
     /// Adds `bytes` of data at `offset`.
     pub fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         if bytes.is_empty() {
