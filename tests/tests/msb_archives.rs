@@ -392,12 +392,19 @@ fn hostile_shapes_are_refused_at_their_member() {
     let name = ms[0].name.replace("snapshot.json", "notes.txt");
     ms.insert(at, TarMember { offset: 0, name, type_flag: b'0', data: b"x".to_vec() });
     assert_eq!(code(&write_members(&ms)), "unexpected_member");
-    // Checkpoint members are not read yet.
+    // A checkpoint member of no snapshot of the archive.
     let mut ms = members("single-plain");
     let at = position(&ms, "layers/");
     let name = "checkpoints/c/checkpoint.json".to_string();
     ms.insert(at, TarMember { offset: 0, name, type_flag: b'0', data: b"{}".to_vec() });
-    assert_eq!(code(&write_members(&ms)), "msb_unsupported");
+    assert_eq!(code(&write_members(&ms)), "msb_closure_binding");
+    // A checkpoint member of a file-scope snapshot.
+    let mut ms = members("single-plain");
+    let at = position(&ms, "layers/");
+    let snap = ms[0].name.split('/').nth(1).unwrap().to_string();
+    let name = format!("checkpoints/{snap}/checkpoint.json");
+    ms.insert(at, TarMember { offset: 0, name, type_flag: b'0', data: b"{}".to_vec() });
+    assert_eq!(code(&write_members(&ms)), "msb_closure_binding");
     // A path component the portable-name rules refuse.
     let mut ms = members("single-plain");
     let at = position(&ms, "layers/");

@@ -34,11 +34,14 @@
 //! report section; `docs/format-0.7.md` says what is checked and where it is stricter than 0.7.13.
 
 pub(crate) mod archive;
+pub mod checkpoint;
+mod closure;
 pub mod descriptor;
 mod error;
 pub mod inventory;
 mod json;
 pub mod metadata;
+pub mod owned;
 mod time;
 pub mod transport;
 
