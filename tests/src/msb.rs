@@ -30,8 +30,10 @@ pub fn canonical(v: &Value) -> String {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let items: Vec<String> =
-                keys.iter().map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[*k]))).collect();
+            let items: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical(&map[*k])))
+                .collect();
             format!("{{{}}}", items.join(","))
         }
         Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
@@ -263,13 +265,22 @@ impl Closure {
             Member::closure(format!("checkpoints/{SNAP}/checkpoint.json"), self.root(), SNAP),
             Member::closure(format!("checkpoints/{SNAP}/layers/base.raw"), self.layer.clone(), SNAP),
         ];
-        for bytes in [&self.execution, &self.memory_bytes, &self.device, &self.memory_manifest(), &self.disk_manifest()]
-        {
+        for bytes in [
+            &self.execution,
+            &self.memory_bytes,
+            &self.device,
+            &self.memory_manifest(),
+            &self.disk_manifest(),
+        ] {
             closure.push(Member::closure(object_path(SNAP, &object_id(bytes)), bytes.clone(), SNAP));
         }
         let owned = format!("checkpoints/{SNAP}/owned/{}", mount_id(GUEST));
         closure.push(Member::closure(format!("{owned}/directory.bin"), self.directory.clone(), SNAP));
-        closure.push(Member::closure(format!("{owned}/files/{}", hex(&Sha256::digest(&self.file))), self.file.clone(), SNAP));
+        closure.push(Member::closure(
+            format!("{owned}/files/{}", hex(&Sha256::digest(&self.file))),
+            self.file.clone(),
+            SNAP,
+        ));
         closure.sort_by(|a, b| a.path.cmp(&b.path));
         std::iter::once(d).chain(closure).collect()
     }
@@ -286,7 +297,8 @@ pub fn find<'a>(ms: &'a mut [Member], path: &str) -> &'a mut Member {
 pub fn seal(ms: &[Member], head: &str, dependencies: Option<Value>) -> Vec<u8> {
     let mut entries: Vec<&Member> = ms.iter().collect();
     entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
-    let descriptors: Vec<&Member> = entries.iter().copied().filter(|m| m.kind == "snapshot-descriptor").collect();
+    let descriptors: Vec<&Member> =
+        entries.iter().copied().filter(|m| m.kind == "snapshot-descriptor").collect();
     let members: Vec<String> = descriptors
         .iter()
         .map(|m| {
@@ -335,7 +347,12 @@ pub fn seal(ms: &[Member], head: &str, dependencies: Option<Value>) -> Vec<u8> {
         .filter(|m| m.included)
         .map(|m| TarMember { offset: 0, name: m.path.clone(), type_flag: b'0', data: m.data.clone() })
         .collect();
-    tar.push(TarMember { offset: 0, name: "archive.json".into(), type_flag: b'0', data: inventory.into_bytes() });
+    tar.push(TarMember {
+        offset: 0,
+        name: "archive.json".into(),
+        type_flag: b'0',
+        data: inventory.into_bytes(),
+    });
     write_members(&tar)
 }
 
@@ -359,7 +376,8 @@ pub fn file_snapshot(payload: &[u8], virtual_size: u64) -> Vec<Member> {
         "root_disk": {"layout": "managed"}, "parent": null, "requires": [], "extensions": {}
     }))
     .into_bytes();
-    let mut d = Member::closure(format!("snapshots/{FILE_SNAP}/snapshot.json"), descriptor.clone(), FILE_SNAP);
+    let mut d =
+        Member::closure(format!("snapshots/{FILE_SNAP}/snapshot.json"), descriptor.clone(), FILE_SNAP);
     d.integrity = format!("{{\"algorithm\":\"sha256\",\"digest\":\"{}\"}}", object_id(&descriptor));
     let p = Member::closure(format!("layers/{layer}.raw"), payload.to_vec(), FILE_SNAP);
     vec![d, p]

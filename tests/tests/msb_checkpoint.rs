@@ -168,7 +168,10 @@ fn a_memory_dependency_is_accepted_and_listed() {
     assert_eq!(m.checkpoints[0].not_included, 1);
     // Declared as a memory dependency but the object is included: refused.
     let ms = c.members();
-    assert_eq!(code(&seal(&ms, SNAP, Some(json!({"disks": [], "memory": [object_id(&c.memory_bytes)]})))), "inventory_dependencies");
+    assert_eq!(
+        code(&seal(&ms, SNAP, Some(json!({"disks": [], "memory": [object_id(&c.memory_bytes)]})))),
+        "inventory_dependencies"
+    );
     // A memory dependency list that is not sorted.
     let mut ms = c.members();
     let (a, b) = (object_id(&c.memory_bytes), object_id(&c.execution));
@@ -176,7 +179,10 @@ fn a_memory_dependency_is_accepted_and_listed() {
         find(&mut ms, &object_path(SNAP, id)).included = false;
     }
     let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-    assert_eq!(code(&seal(&ms, SNAP, Some(json!({"disks": [], "memory": [hi, lo]})))), "inventory_dependencies");
+    assert_eq!(
+        code(&seal(&ms, SNAP, Some(json!({"disks": [], "memory": [hi, lo]})))),
+        "inventory_dependencies"
+    );
 }
 
 #[test]

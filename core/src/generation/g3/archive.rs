@@ -1,9 +1,10 @@
 //! The G3 layout state: what a `.msb` archive's members are, what is hashed while they stream
 //! past, and the whole-archive checks once `archive.json` (the last member) has been read.
 //!
-//! Per member, at its header: the path is classified ([`EntryKind::of_path`]; checkpoint and
-//! owned-volume members are refused as not supported yet), checked component by component and
-//! for duplicates, and the member's `msb-archive-member-blake3-v1` transport digest is started
+//! Per member, at its header: the path is classified ([`EntryKind::of_path`]; a checkpoint or
+//! owned-volume member must follow its snapshot's descriptor and, under `checkpoints/<id>/`, its
+//! `checkpoint.json`, which says which objects are documents to buffer), checked component by
+//! component and for duplicates, and the member's `msb-archive-member-blake3-v1` transport digest is started
 //! from tar-derived values only (kind from the path, path, stored and logical sizes, the sparse
 //! map as stored), so it can be compared with the inventory that arrives last. Descriptors
 //! (≤ `Limits::max_manifest_size`), `metadata.json` (≤ 1 MiB and `Limits::max_metadata_size`) and
@@ -385,7 +386,9 @@ impl Archive {
         let bind = |why| msb(MsbError::ClosureBinding { path: path.to_string(), why });
         let snap = c.get(1).copied().unwrap_or_default();
         let Some(described) = self.by_id.get(snap).and_then(|&i| self.descriptors.get(i)) else {
-            return Err(bind("comes before its snapshot's descriptor, or belongs to no snapshot of the archive"));
+            return Err(bind(
+                "comes before its snapshot's descriptor, or belongs to no snapshot of the archive",
+            ));
         };
         let checkpoint_scope = matches!(described.descriptor.state, State::Checkpoint { .. });
         let under_checkpoints = c.first() == Some(&"checkpoints");
@@ -402,7 +405,8 @@ impl Archive {
         if under_checkpoints && root.is_none() {
             return Err(bind("comes before its checkpoint.json"));
         }
-        let is_hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let is_hex64 =
+            |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         match (kind, c.as_slice()) {
             (EntryKind::CheckpointObject, [_, _, _, _, shard, hex]) => {
                 if !is_hex64(hex) || hex.get(..2) != Some(*shard) {
@@ -436,7 +440,9 @@ impl Archive {
                         _ => false,
                     };
                 if !ok {
-                    return Err(bad_path("an owned payload is owned/<tag>/directory.bin or owned/<tag>/files/<64 hex>"));
+                    return Err(bad_path(
+                        "an owned payload is owned/<tag>/directory.bin or owned/<tag>/files/<64 hex>",
+                    ));
                 }
                 Ok(None)
             }
@@ -721,7 +727,8 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
     }
     let mut layers = Vec::new();
     let mut images = Vec::new();
-    let dependencies: Vec<String> = inv.entries.iter().filter(|e| !e.included).map(|e| e.path.clone()).collect();
+    let dependencies: Vec<String> =
+        inv.entries.iter().filter(|e| !e.included).map(|e| e.path.clone()).collect();
     for e in &inv.entries {
         match e.kind {
             EntryKind::FilePayload => {}
@@ -755,12 +762,10 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             return Err(binding("its owner_snapshot's descriptor does not list it"));
         }
         let integrity = match (&e.integrity, e.included) {
-            (i, false) => {
-                LayerIntegrity::NotIncluded {
-                    algorithm: i.as_ref().map(|i| i.algorithm().to_string()),
-                    digest: i.as_ref().map(|i| recorded(i).to_string()),
-                }
-            }
+            (i, false) => LayerIntegrity::NotIncluded {
+                algorithm: i.as_ref().map(|i| i.algorithm().to_string()),
+                digest: i.as_ref().map(|i| recorded(i).to_string()),
+            },
             (None, true) => LayerIntegrity::NotRecorded,
             (Some(i), true) => {
                 let got = present.get(e.path.as_str()).and_then(|m| computed(i, &m.digests));

@@ -194,8 +194,11 @@ impl DiskGeneration {
             Some(d) => json::as_str(d, "device_id")?.to_string(),
         };
         let generation = f.u64("generation")?;
-        let layers =
-            f.arr("layers")?.iter().map(|l| DiskLayerRef::from_json(l, "layers[]")).collect::<Result<Vec<_>, _>>()?;
+        let layers = f
+            .arr("layers")?
+            .iter()
+            .map(|l| DiskLayerRef::from_json(l, "layers[]"))
+            .collect::<Result<Vec<_>, _>>()?;
         let head = f.str("head")?.to_string();
         let pause_generation = f.u64("pause_generation")?;
         f.done()?;
@@ -296,7 +299,8 @@ impl MemoryManifest {
             let content = ef.req("content")?;
             ef.done()?;
             let mut cf = Fields::of(content, "extents[].content")?;
-            let object = match json::variant(cf.req("kind")?, "extents[].content.kind", &["object", "zero"])? {
+            let object = match json::variant(cf.req("kind")?, "extents[].content.kind", &["object", "zero"])?
+            {
                 0 => Some((object_id(cf.req("object")?, "object")?, cf.u64("object_offset")?)),
                 _ => None,
             };
@@ -409,8 +413,11 @@ impl CheckpointManifest {
             let mut rf = Fields::of(r, "resources[]")?;
             let id = rf.str("id")?;
             let kind = rf.str("kind")?;
-            let treatment =
-                json::variant(rf.req("treatment")?, "resources[].treatment", &["serialize", "reconnect", "reset", "reject"])?;
+            let treatment = json::variant(
+                rf.req("treatment")?,
+                "resources[].treatment",
+                &["serialize", "reconnect", "reset", "reject"],
+            )?;
             let mut binding = Vec::new();
             for (k, v) in rf.obj("binding")? {
                 binding.push((k.as_str(), json::as_str(v, "resources[].binding")?));
@@ -425,7 +432,8 @@ impl CheckpointManifest {
             resources.push((id, binding));
         }
         let requires = f.arr("requires")?;
-        let requires = requires.iter().map(|r| json::as_str(r, "requires[]")).collect::<Result<Vec<_>, _>>()?;
+        let requires =
+            requires.iter().map(|r| json::as_str(r, "requires[]")).collect::<Result<Vec<_>, _>>()?;
         f.done()?;
 
         if checkpoint_id.is_empty() || architecture.is_empty() {
@@ -434,7 +442,8 @@ impl CheckpointManifest {
         if vcpus == 0 || vcpus > max_vcpus || memory_mib == 0 || memory_mib > max_memory_mib {
             return invalid("checkpoint has invalid construction geometry");
         }
-        if disks.len() > MAX_COMPONENTS || devices.len() > MAX_COMPONENTS || resources.len() > MAX_COMPONENTS {
+        if disks.len() > MAX_COMPONENTS || devices.len() > MAX_COMPONENTS || resources.len() > MAX_COMPONENTS
+        {
             return invalid("checkpoint component count exceeds the format bound");
         }
         for (i, d) in devices.iter().enumerate() {
@@ -497,14 +506,20 @@ mod tests {
     fn root_rules() {
         assert_eq!(code(&root()), "ok");
         assert_eq!(code(&root().replace("\"vcpus\":1", "\"vcpus\":3")), "checkpoint_invalid");
-        assert_eq!(code(&root().replace("\"requires\":[]", "\"requires\":[],\"x\":1")), "checkpoint_unknown_field");
+        assert_eq!(
+            code(&root().replace("\"requires\":[]", "\"requires\":[],\"x\":1")),
+            "checkpoint_unknown_field"
+        );
         assert_eq!(code(&root().replacen("{", "{ ", 1)), "checkpoint_not_canonical");
         assert_eq!(
             code(&root().replace("\"memory\":\"", "\"owned_volumes\":[],\"memory\":\"")),
             "checkpoint_not_canonical"
         );
         assert_eq!(code(&root().replace("full-snapshot", "nap")), "checkpoint_wrong_type");
-        assert_eq!(code(&root().replace("\"memory\":\"sha256:0", "\"memory\":\"sha256:X")), "checkpoint_invalid");
+        assert_eq!(
+            code(&root().replace("\"memory\":\"sha256:0", "\"memory\":\"sha256:X")),
+            "checkpoint_invalid"
+        );
     }
 
     #[test]
@@ -514,7 +529,9 @@ mod tests {
                 r#"{{"architecture":"x86_64","capture_mode":"full","extents":[{extents}],"generation":1,"guest_page_size":4096,"pause_generation":1,"schema":"microsandbox.memory/1","topology_generation":1}}"#
             )
         };
-        let obj = alloc::format!(r#"{{"content":{{"kind":"object","object":"{OBJ}","object_offset":0}},"length":4096,"start":0}}"#);
+        let obj = alloc::format!(
+            r#"{{"content":{{"kind":"object","object":"{OBJ}","object_offset":0}},"length":4096,"start":0}}"#
+        );
         let zero = r#"{"content":{"kind":"zero"},"length":4096,"start":0}"#;
         let m = MemoryManifest::parse(mem(&obj).as_bytes()).unwrap();
         assert_eq!(m.extents[0].object, Some((OBJ.to_string(), 0)));
@@ -531,10 +548,16 @@ mod tests {
         assert_eq!(d.device_id, "vdb");
         let raw_successor = b.replace("qcow2", "raw");
         assert_eq!(
-            DiskGeneration::parse(disk(&alloc::format!("{a},{raw_successor}")).as_bytes()).unwrap_err().code(),
+            DiskGeneration::parse(disk(&alloc::format!("{a},{raw_successor}")).as_bytes())
+                .unwrap_err()
+                .code(),
             "checkpoint_invalid"
         );
-        let default_device = disk(&alloc::format!("{a},{b}")).replace("\"generation\"", "\"device_id\":\"vdb\",\"generation\"");
-        assert_eq!(DiskGeneration::parse(default_device.as_bytes()).unwrap_err().code(), "checkpoint_not_canonical");
+        let default_device = disk(&alloc::format!("{a},{b}"))
+            .replace("\"generation\"", "\"device_id\":\"vdb\",\"generation\"");
+        assert_eq!(
+            DiskGeneration::parse(default_device.as_bytes()).unwrap_err().code(),
+            "checkpoint_not_canonical"
+        );
     }
 }

@@ -138,12 +138,21 @@ pub(super) fn check(
             return Err(bind(&root_path, "its checkpoint_id is not the descriptor's state.checkpoint_id"));
         }
         if root.owned_volumes != ds.owned_volumes {
-            return Err(bind(&root_path, "snapshot descriptor and checkpoint owned storage inventories disagree"));
+            return Err(bind(
+                &root_path,
+                "snapshot descriptor and checkpoint owned storage inventories disagree",
+            ));
         }
-        expected.insert(root_path.clone(), Expect { owner: snap, kind: EntryKind::CheckpointRoot, content: Content::Root });
+        expected.insert(
+            root_path.clone(),
+            Expect { owner: snap, kind: EntryKind::CheckpointRoot, content: Content::Root },
+        );
         let mut objects: Vec<&str> = root.direct_objects().collect();
         let Some(memory) = closure.memory.as_ref() else {
-            return Err(bind(&checkpoint::object_path(snap, &root.memory), "the memory manifest is not in the archive"));
+            return Err(bind(
+                &checkpoint::object_path(snap, &root.memory),
+                "the memory manifest is not in the archive",
+            ));
         };
         if memory.architecture != root.architecture || memory.pause_generation != root.pause_generation {
             return Err(bind(&root_path, "memory state does not belong to the checkpoint epoch"));
@@ -153,7 +162,10 @@ pub(super) fn check(
         let mut disk_layers = 0u32;
         for id in &root.disks {
             let Some(disk) = closure.disks.get(id) else {
-                return Err(bind(&checkpoint::object_path(snap, id), "a disk generation is not in the archive"));
+                return Err(bind(
+                    &checkpoint::object_path(snap, id),
+                    "a disk generation is not in the archive",
+                ));
             };
             if disk.pause_generation != root.pause_generation {
                 return Err(bind(&root_path, "disk generation does not belong to the checkpoint epoch"));
@@ -162,10 +174,15 @@ pub(super) fn check(
                 return Err(bind(&root_path, "checkpoint repeats a logical disk volume"));
             }
             volumes.push(&disk.volume_id);
-            let owned_disk = root.owned_volumes.iter().any(|v| matches!(&v.data, OwnedData::Disk(g) if g == disk));
+            let owned_disk =
+                root.owned_volumes.iter().any(|v| matches!(&v.data, OwnedData::Disk(g) if g == disk));
             for l in &disk.layers {
                 disk_layers = disk_layers.saturating_add(1);
-                let e = Expect { owner: snap, kind: EntryKind::CheckpointDiskLayer, content: Content::Layer(l, owned_disk) };
+                let e = Expect {
+                    owner: snap,
+                    kind: EntryKind::CheckpointDiskLayer,
+                    content: Content::Layer(l, owned_disk),
+                };
                 expected.insert(alloc::format!("{prefix}/layers/{}", l.file_name()), e);
             }
         }
@@ -185,14 +202,20 @@ pub(super) fn check(
         // Sizes 0.7.13 checks when it opens the closure.
         let size_of = |id: &str| entry_of(&checkpoint::object_path(snap, id)).map(|e| e.apparent_size);
         if size_of(&root.execution_state).is_some_and(|n| n > MAX_EXECUTION_STATE_BYTES) {
-            return Err(bind(&checkpoint::object_path(snap, &root.execution_state), "execution state exceeds 512 MiB"));
+            return Err(bind(
+                &checkpoint::object_path(snap, &root.execution_state),
+                "execution state exceeds 512 MiB",
+            ));
         }
         for e in &memory.extents {
             if let Some((o, offset)) = &e.object {
                 let end = offset.checked_add(e.length);
                 if let Some(size) = size_of(o) {
                     if end.is_none_or(|end| end > size) {
-                        return Err(bind(&checkpoint::object_path(snap, o), "memory extent exceeds its immutable object"));
+                        return Err(bind(
+                            &checkpoint::object_path(snap, o),
+                            "memory extent exceeds its immutable object",
+                        ));
                     }
                 }
             }
@@ -222,7 +245,10 @@ pub(super) fn check(
             return Err(bind(&e.path, "its owner_snapshot or kind is not the closure's"));
         }
         if e.integrity.is_some() {
-            return Err(bind(&e.path, "records an integrity (0.7.13 writes null; the closure binds the content)"));
+            return Err(bind(
+                &e.path,
+                "records an integrity (0.7.13 writes null; the closure binds the content)",
+            ));
         }
         let m = present.get(e.path.as_str());
         let verified = match (m, x.content) {

@@ -629,7 +629,8 @@ impl Descriptor {
             previous = Some(key);
         }
         extensions.iter().try_for_each(|(_, v)| check_extension(v, 0))?;
-        let owned = extensions.iter().find(|(k, _)| k == super::owned::OWNED_VOLUMES_EXTENSION).map(|(_, v)| v);
+        let owned =
+            extensions.iter().find(|(k, _)| k == super::owned::OWNED_VOLUMES_EXTENSION).map(|(_, v)| v);
         let owned_volumes =
             super::owned::of_descriptor(owned, &requires).map_err(DescriptorError::OwnedVolumes)?;
 

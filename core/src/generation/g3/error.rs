@@ -262,7 +262,9 @@ impl fmt::Display for MsbError {
             MsbError::ParentCycle(id) => {
                 write!(f, "snapshot {}: its parent links loop back to it", id.escape_debug())
             }
-            MsbError::Checkpoint { path, error } => write!(f, "'{}': checkpoint manifest: {error}", path.escape_debug()),
+            MsbError::Checkpoint { path, error } => {
+                write!(f, "'{}': checkpoint manifest: {error}", path.escape_debug())
+            }
             MsbError::ContentDigest { path, expected, computed } => write!(
                 f,
                 "'{}': content digest mismatch: expected {expected}, content {computed}",
@@ -276,18 +278,18 @@ impl fmt::Display for MsbError {
                 "'{}' is referenced by a checkpoint or owned-volume closure but has no inventory entry",
                 path.escape_debug()
             ),
-            MsbError::ClosureUnreferenced(path) => write!(
-                f,
-                "checkpoint closure member is not referenced: '{}'",
-                path.escape_debug()
-            ),
+            MsbError::ClosureUnreferenced(path) => {
+                write!(f, "checkpoint closure member is not referenced: '{}'", path.escape_debug())
+            }
             MsbError::VirtualSize { path, recorded, payload } => match payload {
                 Some(p) => write!(
                     f,
                     "disk layer '{}': virtual_size is {recorded}, its payload's capacity {p}",
                     path.escape_debug()
                 ),
-                None => write!(f, "disk layer '{}': a qcow2 layer without a qcow2 header", path.escape_debug()),
+                None => {
+                    write!(f, "disk layer '{}': a qcow2 layer without a qcow2 header", path.escape_debug())
+                }
             },
             MsbError::Unsupported { path, what } => {
                 write!(f, "'{}': {what} not supported yet", path.escape_debug())

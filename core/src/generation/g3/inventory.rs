@@ -639,11 +639,15 @@ impl Inventory {
                 .find(|e| e.path == *path)
                 .ok_or(InventoryError::Dependencies("dependency lacks an inventory entry"))?;
             let valid_kind = match category {
-                Dependency::Disk => matches!(entry.kind, EntryKind::FilePayload | EntryKind::CheckpointDiskLayer),
+                Dependency::Disk => {
+                    matches!(entry.kind, EntryKind::FilePayload | EntryKind::CheckpointDiskLayer)
+                }
                 Dependency::Memory => entry.kind == EntryKind::CheckpointObject,
                 Dependency::Owned => matches!(
                     entry.kind,
-                    EntryKind::OwnedDirectoryPayload | EntryKind::OwnedDiskLayer | EntryKind::CheckpointDiskLayer
+                    EntryKind::OwnedDirectoryPayload
+                        | EntryKind::OwnedDiskLayer
+                        | EntryKind::CheckpointDiskLayer
                 ),
             };
             if entry.included
@@ -678,7 +682,11 @@ enum Dependency {
 /// counts and order: not all empty, at most 256 disks, memory and owned at most as many as the
 /// entries, memory ids and owned paths strictly sorted, no path twice. Memory objects are at
 /// `checkpoints/<head>/objects/sha256/<xx>/<hex>`. Returns each path and its list.
-fn dependency_paths(extension: &Json, head: &str, entries: usize) -> Result<Vec<(String, Dependency)>, InventoryError> {
+fn dependency_paths(
+    extension: &Json,
+    head: &str,
+    entries: usize,
+) -> Result<Vec<(String, Dependency)>, InventoryError> {
     let malformed = |_| InventoryError::Dependencies("malformed msb-snapshot-dependencies-v1 extension");
     let parse = || -> Result<Vec<(String, Dependency)>, JsonError> {
         let mut f = Fields::of(extension, DEPENDENCIES_V1)?;

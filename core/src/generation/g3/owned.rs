@@ -102,7 +102,8 @@ fn payload(v: &Json, path: &str) -> Result<OwnedPayload, CheckpointError> {
     let mut f = Fields::of(v, path)?;
     let p = OwnedPayload { digest: f.str("digest")?.to_string(), bytes: f.u64("bytes")? };
     f.done()?;
-    let hex = p.digest.len() == 64 && p.digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex =
+        p.digest.len() == 64 && p.digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !hex {
         return invalid("owned directory payload has an invalid SHA-256 identity");
     }
@@ -118,19 +119,20 @@ fn volume(v: &Json) -> Result<OwnedVolume, CheckpointError> {
     let mut m = Fields::of(&mount, "owned_volumes[].mount")?;
     let guest = m.str("guest")?.to_string();
     let mut s = Fields::of(m.req("storage")?, "owned_volumes[].mount.storage")?;
-    let capacity_mib = match json::variant(s.req("kind")?, "owned_volumes[].mount.storage.kind", &["directory", "disk"])? {
-        0 => {
-            match s.opt("quota_mib") {
-                None | Some(Json::Null) => {}
-                Some(q) => {
-                    u32::try_from(json::as_u64(q, "quota_mib")?)
-                        .map_err(|_| json::wrong("quota_mib", "an unsigned 32-bit integer"))?;
+    let capacity_mib =
+        match json::variant(s.req("kind")?, "owned_volumes[].mount.storage.kind", &["directory", "disk"])? {
+            0 => {
+                match s.opt("quota_mib") {
+                    None | Some(Json::Null) => {}
+                    Some(q) => {
+                        u32::try_from(json::as_u64(q, "quota_mib")?)
+                            .map_err(|_| json::wrong("quota_mib", "an unsigned 32-bit integer"))?;
+                    }
                 }
+                None
             }
-            None
-        }
-        _ => Some(s.u32("capacity_mib")?),
-    };
+            _ => Some(s.u32("capacity_mib")?),
+        };
     s.done()?;
     m.obj("options")?;
     json::variant(m.req("stat_virtualization")?, "stat_virtualization", &["strict", "relaxed", "off"])?;
@@ -165,14 +167,19 @@ pub fn parse(v: &Json, path: &str) -> Result<Vec<OwnedVolume>, CheckpointError> 
         if mount_id_of(&v.guest) != v.mount_id {
             return invalid("owned volume mount identity differs from its guest path");
         }
-        if v.guest == "/" || !v.guest.starts_with('/') || v.guest.split('/').skip(1).any(|p| matches!(p, "" | "." | ".."))
+        if v.guest == "/"
+            || !v.guest.starts_with('/')
+            || v.guest.split('/').skip(1).any(|p| matches!(p, "" | "." | ".."))
         {
             return invalid("owned volume guest path is not canonical");
         }
         match (&v.data, v.capacity_mib) {
             (OwnedData::Disk(g), Some(capacity)) => {
                 let bytes = u64::from(capacity).checked_mul(1024 * 1024);
-                if capacity == 0 || g.device_id != v.mount_id || g.layers.iter().any(|l| Some(l.virtual_size) != bytes) {
+                if capacity == 0
+                    || g.device_id != v.mount_id
+                    || g.layers.iter().any(|l| Some(l.virtual_size) != bytes)
+                {
                     return invalid("owned disk generation differs from its storage specification");
                 }
             }
@@ -189,7 +196,10 @@ pub fn parse(v: &Json, path: &str) -> Result<Vec<OwnedVolume>, CheckpointError> 
 
 /// A descriptor's owned volumes: the `microsandbox.owned-volumes` extension, which must then be
 /// required (`Manifest::owned_volumes`); none without it.
-pub fn of_descriptor(extension: Option<&Json>, requires: &[String]) -> Result<Vec<OwnedVolume>, CheckpointError> {
+pub fn of_descriptor(
+    extension: Option<&Json>,
+    requires: &[String],
+) -> Result<Vec<OwnedVolume>, CheckpointError> {
     let Some(v) = extension else {
         return Ok(Vec::new());
     };
@@ -201,7 +211,10 @@ pub fn of_descriptor(extension: Option<&Json>, requires: &[String]) -> Result<Ve
 
 /// The one-to-one binding of owned runtime resources (`resources[]` as `(id, binding)`) and
 /// captured volumes (`validate_owned_resources`).
-pub fn check_resources(volumes: &[OwnedVolume], resources: &[(&str, Vec<(&str, &str)>)]) -> Result<(), CheckpointError> {
+pub fn check_resources(
+    volumes: &[OwnedVolume],
+    resources: &[(&str, Vec<(&str, &str)>)],
+) -> Result<(), CheckpointError> {
     let mut matched: Vec<&str> = Vec::new();
     for (_, binding) in resources {
         let get = |k: &str| binding.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
@@ -268,6 +281,9 @@ mod tests {
         let unsorted = alloc::format!(r#"{{"bytes":1,"digest":"{c}"}},{{"bytes":1,"digest":"{b}"}}"#);
         assert_eq!(code(&directory("/cache", &id, &sorted)), "ok");
         assert_eq!(code(&directory("/cache", &id, &unsorted)), "checkpoint_invalid");
-        assert_eq!(code(&directory("/cache", &id, "").replace("\"private\"", "\"public\"")), "checkpoint_wrong_type");
+        assert_eq!(
+            code(&directory("/cache", &id, "").replace("\"private\"", "\"public\"")),
+            "checkpoint_wrong_type"
+        );
     }
 }
