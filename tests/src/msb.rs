@@ -12,6 +12,8 @@
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use snapbundle_core::{Error, Limits, NullSink, Report, Validator};
+
 use crate::builder::{hex, write_members, TarMember};
 
 /// The checkpoint snapshot's id.
@@ -381,4 +383,35 @@ pub fn file_snapshot(payload: &[u8], virtual_size: u64) -> Vec<Member> {
     d.integrity = format!("{{\"algorithm\":\"sha256\",\"digest\":\"{}\"}}", object_id(&descriptor));
     let p = Member::closure(format!("layers/{layer}.raw"), payload.to_vec(), FILE_SNAP);
     vec![d, p]
+}
+
+/// A small deterministic generator for chunk sizes.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Validates `bytes` pushed in chunks of random sizes (1 byte to 64 KiB).
+pub fn validate_chunked(bytes: &[u8], seed: u64) -> Result<Report, Error> {
+    let mut rng = XorShift(seed | 1);
+    let mut v = Validator::new(Limits::default());
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = match rng.next_u64() % 4 {
+            0 => 1 + rng.next_u64() % 7,
+            1 => 1 + rng.next_u64() % 600,
+            _ => 1 + rng.next_u64() % 65536,
+        } as usize;
+        let (chunk, tail) = rest.split_at(n.min(rest.len()));
+        v.push(chunk, &mut NullSink)?;
+        rest = tail;
+    }
+    v.finish()
 }
