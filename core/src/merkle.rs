@@ -26,6 +26,25 @@ const LEAF: usize = 64 * 1024;
 const LEAF_DOMAIN: &[u8] = b"msb-file-merkle-blake3-v1\0leaf\0";
 const PARENT_DOMAIN: &[u8] = b"msb-file-merkle-blake3-v1\0parent\0";
 const ROOT_DOMAIN: &[u8] = b"msb-file-merkle-blake3-v1\0root\0";
+
+/// The three domain-separation prefixes of one Merkle construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Domain {
+    leaf: &'static [u8],
+    parent: &'static [u8],
+    root: &'static [u8],
+}
+
+/// `msb-file-merkle-blake3-v1`, a layer's recorded integrity.
+pub const MSB_FILE: Domain = Domain { leaf: LEAF_DOMAIN, parent: PARENT_DOMAIN, root: ROOT_DOMAIN };
+
+/// `microsandbox.checkpoint-file/1`: the same tree with other prefixes, the `integrity_root` of a
+/// checkpoint or owned disk layer (0.7.13 `checkpoint::sparse_file_integrity`).
+pub const CHECKPOINT_FILE: Domain = Domain {
+    leaf: b"microsandbox.checkpoint-file/1\0leaf\0",
+    parent: b"microsandbox.checkpoint-file/1\0parent\0",
+    root: b"microsandbox.checkpoint-file/1\0root\0",
+};
 /// A file of at most `u64::MAX` bytes has at most 2^48 leaves: subtrees up to height 48.
 const MAX_HEIGHT: u32 = 48;
 
@@ -74,16 +93,16 @@ impl MerkleRoot {
     }
 }
 
-fn hash_leaf(bytes: &[u8]) -> [u8; 32] {
+fn hash_leaf_in(domain: &Domain, bytes: &[u8]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(LEAF_DOMAIN);
+    h.update(domain.leaf);
     h.update(bytes);
     *h.finalize().as_bytes()
 }
 
-fn hash_parent(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+fn hash_parent_in(domain: &Domain, left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(PARENT_DOMAIN);
+    h.update(domain.parent);
     h.update(left);
     h.update(right);
     *h.finalize().as_bytes()
@@ -101,6 +120,8 @@ pub struct FileMerkle {
     leaves: u64,
     /// Logical bytes so far.
     len: u64,
+    /// The construction's prefixes.
+    domain: &'static Domain,
     /// Roots of complete subtrees, heights strictly decreasing from bottom to top.
     stack: Vec<(u32, [u8; 32])>,
     /// `zeros[h]`: the root of a subtree of height `h` whose leaves are all zero (computed lazily).
@@ -120,9 +141,22 @@ impl Default for FileMerkle {
 }
 
 impl FileMerkle {
-    /// An empty computation.
+    /// An empty `msb-file-merkle-blake3-v1` computation.
     pub fn new() -> Self {
-        FileMerkle { leaf: vec![0; LEAF], fill: 0, leaves: 0, len: 0, stack: Vec::new(), zeros: Vec::new() }
+        Self::in_domain(&MSB_FILE)
+    }
+
+    /// An empty computation of the tree with `domain`'s prefixes ([`CHECKPOINT_FILE`]).
+    pub fn in_domain(domain: &'static Domain) -> Self {
+        FileMerkle {
+            leaf: vec![0; LEAF],
+            fill: 0,
+            leaves: 0,
+            len: 0,
+            domain,
+            stack: Vec::new(),
+            zeros: Vec::new(),
+        }
     }
 
     /// The logical bytes fed so far.
@@ -138,11 +172,11 @@ impl FileMerkle {
     /// The root of an all-zero subtree of height `h` (at most [`MAX_HEIGHT`]).
     fn zero_root(&mut self, h: u32) -> [u8; 32] {
         if self.zeros.is_empty() {
-            self.zeros.push(hash_leaf(&vec![0u8; LEAF]));
+            self.zeros.push(hash_leaf_in(self.domain, &vec![0u8; LEAF]));
         }
         while (self.zeros.len() as u64) <= u64::from(h) {
             let below = self.zeros.last().copied().unwrap_or([0; 32]);
-            self.zeros.push(hash_parent(&below, &below));
+            self.zeros.push(hash_parent_in(self.domain, &below, &below));
         }
         self.zeros.get(h as usize).copied().unwrap_or([0; 32])
     }
@@ -154,7 +188,7 @@ impl FileMerkle {
                 break;
             }
             self.stack.pop();
-            node = hash_parent(&top, &node);
+            node = hash_parent_in(self.domain, &top, &node);
             h += 1;
         }
         self.stack.push((h, node));
@@ -162,7 +196,8 @@ impl FileMerkle {
 
     /// Adds one complete leaf; an all-zero leaf takes the precomputed hash.
     fn push_leaf(&mut self, bytes: &[u8]) {
-        let hash = if bytes.iter().all(|&b| b == 0) { self.zero_root(0) } else { hash_leaf(bytes) };
+        let hash =
+            if bytes.iter().all(|&b| b == 0) { self.zero_root(0) } else { hash_leaf_in(self.domain, bytes) };
         self.push_subtree(0, hash);
         self.leaves += 1;
     }
@@ -255,7 +290,7 @@ impl FileMerkle {
         self.push_zero_leaves(tree - self.leaves);
         let top = self.stack.last().map(|&(_, h)| h).unwrap_or([0; 32]);
         let mut h = blake3::Hasher::new();
-        h.update(ROOT_DOMAIN);
+        h.update(self.domain.root);
         h.update(&self.len.to_le_bytes());
         h.update(&LEAF_SIZE.to_le_bytes());
         h.update(&height.to_le_bytes());
@@ -267,6 +302,14 @@ impl FileMerkle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hash_leaf(bytes: &[u8]) -> [u8; 32] {
+        hash_leaf_in(&MSB_FILE, bytes)
+    }
+
+    fn hash_parent(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+        hash_parent_in(&MSB_FILE, left, right)
+    }
 
     /// The definition, the slow way: every leaf materialised, the tree built level by level.
     fn reference(content: &[u8]) -> [u8; 32] {

@@ -221,6 +221,62 @@ pub struct MsbSnapshot {
     pub requires: Vec<String>,
     /// Those 0.7.13 does not implement: it would load the snapshot but refuse to restore it.
     pub unsupported_requires: Vec<String>,
+    /// `file` (disk layers) or `checkpoint` (see [`MsbReport::checkpoints`]; the disk fields are
+    /// then empty).
+    #[serde(default)]
+    pub scope: String,
+    /// Owned volumes captured with it.
+    #[serde(default)]
+    pub owned_volumes: u32,
+}
+
+/// A checkpoint snapshot's closure (`checkpoints/<snap_id>/…`), in archive order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsbCheckpoint {
+    /// The checkpoint snapshot.
+    pub snapshot_id: String,
+    /// `state.checkpoint_id` (equal to its `checkpoint.json`'s).
+    pub checkpoint_id: String,
+    /// `sha256:<hex>` of `checkpoint.json`, verified.
+    pub checkpoint_root: String,
+    /// Guest architecture.
+    pub architecture: String,
+    /// `full-snapshot`, `park` or `transparent-transfer`.
+    pub capture_intent: String,
+    /// Objects (`objects/sha256/…`) the closure references.
+    pub objects: u32,
+    /// Disk layers (`layers/…`) of its disk generations.
+    pub disk_layers: u32,
+    /// Owned-volume directory payloads (`owned/…`).
+    pub owned_payloads: u32,
+    /// Logical bytes of its members in the archive.
+    pub bytes: u64,
+    /// Members omitted from a dependent archive.
+    pub not_included: u32,
+}
+
+/// A checkpoint or owned-volume member (kinds `checkpoint-root`, `checkpoint-object`,
+/// `checkpoint-disk-layer`, `owned-directory-payload`, `owned-disk-layer`), in inventory order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsbClosureMember {
+    /// The member path.
+    pub path: String,
+    /// The inventory kind.
+    pub kind: String,
+    /// The snapshot whose closure lists it.
+    pub owner_snapshot: String,
+    /// Whether the archive carries it (`false` in a dependent archive).
+    pub included: bool,
+    /// Bytes stored in the tar.
+    pub encoded_size: u64,
+    /// Logical size.
+    pub apparent_size: u64,
+    /// Whether it is stored as an old-GNU sparse member.
+    pub sparse: bool,
+    /// The content digest recomputed and found equal to what names or records it (`sha256:` for
+    /// objects, owned payloads and `checkpoint.json`, `blake3:` for a disk layer's
+    /// `integrity_root`); `None` when nothing records one or the member is not included.
+    pub verified: Option<String>,
 }
 
 /// An image file of a `.msb` archive (`images/…`), in inventory order.
@@ -247,7 +303,8 @@ pub struct MsbReport {
     pub completeness: String,
     /// The inventory's `requires`.
     pub requires: Vec<String>,
-    /// Paths of the omitted (`included: false`) payloads a dependent archive needs from its base.
+    /// Paths of the omitted (`included: false`) members a dependent archive needs from its base:
+    /// disk layers, memory objects and owned-volume payloads.
     pub dependencies: Vec<String>,
     /// Snapshots, in archive order.
     pub snapshots: Vec<MsbSnapshot>,
@@ -255,6 +312,12 @@ pub struct MsbReport {
     pub layers: Vec<MsbLayer>,
     /// Image files, in inventory order.
     pub images: Vec<MsbImageFile>,
+    /// Checkpoint snapshots' closures, in archive order.
+    #[serde(default)]
+    pub checkpoints: Vec<MsbCheckpoint>,
+    /// Checkpoint and owned-volume members, in inventory order.
+    #[serde(default)]
+    pub closure: Vec<MsbClosureMember>,
 }
 
 /// The verdict on a valid bundle.

@@ -53,7 +53,7 @@ pub fn inspect(name: &str, r: &Report, m: &MsbReport) -> String {
             s.snapshot_id,
             short(&s.descriptor_digest),
             parent,
-            size(s.virtual_size),
+            if s.scope == "checkpoint" { "checkpoint".to_string() } else { size(s.virtual_size) },
             s.layers.len(),
             if s.is_head { "  [head]" } else { "" }
         );
@@ -61,7 +61,11 @@ pub fn inspect(name: &str, r: &Report, m: &MsbReport) -> String {
     if let Some(h) = m.snapshots.iter().find(|s| s.is_head) {
         let _ = writeln!(o, "head       {} ({})", h.snapshot_id, h.descriptor_digest);
         let _ = writeln!(o, "image      {} @ {}", h.image_ref, short(&h.image_manifest_digest));
-        let _ = writeln!(o, "disk       {} {}, {}", h.disk_format, h.filesystem, size(h.virtual_size));
+        if h.scope == "checkpoint" {
+            let _ = writeln!(o, "state      checkpoint (see below)");
+        } else {
+            let _ = writeln!(o, "disk       {} {}, {}", h.disk_format, h.filesystem, size(h.virtual_size));
+        }
         if !h.labels.is_empty() {
             let _ = writeln!(o, "labels     {}", labels(&h.labels));
         }
@@ -85,6 +89,29 @@ pub fn inspect(name: &str, r: &Report, m: &MsbReport) -> String {
             l.format,
             size(l.apparent_size),
             l.owner_snapshot
+        );
+    }
+    for c in &m.checkpoints {
+        let _ = writeln!(
+            o,
+            "checkpoint {} of {} ({}, {}): {}, {}, {}, {}{}",
+            c.checkpoint_id,
+            c.snapshot_id,
+            c.architecture,
+            c.capture_intent,
+            count(c.objects as usize, "object", "objects"),
+            count(c.disk_layers as usize, "disk layer", "disk layers"),
+            count(c.owned_payloads as usize, "owned payload", "owned payloads"),
+            size(c.bytes),
+            if c.not_included > 0 { format!(", {} from its base", c.not_included) } else { String::new() }
+        );
+    }
+    if !m.closure.is_empty() {
+        let verified = m.closure.iter().filter(|x| x.verified.is_some()).count();
+        let _ = writeln!(
+            o,
+            "closure    {}, {verified} with a verified content digest",
+            count(m.closure.len(), "checkpoint or owned-volume member", "checkpoint or owned-volume members")
         );
     }
     if m.images.is_empty() {

@@ -1599,6 +1599,88 @@ fn msb_archives(g: &mut Gen) {
         "builder",
         &write_members(&ms),
     );
+
+    // Checkpoint-scope snapshots: archives from `crate::msb`, written by the rules of 0.7.13's
+    // writer (capturing a real checkpoint needs a running VM).
+    use crate::msb::{self as ck, Closure, SNAP};
+    let ckpt = "builder (crate::msb)";
+    case(
+        g,
+        "checkpoint-archive",
+        "A checkpoint-scope snapshot with its closure (positive control)",
+        None,
+        "checkpoint.json, its objects, a disk layer and an owned directory volume, each bound to its digest.",
+        ckpt,
+        &ck::checkpoint_archive(),
+    );
+    let c = Closure::default();
+    let mut ms = c.members();
+    ck::find(&mut ms, &ck::object_path(SNAP, &ck::object_id(&c.memory_bytes))).included = false;
+    let deps = json!({"disks": [], "memory": [ck::object_id(&c.memory_bytes)]});
+    case(
+        g,
+        "checkpoint-memory-dependency",
+        "A dependent checkpoint archive omitting a memory object (positive control)",
+        None,
+        "The omitted object is a declared memory dependency of the head; it is listed, not refused.",
+        ckpt,
+        &ck::seal(&ms, SNAP, Some(deps)),
+    );
+    let mut ms = c.members();
+    ck::find(&mut ms, &ck::object_path(SNAP, &ck::object_id(&c.execution))).data[0] ^= 1;
+    case(
+        g,
+        "checkpoint-object-digest",
+        "A checkpoint object whose SHA-256 is not its name",
+        Some("msb_content_digest_mismatch"),
+        "Objects are content-addressed; the inventory was rewritten to match, the name was not.",
+        ckpt,
+        &ck::seal(&ms, SNAP, None),
+    );
+    let mut ms = c.members();
+    let device = ck::object_path(SNAP, &ck::object_id(&c.device));
+    ms.retain(|m| m.path != device);
+    case(
+        g,
+        "checkpoint-member-missing",
+        "An object checkpoint.json names is neither in the archive nor in its inventory",
+        Some("msb_closure_member_missing"),
+        "The closure must be complete (or its omissions declared dependencies).",
+        ckpt,
+        &ck::seal(&ms, SNAP, None),
+    );
+    let mut ms = c.members();
+    let extra = b"an object nothing names".to_vec();
+    ms.push(ck::Member {
+        path: ck::object_path(SNAP, &ck::object_id(&extra)),
+        data: extra,
+        owner: Some(SNAP.into()),
+        kind: "checkpoint-object".into(),
+        integrity: "null".into(),
+        included: true,
+    });
+    ms[1..].sort_by(|a, b| a.path.cmp(&b.path));
+    case(
+        g,
+        "checkpoint-member-unreferenced",
+        "A checkpoint object no document of the closure names",
+        Some("msb_closure_member_unreferenced"),
+        "0.7.13: checkpoint closure member is not referenced.",
+        ckpt,
+        &ck::seal(&ms, SNAP, None),
+    );
+    let mut ms = c.members();
+    ms.extend(ck::file_snapshot(&[1; 4096], 4096));
+    ck::find(&mut ms, &format!("checkpoints/{SNAP}/layers/base.raw")).owner = Some(ck::FILE_SNAP.into());
+    case(
+        g,
+        "checkpoint-wrong-owner",
+        "A checkpoint disk layer whose owner_snapshot is another (file-scope) snapshot",
+        Some("msb_closure_binding"),
+        "0.7.13: checkpoint closure member binding is invalid.",
+        ckpt,
+        &ck::seal(&ms, SNAP, None),
+    );
 }
 
 fn positive(g: &mut Gen) {

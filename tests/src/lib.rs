@@ -4,5 +4,6 @@ pub mod builder;
 #[path = "../corpus/generator.rs"]
 pub mod corpus;
 pub mod fixtures;
+pub mod msb;
 pub mod parity;
 pub mod sparse;

@@ -159,6 +159,17 @@ pub fn cases(fixture_dir: &Path) -> Vec<Case> {
         all.extend(fixtures(&parent.join("microsandbox-0.7.13")));
     }
     all.extend(built());
+    // Checkpoint-scope archives (`crate::msb`): a complete one and an unreferenced object.
+    all.push(case("msb-checkpoint", crate::msb::checkpoint_archive()));
+    let mut ms = crate::msb::Closure::default().members();
+    let root = ms.iter().position(|m| m.path.ends_with("/checkpoint.json")).unwrap_or(1);
+    let mut extra = ms[root].clone();
+    extra.data = b"an object nothing names".to_vec();
+    extra.path = crate::msb::object_path(crate::msb::SNAP, &crate::msb::object_id(&extra.data));
+    extra.kind = "checkpoint-object".into();
+    ms.push(extra);
+    ms[1..].sort_by(|a, b| a.path.cmp(&b.path));
+    all.push(case("msb-checkpoint-unreferenced", crate::msb::seal(&ms, crate::msb::SNAP, None)));
     let valid: Vec<Case> = all
         .iter()
         .filter(|c| snapbundle_core::validate(&c.bytes, Default::default()).is_ok())

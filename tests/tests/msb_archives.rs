@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use snapbundle_core::generation::g3::transport::TransportHasher;
 use snapbundle_core::report::{Generation, LayerIntegrity};
-use snapbundle_core::{validate, Error, Limits, NullSink, Report, Validator};
+use snapbundle_core::{validate, Limits, Report, Validator};
 use snapbundle_tests::builder::{read_members, write_members, TarMember};
+use snapbundle_tests::msb::{validate_chunked, XorShift};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("microsandbox-0.7.13")
@@ -42,36 +43,6 @@ fn tar_of(name: &str) -> Vec<u8> {
     } else {
         bytes
     }
-}
-
-/// A small deterministic generator for chunk sizes.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// Validates `bytes` pushed in chunks of random sizes (1 byte to 64 KiB).
-fn validate_chunked(bytes: &[u8], seed: u64) -> Result<Report, Error> {
-    let mut rng = XorShift(seed | 1);
-    let mut v = Validator::new(Limits::default());
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let n = match rng.next() % 4 {
-            0 => 1 + rng.next() % 7,
-            1 => 1 + rng.next() % 600,
-            _ => 1 + rng.next() % 65536,
-        } as usize;
-        let (chunk, tail) = rest.split_at(n.min(rest.len()));
-        v.push(chunk, &mut NullSink)?;
-        rest = tail;
-    }
-    v.finish()
 }
 
 /// The code we give each archive 0.7.13 refuses, and why it is that one.
@@ -392,12 +363,19 @@ fn hostile_shapes_are_refused_at_their_member() {
     let name = ms[0].name.replace("snapshot.json", "notes.txt");
     ms.insert(at, TarMember { offset: 0, name, type_flag: b'0', data: b"x".to_vec() });
     assert_eq!(code(&write_members(&ms)), "unexpected_member");
-    // Checkpoint members are not read yet.
+    // A checkpoint member of no snapshot of the archive.
     let mut ms = members("single-plain");
     let at = position(&ms, "layers/");
     let name = "checkpoints/c/checkpoint.json".to_string();
     ms.insert(at, TarMember { offset: 0, name, type_flag: b'0', data: b"{}".to_vec() });
-    assert_eq!(code(&write_members(&ms)), "msb_unsupported");
+    assert_eq!(code(&write_members(&ms)), "msb_closure_binding");
+    // A checkpoint member of a file-scope snapshot.
+    let mut ms = members("single-plain");
+    let at = position(&ms, "layers/");
+    let snap = ms[0].name.split('/').nth(1).unwrap().to_string();
+    let name = format!("checkpoints/{snap}/checkpoint.json");
+    ms.insert(at, TarMember { offset: 0, name, type_flag: b'0', data: b"{}".to_vec() });
+    assert_eq!(code(&write_members(&ms)), "msb_closure_binding");
     // A path component the portable-name rules refuse.
     let mut ms = members("single-plain");
     let at = position(&ms, "layers/");
@@ -656,20 +634,20 @@ fn random_damage_never_panics_and_every_chunking_agrees() {
         let tar = tar_of(&name);
         for _ in 0..40 {
             let mut bytes = tar.clone();
-            match rng.next() % 3 {
+            match rng.next_u64() % 3 {
                 0 => {
-                    let at = (rng.next() % bytes.len() as u64) as usize;
-                    bytes[at] ^= 1 << (rng.next() % 8);
+                    let at = (rng.next_u64() % bytes.len() as u64) as usize;
+                    bytes[at] ^= 1 << (rng.next_u64() % 8);
                 }
                 1 => {
-                    let at = (rng.next() % bytes.len() as u64) as usize;
-                    let end = (at + 1 + (rng.next() % 64) as usize).min(bytes.len());
-                    bytes[at..end].fill(rng.next() as u8);
+                    let at = (rng.next_u64() % bytes.len() as u64) as usize;
+                    let end = (at + 1 + (rng.next_u64() % 64) as usize).min(bytes.len());
+                    bytes[at..end].fill(rng.next_u64() as u8);
                 }
-                _ => bytes.truncate((rng.next() % bytes.len() as u64) as usize),
+                _ => bytes.truncate((rng.next_u64() % bytes.len() as u64) as usize),
             }
             let whole = validate(&bytes, Limits::default());
-            let chunked = validate_chunked(&bytes, rng.next());
+            let chunked = validate_chunked(&bytes, rng.next_u64());
             match (&whole, &chunked) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "{name}"),
                 (Err(a), Err(b)) => {

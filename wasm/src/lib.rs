@@ -135,13 +135,48 @@ export interface MsbSnapshot {
   created_at: string;
   image_ref: string;
   image_manifest_digest: string;
+  /** Empty for a checkpoint snapshot, as are `disk_format`, `virtual_size` (0) and `layers`. */
   filesystem: string;
-  disk_format: "raw" | "qcow2";
+  disk_format: "raw" | "qcow2" | "";
   virtual_size: number;
   layers: string[];
   labels: Record<string, string>;
   requires: string[];
   unsupported_requires: string[];
+  scope: "file" | "checkpoint";
+  owned_volumes: number;
+}
+
+/** A checkpoint snapshot's closure (`checkpoints/<snap_id>/…`). */
+export interface MsbCheckpoint {
+  snapshot_id: string;
+  checkpoint_id: string;
+  checkpoint_root: string;
+  architecture: string;
+  capture_intent: "full-snapshot" | "park" | "transparent-transfer";
+  objects: number;
+  disk_layers: number;
+  owned_payloads: number;
+  bytes: number;
+  not_included: number;
+}
+
+/** A checkpoint or owned-volume member of a `.msb` archive, in inventory order. */
+export interface MsbClosureMember {
+  path: string;
+  kind:
+    | "checkpoint-root"
+    | "checkpoint-object"
+    | "checkpoint-disk-layer"
+    | "owned-directory-payload"
+    | "owned-disk-layer";
+  owner_snapshot: string;
+  included: boolean;
+  encoded_size: number;
+  apparent_size: number;
+  sparse: boolean;
+  /** The recomputed content digest that matched what names or records it, if any. */
+  verified: string | null;
 }
 
 /** An image file of a `.msb` archive. */
@@ -162,6 +197,8 @@ export interface MsbReport {
   snapshots: MsbSnapshot[];
   layers: MsbLayer[];
   images: MsbImageFile[];
+  checkpoints: MsbCheckpoint[];
+  closure: MsbClosureMember[];
 }
 
 /** The verdict on a valid bundle: the same fields as `snapbundle inspect --json`'s "report".

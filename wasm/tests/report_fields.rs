@@ -1,7 +1,8 @@
 //! The TypeScript declarations are written by hand: check that every field of real reports (every
 //! valid reference fixture of 0.6.2 and 0.7.13, which between them carry a cache, labels, both
-//! integrity states, parents in and out of the archive, a dependent archive and image files) is
-//! declared in them, so the types cannot drift from the core.
+//! integrity states, parents in and out of the archive, a dependent archive and image files, plus
+//! the built checkpoint archive of `snapbundle_tests::msb`) is declared in them, so the types
+//! cannot drift from the core.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -44,6 +45,12 @@ fn every_report_field_is_declared_in_the_typescript_types() {
         }
     }
     assert!(valid >= 15, "expected the valid reference fixtures, found {valid}");
+    // No real 0.7.13 archive holds a checkpoint (capturing one needs a running VM): the built one.
+    let checkpoint =
+        snapbundle_core::validate(&snapbundle_tests::msb::checkpoint_archive(), Default::default())
+            .expect("the built checkpoint archive is valid");
+    keys(&serde_json::to_value(&checkpoint).expect("report json"), &mut fields);
+    assert!(fields.contains("checkpoint_root") && fields.contains("verified"), "no checkpoint report");
     assert!(fields.contains("integrity") && fields.contains("layers"), "fixtures lack a cache or integrity");
     assert!(fields.contains("msb") && fields.contains("unsupported_requires"), "no 0.7 report");
     // wasm-bindgen consumes the `typescript_custom_section` constant (it only exists in the

@@ -78,7 +78,7 @@ function showMsb(file, report) {
       el("td", {}, s.snapshot_id, s.is_head ? el("span", { class: "badge" }, "head") : ""),
       el("td", {}, digest(s.descriptor_digest)),
       el("td", {}, s.parent ?? "-", s.parent && !s.parent_in_archive ? " (absent)" : ""),
-      el("td", { class: "num" }, size(s.virtual_size)),
+      el("td", { class: "num" }, s.scope === "checkpoint" ? "checkpoint" : size(s.virtual_size)),
       el("td", { class: "num" }, s.layers.length),
     ));
   v.append(
@@ -103,6 +103,21 @@ function showMsb(file, report) {
     el("p", { class: m.images.length ? "" : "muted" },
       m.images.length ? `${m.images.length} file(s), ${size(m.images.reduce((a, i) => a + i.size, 0))}` : "none: the image is not in the archive"),
   );
+  for (const c of m.checkpoints) {
+    v.append(
+      el("h3", {}, `Checkpoint ${c.checkpoint_id} (${c.snapshot_id})`),
+      el("p", {}, `${c.architecture}, ${c.capture_intent}: ${c.objects} object(s), ${c.disk_layers} disk layer(s), ` +
+        `${c.owned_payloads} owned payload(s), ${size(c.bytes)}` +
+        (c.not_included ? `, ${c.not_included} from its base` : "")),
+    );
+  }
+  if (m.closure.length) {
+    const verified = m.closure.filter((x) => x.verified).length;
+    v.append(
+      el("h3", {}, `Checkpoint and owned-volume members (${m.closure.length})`),
+      el("p", {}, `${verified} with a verified content digest`),
+    );
+  }
   if (m.dependencies.length) {
     v.append(el("h3", {}, "Needs from its base"), el("ul", {}, ...m.dependencies.map((d) => el("li", {}, d))));
   }

@@ -1,9 +1,10 @@
 //! The G3 layout state: what a `.msb` archive's members are, what is hashed while they stream
 //! past, and the whole-archive checks once `archive.json` (the last member) has been read.
 //!
-//! Per member, at its header: the path is classified ([`EntryKind::of_path`]; checkpoint and
-//! owned-volume members are refused as not supported yet), checked component by component and
-//! for duplicates, and the member's `msb-archive-member-blake3-v1` transport digest is started
+//! Per member, at its header: the path is classified ([`EntryKind::of_path`]; a checkpoint or
+//! owned-volume member must follow its snapshot's descriptor and, under `checkpoints/<id>/`, its
+//! `checkpoint.json`, which says which objects are documents to buffer), checked component by
+//! component and for duplicates, and the member's `msb-archive-member-blake3-v1` transport digest is started
 //! from tar-derived values only (kind from the path, path, stored and logical sizes, the sparse
 //! map as stored), so it can be compared with the inventory that arrives last. Descriptors
 //! (≤ `Limits::max_manifest_size`), `metadata.json` (≤ 1 MiB and `Limits::max_metadata_size`) and
@@ -33,6 +34,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use super::checkpoint::{self, CheckpointManifest, DiskGeneration, MemoryManifest};
 use super::descriptor::{Descriptor, Integrity, State};
 use super::error::MsbError;
 use super::inventory::{
@@ -46,34 +48,65 @@ use crate::generation::JsonBudget;
 use crate::hex;
 use crate::integrity::{Hashes, MemberHasher, Sha256Backend};
 use crate::limits::Limits;
-use crate::merkle::{FileMerkle, MerkleRoot};
+use crate::merkle::{FileMerkle, MerkleRoot, CHECKPOINT_FILE};
 use crate::names;
 use crate::report::{
     Container, Generation, LayerIntegrity, MsbImageFile, MsbLayer, MsbReport, MsbSnapshot, Report,
 };
+
+/// How many leading bytes of a disk layer are kept: a qcow2 header's size field ends at 32.
+const HEAD_BYTES: usize = 32;
 use crate::tar::header::EntryType;
 use crate::tar::Member;
 
 /// The content digests a member needs.
 #[derive(Debug, Default)]
-struct Digests {
-    sha256: Option<[u8; 32]>,
+pub(super) struct Digests {
+    pub(super) sha256: Option<[u8; 32]>,
     sparse_sha256: Option<[u8; 32]>,
-    merkle: Option<MerkleRoot>,
+    /// `msb-file-merkle-blake3-v1` for a layer payload, `microsandbox.checkpoint-file/1` for a
+    /// checkpoint or owned disk layer.
+    pub(super) merkle: Option<MerkleRoot>,
 }
 
 /// One member seen, kept until the inventory is read.
 #[derive(Debug)]
-struct Seen {
+pub(super) struct Seen {
     path: String,
     kind: EntryKind,
     encoded: u64,
-    apparent: u64,
-    sparse: bool,
+    pub(super) apparent: u64,
+    pub(super) sparse: bool,
     /// BLAKE3 of the sparse map as stored (see [`ranges_digest`]).
     ranges: [u8; 32],
     transport: String,
-    digests: Digests,
+    pub(super) digests: Digests,
+    /// The first [`HEAD_BYTES`] logical bytes of a disk layer (for its qcow2 header).
+    pub(super) head: Vec<u8>,
+}
+
+/// Which closure document a buffered checkpoint member is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Doc {
+    /// `checkpoint.json`.
+    Root,
+    /// The memory-manifest object.
+    Memory,
+    /// A disk-generation object (its id).
+    Disk(String),
+}
+
+/// What the closure documents of one checkpoint snapshot said, as they streamed past.
+#[derive(Debug, Default)]
+pub(super) struct Closure {
+    /// `checkpoint.json`, parsed.
+    pub(super) root: Option<CheckpointManifest>,
+    /// `sha256:<hex>` of `checkpoint.json`.
+    pub(super) root_digest: String,
+    /// The memory manifest, when its object was read.
+    pub(super) memory: Option<MemoryManifest>,
+    /// Disk generations read, by object id.
+    pub(super) disks: BTreeMap<String, DiskGeneration>,
 }
 
 /// The member being read.
@@ -91,13 +124,16 @@ struct Current {
     hasher: Option<MemberHasher>,
     merkle: Option<FileMerkle>,
     buffer: Option<Vec<u8>>,
+    /// The closure document it is, and its snapshot.
+    doc: Option<(Doc, String)>,
+    head: Option<Vec<u8>>,
 }
 
 /// A parsed descriptor and the member it came from.
 #[derive(Debug)]
-struct Described {
-    descriptor: Descriptor,
-    digest: String,
+pub(super) struct Described {
+    pub(super) descriptor: Descriptor,
+    pub(super) digest: String,
 }
 
 /// The G3 layout state of one archive.
@@ -109,7 +145,11 @@ pub(crate) struct Archive {
     keys: BTreeSet<String>,
     members: Vec<Seen>,
     /// Descriptors in archive order.
-    descriptors: Vec<Described>,
+    pub(super) descriptors: Vec<Described>,
+    /// Snapshot id → index in `descriptors`.
+    by_id: BTreeMap<String, usize>,
+    /// Checkpoint snapshot id → its closure documents.
+    pub(super) closures: BTreeMap<String, Closure>,
     /// Payload path → the integrity of the first descriptor seen that lists it.
     layer_integrity: BTreeMap<String, Option<Integrity>>,
     /// `metadata.json` path → labels.
@@ -157,6 +197,24 @@ fn snapshot_of(path: &str) -> Option<&str> {
     path.strip_prefix("snapshots/")?.split('/').next()
 }
 
+/// The snapshot id a `snapshots/<id>/…` or `checkpoints/<id>/…` path names.
+fn snapshot_of_any(path: &str) -> Option<&str> {
+    snapshot_of(path).or_else(|| path.strip_prefix("checkpoints/")?.split('/').next())
+}
+
+/// A disk layer's capacity as its payload states it: a raw file's size, a qcow2 header's size
+/// field (big-endian at bytes 24..32 after the magic `QFI\xfb`); `None` for a qcow2 layer without
+/// that header.
+pub(super) fn capacity(format: &str, apparent: u64, head: &[u8]) -> Option<u64> {
+    if format != "qcow2" {
+        return Some(apparent);
+    }
+    if head.get(..4) != Some(b"QFI\xfb".as_slice()) {
+        return None;
+    }
+    head.get(24..32).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes)
+}
+
 impl Archive {
     /// An empty archive bounded by `limits`, hashing with `sha256`.
     pub(crate) fn new(limits: Limits, sha256: &'static dyn Sha256Backend) -> Archive {
@@ -166,6 +224,8 @@ impl Archive {
             keys: BTreeSet::new(),
             members: Vec::new(),
             descriptors: Vec::new(),
+            by_id: BTreeMap::new(),
+            closures: BTreeMap::new(),
             layer_integrity: BTreeMap::new(),
             labels: BTreeMap::new(),
             inventory: None,
@@ -201,6 +261,7 @@ impl Archive {
         if !self.keys.insert(names::duplicate_key(path)) {
             return Err(tar_err(TarError::Duplicate));
         }
+        let mut doc = None;
         let (kind, limit) = if path == INVENTORY_PATH {
             (None, MAX_INVENTORY_BYTES as u64)
         } else {
@@ -233,20 +294,24 @@ impl Archive {
                             "a payload outside layers/<layer_id>.raw|.qcow2 (the released files/ layout) is",
                     })),
                     EntryKind::ImageMetadata | EntryKind::ImageObject => u64::MAX,
-                    _ => {
-                        return Err(msb(MsbError::Unsupported {
-                            path: path.to_string(),
-                            what: "a checkpoint or owned-volume member is",
-                        }))
+                    closure => {
+                        doc = self.closure_member(path, closure, &at)?;
+                        if doc.is_some() {
+                            (checkpoint::MAX_MANIFEST_BYTES as u64).min(self.limits.max_metadata_size)
+                        } else {
+                            u64::MAX
+                        }
                     }
                 };
             (Some(kind), limit)
         };
-        if m.sparse && kind != Some(EntryKind::FilePayload) {
-            return Err(tar_err(TarError::SparseNotAllowed("a .msb member other than a layer payload")));
+        let buffered = match kind {
+            None | Some(EntryKind::SnapshotDescriptor | EntryKind::SnapshotMetadata) => true,
+            _ => doc.is_some(),
+        };
+        if m.sparse && (buffered || matches!(kind, Some(EntryKind::ImageMetadata | EntryKind::ImageObject))) {
+            return Err(tar_err(TarError::SparseNotAllowed("a .msb member other than a payload")));
         }
-        let buffered =
-            !matches!(kind, Some(EntryKind::FilePayload | EntryKind::ImageMetadata | EntryKind::ImageObject));
         let buffer = if buffered {
             if m.size > limit {
                 return Err(match kind {
@@ -254,6 +319,10 @@ impl Archive {
                     Some(EntryKind::SnapshotMetadata) => {
                         msb(MsbError::Metadata { path: path.to_string(), why: "larger than its limit" })
                     }
+                    Some(_) if doc.is_some() => msb(MsbError::Checkpoint {
+                        path: path.to_string(),
+                        error: checkpoint::CheckpointError::TooLarge(m.size),
+                    }),
                     _ => Error::Limit {
                         at: Some(at),
                         error: LimitError::ManifestSize { size: m.size, max: limit },
@@ -274,8 +343,18 @@ impl Archive {
                 Some(Some(Integrity::FileMerkleBlake3V1 { .. })) => (None, Some(FileMerkle::new())),
                 None => (sha(Hashes::BOTH), Some(FileMerkle::new())),
             },
+            Some(EntryKind::CheckpointDiskLayer | EntryKind::OwnedDiskLayer) => {
+                (None, Some(FileMerkle::in_domain(&CHECKPOINT_FILE)))
+            }
             Some(_) => (sha(Hashes::SHA256), None),
         };
+        let head = match kind {
+            Some(EntryKind::FilePayload | EntryKind::CheckpointDiskLayer | EntryKind::OwnedDiskLayer) => {
+                Some(Vec::with_capacity(HEAD_BYTES))
+            }
+            _ => None,
+        };
+        let doc = doc.map(|d| (d, snapshot_of_any(path).unwrap_or_default().to_string()));
         let transport =
             kind.map(|k| TransportHasher::new(k.as_str(), path, m.stored_size, m.size, &m.sparse_map));
         self.current = Some(Current {
@@ -290,8 +369,85 @@ impl Archive {
             hasher,
             merkle,
             buffer,
+            doc,
+            head,
         });
         Ok(())
+    }
+
+    /// The checks at the header of a checkpoint or owned-volume member: its path, and its
+    /// snapshot already described (0.7.13 writes each snapshot's descriptor, then its members;
+    /// a checkpoint's `checkpoint.json` sorts before its other members), checkpoint members owned
+    /// by a checkpoint-scope snapshot, `snapshots/<id>/` owned members by a file-scope one. The
+    /// closure document to buffer, if it is one.
+    fn closure_member(&self, path: &str, kind: EntryKind, at: &Location) -> Result<Option<Doc>, Error> {
+        let c: Vec<&str> = path.split('/').collect();
+        let bad_path = |what| Error::Tar { at: at.clone(), error: TarError::UnexpectedMember(what) };
+        let bind = |why| msb(MsbError::ClosureBinding { path: path.to_string(), why });
+        let snap = c.get(1).copied().unwrap_or_default();
+        let Some(described) = self.by_id.get(snap).and_then(|&i| self.descriptors.get(i)) else {
+            return Err(bind(
+                "comes before its snapshot's descriptor, or belongs to no snapshot of the archive",
+            ));
+        };
+        let checkpoint_scope = matches!(described.descriptor.state, State::Checkpoint { .. });
+        let under_checkpoints = c.first() == Some(&"checkpoints");
+        if under_checkpoints && !checkpoint_scope {
+            return Err(bind("a checkpoint member of a file-scope snapshot"));
+        }
+        if !under_checkpoints && checkpoint_scope {
+            return Err(bind("a snapshots/<id>/ member of a checkpoint-scope snapshot (its members are under checkpoints/<id>/)"));
+        }
+        if kind == EntryKind::CheckpointRoot {
+            return Ok(Some(Doc::Root));
+        }
+        let root = self.closures.get(snap).and_then(|c| c.root.as_ref());
+        if under_checkpoints && root.is_none() {
+            return Err(bind("comes before its checkpoint.json"));
+        }
+        let is_hex64 =
+            |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match (kind, c.as_slice()) {
+            (EntryKind::CheckpointObject, [_, _, _, _, shard, hex]) => {
+                if !is_hex64(hex) || hex.get(..2) != Some(*shard) {
+                    return Err(bad_path("a checkpoint object is objects/sha256/<first 2 hex>/<64 hex>"));
+                }
+                let id = alloc::format!("sha256:{hex}");
+                Ok(root.and_then(|r| {
+                    if r.memory == id {
+                        Some(Doc::Memory)
+                    } else if r.disks.contains(&id) {
+                        Some(Doc::Disk(id))
+                    } else {
+                        None
+                    }
+                }))
+            }
+            (EntryKind::CheckpointDiskLayer | EntryKind::OwnedDiskLayer, [_, _, _, name]) => {
+                let ok = name.rsplit_once('.').is_some_and(|(id, format)| {
+                    checkpoint::is_member_id(id) && matches!(format, "raw" | "qcow2")
+                });
+                if !ok {
+                    return Err(bad_path("a disk layer is layers/<id>.raw|.qcow2"));
+                }
+                Ok(None)
+            }
+            (EntryKind::OwnedDirectoryPayload, [_, _, _, tag, rest @ ..]) => {
+                let ok = checkpoint::is_member_id(tag)
+                    && match rest {
+                        ["directory.bin"] => true,
+                        ["files", hex] => is_hex64(hex),
+                        _ => false,
+                    };
+                if !ok {
+                    return Err(bad_path(
+                        "an owned payload is owned/<tag>/directory.bin or owned/<tag>/files/<64 hex>",
+                    ));
+                }
+                Ok(None)
+            }
+            _ => Err(bad_path("not a path of a .msb archive")),
+        }
     }
 
     /// Stored bytes of the current member.
@@ -315,6 +471,10 @@ impl Archive {
         if let Some(buf) = cur.buffer.as_mut() {
             buf.extend_from_slice(bytes);
         }
+        if let Some(head) = cur.head.as_mut() {
+            let want = HEAD_BYTES.saturating_sub(head.len()).min(bytes.len());
+            head.extend_from_slice(bytes.get(..want).unwrap_or_default());
+        }
         Ok(())
     }
 
@@ -336,6 +496,10 @@ impl Archive {
         if let Some(mk) = cur.merkle.as_mut() {
             mk.update_zeros(len)
                 .map_err(|_| Error::Tar { at: cur.loc.clone(), error: TarError::SizeOverflow })?;
+        }
+        if let Some(head) = cur.head.as_mut() {
+            let want = HEAD_BYTES.saturating_sub(head.len()).min(usize::try_from(len).unwrap_or(HEAD_BYTES));
+            head.resize(head.len().saturating_add(want), 0);
         }
         Ok(())
     }
@@ -379,6 +543,7 @@ impl Archive {
                     }
                 }
                 let digest = descriptor.digest();
+                self.by_id.insert(descriptor.snapshot_id.clone(), self.descriptors.len());
                 self.descriptors.push(Described { descriptor, digest });
             }
             EntryKind::SnapshotMetadata => {
@@ -386,7 +551,34 @@ impl Archive {
                     .map_err(|why| msb(MsbError::Metadata { path: cur.path.clone(), why }))?;
                 self.labels.insert(cur.path.clone(), labels);
             }
+            EntryKind::CheckpointObject | EntryKind::OwnedDirectoryPayload => {
+                // Content-addressed by its name: `objects/sha256/<xx>/<hex>`, `files/<hex>`.
+                let named = cur.path.rsplit('/').next().unwrap_or_default();
+                let computed = digests.sha256.as_ref().map(|d| crate::hex::encode(d)).unwrap_or_default();
+                let addressed = kind == EntryKind::CheckpointObject || cur.path.contains("/files/");
+                if addressed && computed != named {
+                    return Err(msb(MsbError::ContentDigest {
+                        path: cur.path.clone(),
+                        expected: alloc::format!("sha256:{named}"),
+                        computed: alloc::format!("sha256:{computed}"),
+                    }));
+                }
+            }
             _ => {}
+        }
+        if let Some((doc, snap)) = &cur.doc {
+            let err = |error| msb(MsbError::Checkpoint { path: cur.path.clone(), error });
+            let closure = self.closures.entry(snap.clone()).or_default();
+            match doc {
+                Doc::Root => {
+                    closure.root = Some(CheckpointManifest::parse(bytes).map_err(err)?);
+                    closure.root_digest = digests.sha256.as_ref().map(hex::sha256_digest).unwrap_or_default();
+                }
+                Doc::Memory => closure.memory = Some(MemoryManifest::parse(bytes).map_err(err)?),
+                Doc::Disk(id) => {
+                    closure.disks.insert(id.clone(), DiskGeneration::parse(bytes).map_err(err)?);
+                }
+            }
         }
         self.members.push(Seen {
             path: cur.path,
@@ -397,6 +589,7 @@ impl Archive {
             ranges: cur.ranges,
             transport,
             digests,
+            head: cur.head.unwrap_or_default(),
         });
         Ok(())
     }
@@ -468,7 +661,14 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
                 }));
             }
         }
-        if m.kind != EntryKind::FilePayload {
+        let bound_by_sha256 = matches!(
+            m.kind,
+            EntryKind::SnapshotDescriptor
+                | EntryKind::SnapshotMetadata
+                | EntryKind::ImageMetadata
+                | EntryKind::ImageObject
+        );
+        if bound_by_sha256 {
             let Some(Integrity::Sha256 { digest }) = &e.integrity else {
                 return Err(msb(MsbError::EntryIntegrity(m.path.clone())));
             };
@@ -506,12 +706,7 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
     let mut listed: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
     for d in &a.descriptors {
         let id = d.descriptor.snapshot_id.as_str();
-        let State::File(file) = &d.descriptor.state else {
-            return Err(msb(MsbError::Unsupported {
-                path: id.to_string(),
-                what: "a checkpoint snapshot is",
-            }));
-        };
+        let State::File(file) = &d.descriptor.state else { continue };
         for l in &file.layers {
             let path = payload_path(&l.layer_id, l.format.as_str());
             let binding = |why| msb(MsbError::LayerBinding { path: path.clone(), why });
@@ -521,12 +716,19 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             if e.integrity != l.integrity {
                 return Err(binding("the inventory's integrity is not the descriptor's"));
             }
+            if let Some(m) = present.get(path.as_str()) {
+                let payload = capacity(l.format.as_str(), m.apparent, &m.head);
+                if payload != Some(l.virtual_size) {
+                    return Err(msb(MsbError::VirtualSize { path, recorded: l.virtual_size, payload }));
+                }
+            }
             listed.entry(path).or_default().insert(id);
         }
     }
     let mut layers = Vec::new();
     let mut images = Vec::new();
-    let mut dependencies = Vec::new();
+    let dependencies: Vec<String> =
+        inv.entries.iter().filter(|e| !e.included).map(|e| e.path.clone()).collect();
     for e in &inv.entries {
         match e.kind {
             EntryKind::FilePayload => {}
@@ -560,13 +762,10 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             return Err(binding("its owner_snapshot's descriptor does not list it"));
         }
         let integrity = match (&e.integrity, e.included) {
-            (i, false) => {
-                dependencies.push(e.path.clone());
-                LayerIntegrity::NotIncluded {
-                    algorithm: i.as_ref().map(|i| i.algorithm().to_string()),
-                    digest: i.as_ref().map(|i| recorded(i).to_string()),
-                }
-            }
+            (i, false) => LayerIntegrity::NotIncluded {
+                algorithm: i.as_ref().map(|i| i.algorithm().to_string()),
+                digest: i.as_ref().map(|i| recorded(i).to_string()),
+            },
             (None, true) => LayerIntegrity::NotRecorded,
             (Some(i), true) => {
                 let got = present.get(e.path.as_str()).and_then(|m| computed(i, &m.digests));
@@ -617,10 +816,20 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             at = p;
         }
     }
+    let (checkpoints, closure) = super::closure::check(a, inv, &present)?;
     let mut snapshots = Vec::with_capacity(a.descriptors.len());
     for d in &a.descriptors {
         let ds = &d.descriptor;
-        let State::File(file) = &ds.state else { continue };
+        let (scope, filesystem, disk_format, virtual_size, layers) = match &ds.state {
+            State::File(file) => (
+                "file",
+                file.filesystem.clone(),
+                file.disk_format.as_str().to_string(),
+                file.virtual_size,
+                file.layers.iter().map(|l| l.layer_id.clone()).collect(),
+            ),
+            State::Checkpoint { .. } => ("checkpoint", String::new(), String::new(), 0, Vec::new()),
+        };
         let mut meta_path = String::from("snapshots/");
         meta_path.push_str(&ds.snapshot_id);
         meta_path.push_str("/metadata.json");
@@ -633,13 +842,15 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             created_at: ds.created_at.clone(),
             image_ref: ds.image_reference.clone(),
             image_manifest_digest: ds.image_manifest_digest.clone(),
-            filesystem: file.filesystem.clone(),
-            disk_format: file.disk_format.as_str().to_string(),
-            virtual_size: file.virtual_size,
-            layers: file.layers.iter().map(|l| l.layer_id.clone()).collect(),
+            filesystem,
+            disk_format,
+            virtual_size,
+            layers,
             labels: a.labels.get(&meta_path).cloned().unwrap_or_default(),
             requires: ds.requires.clone(),
             unsupported_requires: ds.unsupported_requires().map(str::to_string).collect(),
+            scope: scope.to_string(),
+            owned_volumes: u32::try_from(ds.owned_volumes.len()).unwrap_or(u32::MAX),
         });
     }
     let head_digest = by_id.get(inv.head.as_str()).map(|d| d.digest.clone()).unwrap_or_default();
@@ -668,6 +879,8 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             snapshots,
             layers,
             images,
+            checkpoints,
+            closure,
         }),
     })
 }

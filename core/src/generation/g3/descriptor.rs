@@ -89,6 +89,9 @@ pub enum DescriptorError {
     ExtensionTooLarge,
     /// An extension number is not an integer of magnitude at most 2^53 − 1.
     ExtensionNumber,
+    /// The `microsandbox.owned-volumes` extension is not a valid owned-volume inventory, or is
+    /// not required.
+    OwnedVolumes(super::checkpoint::CheckpointError),
 }
 
 impl DescriptorError {
@@ -117,6 +120,7 @@ impl DescriptorError {
             DescriptorError::ExtensionTooDeep => "descriptor_extension_too_deep",
             DescriptorError::ExtensionTooLarge => "descriptor_extension_too_large",
             DescriptorError::ExtensionNumber => "descriptor_extension_number",
+            DescriptorError::OwnedVolumes(_) => "descriptor_owned_volumes",
         }
     }
 }
@@ -165,6 +169,7 @@ impl fmt::Display for DescriptorError {
                 write!(f, "an extension array or object exceeds {MAX_EXTENSION_ITEMS} entries")
             }
             DescriptorError::ExtensionNumber => f.write_str("extension numbers must be JSON-safe integers"),
+            DescriptorError::OwnedVolumes(e) => write!(f, "owned volumes: {e}"),
         }
     }
 }
@@ -339,17 +344,19 @@ pub struct FileState {
 pub enum State {
     /// `kind: "file"`: disk layers.
     File(FileState),
-    /// `kind: "checkpoint"`: a composite checkpoint.
+    /// `kind: "checkpoint"`: a composite checkpoint, stored under `checkpoints/<snap_id>/`.
     Checkpoint {
-        /// The checkpoint id.
+        /// The checkpoint id (its `checkpoint.json`'s `checkpoint_id`).
         checkpoint_id: String,
-        /// `sha256:<hex>` integrity root of the checkpoint.
+        /// `sha256:<hex>` of its `checkpoint.json`.
         checkpoint_root: String,
+        /// Allowed restore intents (`clone`, `resume`, …), not interpreted.
+        restore_intents: Vec<String>,
     },
 }
 
 /// A parsed and validated `snapshot.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Descriptor {
     /// `snap_` + 32 lowercase hex digits.
     pub snapshot_id: String,
@@ -365,6 +372,8 @@ pub struct Descriptor {
     pub image_manifest_digest: String,
     /// Must-understand extension keys, sorted.
     pub requires: Vec<String>,
+    /// Its owned volumes (the `microsandbox.owned-volumes` extension), empty without them.
+    pub owned_volumes: Vec<super::owned::OwnedVolume>,
     canonical: Vec<u8>,
 }
 
@@ -402,7 +411,7 @@ fn strings(items: &[Json], path: &str) -> Result<Vec<String>, JsonError> {
     items.iter().map(|v| json::as_str(v, path).map(str::to_string)).collect()
 }
 
-fn parse_layer(v: &Json, path: &str) -> Result<Layer, JsonError> {
+pub(crate) fn parse_layer(v: &Json, path: &str) -> Result<Layer, JsonError> {
     let mut f = Fields::of(v, path)?;
     let layer_id = f.str("layer_id")?.to_string();
     let format = LayerFormat::parse(f.req("format")?, &f.path_of("format"))?;
@@ -438,9 +447,9 @@ fn parse_state(v: &Json) -> Result<State, JsonError> {
     } else {
         let checkpoint_id = f.str("checkpoint_id")?.to_string();
         let checkpoint_root = f.str("checkpoint_root")?.to_string();
-        strings(f.arr("restore_intents")?, "state.restore_intents[]")?;
+        let restore_intents = strings(f.arr("restore_intents")?, "state.restore_intents[]")?;
         f.obj("requirements_summary")?;
-        State::Checkpoint { checkpoint_id, checkpoint_root }
+        State::Checkpoint { checkpoint_id, checkpoint_root, restore_intents }
     };
     f.done()?;
     Ok(state)
@@ -599,7 +608,7 @@ impl Descriptor {
                 }
                 validate_file_state(file)?;
             }
-            State::Checkpoint { checkpoint_id, checkpoint_root } => {
+            State::Checkpoint { checkpoint_id, checkpoint_root, .. } => {
                 if scope != 1 {
                     return Err(DescriptorError::Scope("state.kind=checkpoint requires scope=checkpoint"));
                 }
@@ -620,6 +629,10 @@ impl Descriptor {
             previous = Some(key);
         }
         extensions.iter().try_for_each(|(_, v)| check_extension(v, 0))?;
+        let owned =
+            extensions.iter().find(|(k, _)| k == super::owned::OWNED_VOLUMES_EXTENSION).map(|(_, v)| v);
+        let owned_volumes =
+            super::owned::of_descriptor(owned, &requires).map_err(DescriptorError::OwnedVolumes)?;
 
         let canonical = canonical_bytes(&tree, &created_at);
         Ok(Descriptor {
@@ -630,6 +643,7 @@ impl Descriptor {
             image_reference,
             image_manifest_digest,
             requires,
+            owned_volumes,
             canonical,
         })
     }

@@ -5,6 +5,7 @@
 use alloc::string::String;
 use core::fmt;
 
+use super::checkpoint::CheckpointError;
 use super::descriptor::DescriptorError;
 use super::inventory::InventoryError;
 
@@ -107,8 +108,48 @@ pub enum MsbError {
     },
     /// The descriptors' `parent` links inside the archive form a cycle.
     ParentCycle(String),
-    /// Something this validator does not read yet (checkpoint snapshots and members, owned
-    /// volumes, released `files/…` payload paths).
+    /// A `checkpoint.json`, memory manifest or disk generation does not parse or validate.
+    Checkpoint {
+        /// The member path.
+        path: String,
+        /// What was wrong.
+        error: CheckpointError,
+    },
+    /// A content-addressed member's bytes are not what names or records them: an object's
+    /// SHA-256 is not its name, `checkpoint.json`'s not the descriptor's `checkpoint_root`, an
+    /// owned payload's not its recorded digest, a disk layer's Merkle root not its
+    /// `integrity_root`.
+    ContentDigest {
+        /// The member path.
+        path: String,
+        /// What names or records it.
+        expected: String,
+        /// Computed over the member.
+        computed: String,
+    },
+    /// A checkpoint or owned-volume member is not bound as its closure says (owner, order, size,
+    /// epoch, the two owned-volume inventories, …).
+    ClosureBinding {
+        /// The member path (or snapshot id).
+        path: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// A member a checkpoint or owned-volume closure references has no inventory entry.
+    ClosureMissing(String),
+    /// A checkpoint or owned-volume entry no closure of the archive references.
+    ClosureUnreferenced(String),
+    /// A disk layer's capacity (a raw file's size, a qcow2 header's size) is not its recorded
+    /// `virtual_size`.
+    VirtualSize {
+        /// The member path.
+        path: String,
+        /// Recorded.
+        recorded: u64,
+        /// The payload's, `None` when a qcow2 layer has no qcow2 header.
+        payload: Option<u64>,
+    },
+    /// Something this validator does not read yet (released `files/…` payload paths, writing).
     Unsupported {
         /// The member path or snapshot id.
         path: String,
@@ -140,6 +181,12 @@ impl MsbError {
             MsbError::LayerBinding { .. } => "msb_layer_binding",
             MsbError::PayloadIntegrity { .. } => "msb_payload_integrity_mismatch",
             MsbError::ParentCycle(_) => "msb_parent_cycle",
+            MsbError::Checkpoint { error, .. } => error.code(),
+            MsbError::ContentDigest { .. } => "msb_content_digest_mismatch",
+            MsbError::ClosureBinding { .. } => "msb_closure_binding",
+            MsbError::ClosureMissing(_) => "msb_closure_member_missing",
+            MsbError::ClosureUnreferenced(_) => "msb_closure_member_unreferenced",
+            MsbError::VirtualSize { .. } => "msb_virtual_size",
             MsbError::Unsupported { .. } => "msb_unsupported",
         }
     }
@@ -215,6 +262,35 @@ impl fmt::Display for MsbError {
             MsbError::ParentCycle(id) => {
                 write!(f, "snapshot {}: its parent links loop back to it", id.escape_debug())
             }
+            MsbError::Checkpoint { path, error } => {
+                write!(f, "'{}': checkpoint manifest: {error}", path.escape_debug())
+            }
+            MsbError::ContentDigest { path, expected, computed } => write!(
+                f,
+                "'{}': content digest mismatch: expected {expected}, content {computed}",
+                path.escape_debug()
+            ),
+            MsbError::ClosureBinding { path, why } => {
+                write!(f, "checkpoint or owned-volume member '{}': {why}", path.escape_debug())
+            }
+            MsbError::ClosureMissing(path) => write!(
+                f,
+                "'{}' is referenced by a checkpoint or owned-volume closure but has no inventory entry",
+                path.escape_debug()
+            ),
+            MsbError::ClosureUnreferenced(path) => {
+                write!(f, "checkpoint closure member is not referenced: '{}'", path.escape_debug())
+            }
+            MsbError::VirtualSize { path, recorded, payload } => match payload {
+                Some(p) => write!(
+                    f,
+                    "disk layer '{}': virtual_size is {recorded}, its payload's capacity {p}",
+                    path.escape_debug()
+                ),
+                None => {
+                    write!(f, "disk layer '{}': a qcow2 layer without a qcow2 header", path.escape_debug())
+                }
+            },
             MsbError::Unsupported { path, what } => {
                 write!(f, "'{}': {what} not supported yet", path.escape_debug())
             }

@@ -705,40 +705,28 @@ impl Inventory {
                 "invalid snapshot dependency capability/completeness binding",
             ));
         };
-        let bad = InventoryError::Dependencies("malformed msb-snapshot-dependencies-v1 extension");
-        let Json::Obj(fields) = extension else { return Err(bad) };
-        let list = |key: &str| match fields.iter().find(|(k, _)| k == key).map(|(_, v)| v) {
-            None => Ok(&[][..]),
-            Some(Json::Arr(items)) => Ok(items.as_slice()),
-            Some(_) => Err(InventoryError::Dependencies("malformed msb-snapshot-dependencies-v1 extension")),
-        };
-        let (disks, memory, owned) = (list("disks")?, list("memory")?, list("owned")?);
-        if !memory.is_empty() || !owned.is_empty() {
-            return Err(InventoryError::Dependencies(
-                "memory and owned-volume dependencies are not supported yet",
-            ));
-        }
-        if disks.is_empty() || disks.len() > MAX_DISK_DEPENDENCIES {
-            return Err(InventoryError::Dependencies("invalid snapshot dependency count or object ordering"));
-        }
-        let mut paths: Vec<&str> = Vec::new();
-        for d in disks {
-            let path = match d {
-                Json::Obj(f) => f.iter().find(|(k, _)| k == "path").map(|(_, v)| v),
-                _ => None,
-            };
-            let Some(Json::Str(path)) = path else { return Err(bad) };
-            if paths.contains(&path.as_str()) {
-                return Err(InventoryError::Dependencies("duplicate snapshot dependency"));
-            }
-            paths.push(path);
+        let paths = dependency_paths(extension, &self.head, self.entries.len())?;
+        for (path, category) in &paths {
+            // Linear: the entries' order is checked after this.
             let entry = self
                 .entries
                 .iter()
                 .find(|e| e.path == *path)
                 .ok_or(InventoryError::Dependencies("dependency lacks an inventory entry"))?;
+            let valid_kind = match category {
+                Dependency::Disk => {
+                    matches!(entry.kind, EntryKind::FilePayload | EntryKind::CheckpointDiskLayer)
+                }
+                Dependency::Memory => entry.kind == EntryKind::CheckpointObject,
+                Dependency::Owned => matches!(
+                    entry.kind,
+                    EntryKind::OwnedDirectoryPayload
+                        | EntryKind::OwnedDiskLayer
+                        | EntryKind::CheckpointDiskLayer
+                ),
+            };
             if entry.included
-                || !matches!(entry.kind, EntryKind::FilePayload | EntryKind::CheckpointDiskLayer)
+                || !valid_kind
                 || entry.owner_snapshot.as_deref() != Some(self.head.as_str())
                 || entry.encoded_size != 0
                 || !entry.sparse_ranges.is_empty()
@@ -752,6 +740,98 @@ impl Inventory {
         }
         Ok(())
     }
+}
+
+/// Which list of the dependencies extension names a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dependency {
+    Disk,
+    Memory,
+    Owned,
+}
+
+/// The `msb-snapshot-dependencies-v1` extension parsed as 0.7.13's `delta::Dependencies` (unknown
+/// fields refused, `disks` and `memory` required, `owned` optional; each disk's identity a
+/// descriptor layer (`file`) or a disk-generation layer (`checkpoint`), each owned payload's a
+/// directory `{digest, bytes}` or a disk `{integrity_root, bytes}`), with `delta::validate`'s
+/// counts and order: not all empty, at most 256 disks, memory and owned at most as many as the
+/// entries, memory ids and owned paths strictly sorted, no path twice. Memory objects are at
+/// `checkpoints/<head>/objects/sha256/<xx>/<hex>`. Returns each path and its list.
+fn dependency_paths(
+    extension: &Json,
+    head: &str,
+    entries: usize,
+) -> Result<Vec<(String, Dependency)>, InventoryError> {
+    let malformed = |_| InventoryError::Dependencies("malformed msb-snapshot-dependencies-v1 extension");
+    let parse = || -> Result<Vec<(String, Dependency)>, JsonError> {
+        let mut f = Fields::of(extension, DEPENDENCIES_V1)?;
+        let disks = f.arr("disks")?;
+        let memory = f.arr("memory")?;
+        let owned = match f.opt("owned") {
+            None => &[][..],
+            Some(Json::Arr(items)) => items.as_slice(),
+            Some(_) => return Err(json::wrong("owned", "an array")),
+        };
+        f.done()?;
+        let mut paths = Vec::new();
+        for d in disks {
+            let mut df = Fields::of(d, "disks[]")?;
+            let path = df.str("path")?.to_string();
+            let mut idf = Fields::of(df.req("identity")?, "disks[].identity")?;
+            let layer = idf.req("layer")?;
+            match json::variant(idf.req("kind")?, "disks[].identity.kind", &["file", "checkpoint"])? {
+                0 => drop(descriptor::parse_layer(layer, "disks[].identity.layer")?),
+                _ => drop(super::checkpoint::DiskLayerRef::from_json(layer, "disks[].identity.layer")?),
+            }
+            idf.done()?;
+            df.done()?;
+            paths.push((path, Dependency::Disk));
+        }
+        for m in memory {
+            let id = json::as_str(m, "memory[]")?;
+            if !descriptor::is_digest(id, "sha256:") {
+                return Err(json::wrong("memory[]", "an object identity sha256:<64 hex>"));
+            }
+            paths.push((super::checkpoint::object_path(head, id), Dependency::Memory));
+        }
+        for o in owned {
+            let mut of = Fields::of(o, "owned[]")?;
+            let path = of.str("path")?.to_string();
+            let mut idf = Fields::of(of.req("identity")?, "owned[].identity")?;
+            if json::variant(idf.req("kind")?, "owned[].identity.kind", &["directory", "disk"])? == 0 {
+                idf.str("digest")?;
+            } else {
+                idf.str("integrity_root")?;
+            }
+            idf.u64("bytes")?;
+            idf.done()?;
+            of.done()?;
+            paths.push((path, Dependency::Owned));
+        }
+        Ok(paths)
+    };
+    let paths = parse().map_err(malformed)?;
+    let count = |c| paths.iter().filter(|(_, k)| *k == c).count();
+    let sorted = |c| {
+        let of: Vec<&str> = paths.iter().filter(|(_, k)| *k == c).map(|(p, _)| p.as_str()).collect();
+        of.windows(2).all(|w| w.first() < w.get(1))
+    };
+    if paths.is_empty()
+        || count(Dependency::Disk) > MAX_DISK_DEPENDENCIES
+        || count(Dependency::Memory) > entries
+        || count(Dependency::Owned) > entries
+        || !sorted(Dependency::Memory)
+        || !sorted(Dependency::Owned)
+    {
+        return Err(InventoryError::Dependencies("invalid snapshot dependency count or object ordering"));
+    }
+    let mut unique: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != paths.len() {
+        return Err(InventoryError::Dependencies("duplicate snapshot dependency"));
+    }
+    Ok(paths)
 }
 
 #[cfg(test)]

@@ -21,24 +21,30 @@
 //!   digests and payload integrity computed while the bytes stream, and the whole-archive checks
 //!   (see its module doc); `error`: [`MsbError`].
 //!
-//! Beyond 0.7.13's loader, the recorded payload integrity is recomputed, every descriptor layer is
+//! Beyond 0.7.13's loader, the recorded payload integrity and every layer's `virtual_size` are
+//! checked, every checkpoint object against its name, every descriptor layer is
 //! bound to its payload entry (same integrity, listed by its owner), `metadata.json` must belong
 //! to a snapshot of the archive, parent links inside the archive may not loop, and the input may
 //! hold one zstd frame only.
 //!
-//! Not done yet: checkpoint snapshots and their members and owned volumes (refused as
-//! `msb_unsupported`), the G2 (0.6.7 – 0.6.16, numeric schema 1) inventory and its `files/…`
-//! layout, memory and owned-volume dependencies of dependent archives, the semantic schemas of
-//! descriptor extensions, and a G3 event vocabulary (G3 emits no events and refuses a sink that
-//! wants data, so no front end imports `.msb` archives yet). Every front end shows the `msb`
+//! Checkpoint snapshots: [`checkpoint`] and [`owned`] parse `checkpoint.json`, memory manifests,
+//! disk generations and owned volumes; `closure` binds checkpoint and owned-volume members to them.
+//!
+//! Not done yet: the G2 (0.6.7 – 0.6.16, numeric schema 1) inventory and its `files/…` layout, the
+//! semantic schemas of the other descriptor extensions, and a G3 event vocabulary (G3 emits no
+//! events and refuses a sink that wants data, so no front end imports `.msb` archives yet). Every
+//! front end shows the `msb`
 //! report section; `docs/format-0.7.md` says what is checked and where it is stricter than 0.7.13.
 
 pub(crate) mod archive;
+pub mod checkpoint;
+mod closure;
 pub mod descriptor;
 mod error;
 pub mod inventory;
 mod json;
 pub mod metadata;
+pub mod owned;
 mod time;
 pub mod transport;
 

@@ -1,0 +1,209 @@
+//! Checkpoint-scope snapshots and their members (`checkpoints/<snap_id>/…`), owned volumes and
+//! memory dependencies, on archives built by `snapbundle_tests::msb` from a reading of 0.7.13's
+//! writer (no real 0.7.13 checkpoint archive exists: capturing one needs a running VM).
+
+use serde_json::json;
+use snapbundle_core::{validate, Limits, Report};
+use snapbundle_tests::msb::{
+    checkpoint_archive, file_snapshot, find, mount_id, object_id, object_path, seal, validate_chunked,
+    Closure, Member, CHECKPOINT_ID, FILE_SNAP, GUEST, SNAP,
+};
+
+fn run(bytes: &[u8]) -> Result<Report, snapbundle_core::Error> {
+    validate(bytes, Limits::default())
+}
+
+fn code(bytes: &[u8]) -> String {
+    match run(bytes) {
+        Ok(_) => "ok".into(),
+        Err(e) => e.code().to_string(),
+    }
+}
+
+fn sealed(ms: &[Member]) -> Vec<u8> {
+    seal(ms, SNAP, None)
+}
+
+#[test]
+fn a_checkpoint_archive_is_valid_and_reported() {
+    let r = run(&checkpoint_archive()).unwrap();
+    let m = r.msb.unwrap();
+    assert_eq!(m.snapshots.len(), 1);
+    assert_eq!(m.snapshots[0].scope, "checkpoint");
+    assert_eq!(m.snapshots[0].owned_volumes, 1);
+    let c = &m.checkpoints[0];
+    assert_eq!((c.snapshot_id.as_str(), c.checkpoint_id.as_str()), (SNAP, CHECKPOINT_ID));
+    assert_eq!(c.checkpoint_root, object_id(&Closure::default().root()));
+    // Execution state, memory extent, device state, memory manifest, disk generation.
+    assert_eq!((c.objects, c.disk_layers, c.owned_payloads, c.not_included), (5, 1, 2, 0));
+    // checkpoint.json, 5 objects, 1 layer, 2 owned payloads: each with a verified digest.
+    assert_eq!(m.closure.len(), 9);
+    assert!(m.closure.iter().all(|x| x.included && x.verified.is_some()), "{:?}", m.closure);
+    let layer = m.closure.iter().find(|x| x.kind == "checkpoint-disk-layer").unwrap();
+    assert!(layer.verified.as_deref().unwrap().starts_with("blake3:"));
+}
+
+#[test]
+fn an_object_whose_content_is_not_its_name_is_refused() {
+    let mut ms = Closure::default().members();
+    let c = Closure::default();
+    find(&mut ms, &object_path(SNAP, &object_id(&c.execution))).data[0] ^= 1;
+    assert_eq!(code(&sealed(&ms)), "msb_content_digest_mismatch");
+}
+
+#[test]
+fn a_member_owned_by_another_snapshot_is_refused() {
+    let mut ms = Closure::default().members();
+    ms.extend(file_snapshot(&[1; 4096], 4096));
+    find(&mut ms, &format!("checkpoints/{SNAP}/layers/base.raw")).owner = Some(FILE_SNAP.into());
+    assert_eq!(code(&sealed(&ms)), "msb_closure_binding");
+}
+
+#[test]
+fn a_checkpoint_member_of_a_file_scope_snapshot_is_refused() {
+    let mut ms = file_snapshot(&[1; 4096], 4096);
+    let c = Closure::default();
+    ms.push(Member {
+        path: format!("checkpoints/{FILE_SNAP}/checkpoint.json"),
+        data: c.root(),
+        owner: Some(FILE_SNAP.into()),
+        kind: "checkpoint-root".into(),
+        integrity: "null".into(),
+        included: true,
+    });
+    assert_eq!(code(&seal(&ms, FILE_SNAP, None)), "msb_closure_binding");
+}
+
+#[test]
+fn a_kind_that_is_not_the_paths_is_refused() {
+    let mut ms = Closure::default().members();
+    find(&mut ms, &format!("checkpoints/{SNAP}/layers/base.raw")).kind = "owned-disk-layer".into();
+    assert_eq!(code(&sealed(&ms)), "inventory_kind");
+}
+
+#[test]
+fn a_referenced_member_without_an_entry_is_refused() {
+    let mut ms = Closure::default().members();
+    let device = object_path(SNAP, &object_id(&Closure::default().device));
+    ms.retain(|m| m.path != device);
+    assert_eq!(code(&sealed(&ms)), "msb_closure_member_missing");
+}
+
+#[test]
+fn an_unreferenced_member_is_refused() {
+    let mut ms = Closure::default().members();
+    let extra = b"an object nothing names".to_vec();
+    let at = ms.iter().position(|m| m.path.contains("/objects/")).unwrap();
+    ms.insert(
+        at,
+        Member {
+            path: object_path(SNAP, &object_id(&extra)),
+            data: extra,
+            owner: Some(SNAP.into()),
+            kind: "checkpoint-object".into(),
+            integrity: "null".into(),
+            included: true,
+        },
+    );
+    // The descriptor stays first; the closure in path order, as 0.7.13 writes it.
+    ms[1..].sort_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!(code(&sealed(&ms)), "msb_closure_member_unreferenced");
+}
+
+#[test]
+fn a_checkpoint_json_that_is_not_the_descriptors_root_is_refused() {
+    // A valid checkpoint.json, but not the one the descriptor's checkpoint_root names.
+    let mut ms = Closure::default().members();
+    let root = String::from_utf8(Closure::default().root()).unwrap();
+    let edited = root.replace("\"full-snapshot\"", "\"park\"");
+    find(&mut ms, &format!("checkpoints/{SNAP}/checkpoint.json")).data = edited.into_bytes();
+    assert_eq!(code(&sealed(&ms)), "msb_content_digest_mismatch");
+}
+
+#[test]
+fn owned_payloads_and_disk_layers_are_bound_to_their_digests() {
+    let owned = format!("checkpoints/{SNAP}/owned/{}/directory.bin", mount_id(GUEST));
+    let mut ms = Closure::default().members();
+    find(&mut ms, &owned).data[0] ^= 1;
+    assert_eq!(code(&sealed(&ms)), "msb_content_digest_mismatch");
+    let mut ms = Closure::default().members();
+    find(&mut ms, &format!("checkpoints/{SNAP}/layers/base.raw")).data[0] ^= 1;
+    assert_eq!(code(&sealed(&ms)), "msb_content_digest_mismatch");
+    let mut ms = Closure::default().members();
+    find(&mut ms, &format!("checkpoints/{SNAP}/layers/base.raw")).data.push(0);
+    assert_eq!(code(&sealed(&ms)), "msb_closure_binding");
+}
+
+#[test]
+fn the_descriptor_and_checkpoint_owned_volumes_must_agree() {
+    // The descriptor's owned volumes edited (still valid): it no longer equals checkpoint.json's.
+    let c = Closure::default();
+    let mut ms = c.members();
+    let text = String::from_utf8(c.descriptor()).unwrap().replace("\"private\"", "\"mirror\"");
+    let d = find(&mut ms, &format!("snapshots/{SNAP}/snapshot.json"));
+    d.data = text.into_bytes();
+    d.integrity = format!("{{\"algorithm\":\"sha256\",\"digest\":\"{}\"}}", object_id(&d.data));
+    assert_eq!(code(&sealed(&ms)), "msb_closure_binding");
+}
+
+#[test]
+fn a_checkpoint_member_before_its_root_is_refused() {
+    let mut ms = Closure::default().members();
+    let root = ms.iter().position(|m| m.path.ends_with("checkpoint.json")).unwrap();
+    let moved = ms.remove(root);
+    ms.push(moved);
+    assert_eq!(code(&sealed(&ms)), "msb_closure_binding");
+}
+
+#[test]
+fn a_memory_dependency_is_accepted_and_listed() {
+    let c = Closure::default();
+    let mut ms = c.members();
+    let id = object_id(&c.memory_bytes);
+    find(&mut ms, &object_path(SNAP, &id)).included = false;
+    let deps = json!({"disks": [], "memory": [id]});
+    let m = run(&seal(&ms, SNAP, Some(deps))).unwrap().msb.unwrap();
+    assert_eq!(m.completeness, "dependent");
+    assert_eq!(m.dependencies, [object_path(SNAP, &object_id(&c.memory_bytes))]);
+    assert_eq!(m.checkpoints[0].not_included, 1);
+    // Declared as a memory dependency but the object is included: refused.
+    let ms = c.members();
+    assert_eq!(
+        code(&seal(&ms, SNAP, Some(json!({"disks": [], "memory": [object_id(&c.memory_bytes)]})))),
+        "inventory_dependencies"
+    );
+    // A memory dependency list that is not sorted.
+    let mut ms = c.members();
+    let (a, b) = (object_id(&c.memory_bytes), object_id(&c.execution));
+    for id in [&a, &b] {
+        find(&mut ms, &object_path(SNAP, id)).included = false;
+    }
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    assert_eq!(
+        code(&seal(&ms, SNAP, Some(json!({"disks": [], "memory": [hi, lo]})))),
+        "inventory_dependencies"
+    );
+}
+
+#[test]
+fn a_layer_whose_size_is_not_its_virtual_size_is_refused() {
+    assert_eq!(code(&seal(&file_snapshot(&[1; 4096], 4096), FILE_SNAP, None)), "ok");
+    assert_eq!(code(&seal(&file_snapshot(&[1; 4096], 8192), FILE_SNAP, None)), "msb_virtual_size");
+}
+
+#[test]
+fn any_chunking_gives_the_same_verdict() {
+    let c = Closure::default();
+    let mut bad = c.members();
+    find(&mut bad, &object_path(SNAP, &object_id(&c.device))).data[0] ^= 1;
+    for bytes in [checkpoint_archive(), sealed(&bad)] {
+        let whole = run(&bytes);
+        for seed in [1u64, 0x9e37_79b9_7f4a_7c15, 42] {
+            match (&whole, validate_chunked(&bytes, seed)) {
+                (Ok(a), Ok(b)) => assert_eq!(*a, b, "seed {seed}"),
+                (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "seed {seed}"),
+                (a, b) => panic!("seed {seed}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+}
