@@ -44,6 +44,12 @@ pub enum Slot<'a> {
         /// The file name.
         file: &'a str,
     },
+    /// A member of a microsandbox 0.7 `.msb` archive (its path is [`crate::MemberStart::path`]):
+    /// its inventory kind, `None` for `archive.json`.
+    Msb {
+        /// The kind its path implies.
+        kind: Option<crate::generation::g3::inventory::EntryKind>,
+    },
 }
 
 impl Slot<'_> {

@@ -97,6 +97,11 @@ impl Validator {
         self.walker.position()
     }
 
+    /// The archive's generation, once its first member header decided it.
+    pub fn generation(&self) -> Option<crate::report::Generation> {
+        self.layout.generation()
+    }
+
     /// Feeds the next chunk of the bundle (any size, including empty). After an error every
     /// further call fails with [`Error::Finished`].
     pub fn push<S: Sink>(&mut self, chunk: &[u8], sink: &mut S) -> Result<(), Error> {

@@ -11,14 +11,16 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use snapbundle_core::integrity::{Algorithm, IntegrityHasher};
-use snapbundle_core::report::{Area, IntegrityStatus, Role};
+use snapbundle_core::report::{Area, Generation, IntegrityStatus, Role};
 use snapbundle_core::{Limits, Report};
 
 use crate::check;
 use crate::error::{shown, HostError};
+use crate::export::ExportTarget;
 use crate::fsutil::{self, create_dirs, Created};
 use crate::home::Home;
 use crate::index::{self, IndexOutcome};
+use crate::msb::{ConvertOptions, Generation as ConvertTo};
 use crate::progress::Progress;
 use crate::promote::{self, Journal, Move, Recovery, Tree, STAGED_SNAPSHOTS, STAGE_PREFIX};
 use crate::stage::{remove_tree, CacheStage, Stager, CACHE_STAGE_PREFIX};
@@ -60,6 +62,10 @@ pub struct ImportOutcome {
     pub recovered: Recovery,
     /// The validation report.
     pub report: Report,
+    /// For a 0.7 `.msb` archive: its snapshots as converted (0.6.2 digest, 0.7 id and
+    /// descriptor digest), parents first; empty for a 0.6.2 bundle.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub converted: Vec<crate::msb::forward::Converted>,
 }
 
 /// Imports a bundle from `reader` into `home`.
@@ -80,6 +86,22 @@ pub fn import(
     home: &Home,
     opts: &ImportOptions,
 ) -> Result<ImportOutcome, HostError> {
+    let peeked =
+        crate::input::peek_generation(reader, opts.limits).map_err(io_err(format!("reading {name}")))?;
+    let mut reader = peeked.reader;
+    if peeked.generation == Some(Generation::G3) {
+        return import_converted(&mut reader, name, home, opts);
+    }
+    import_bundle(&mut reader, name, home, opts)
+}
+
+/// Imports a 0.6.2 bundle.
+fn import_bundle(
+    reader: &mut dyn Read,
+    name: &str,
+    home: &Home,
+    opts: &ImportOptions,
+) -> Result<ImportOutcome, HostError> {
     let mut created = Created::default();
     let r = import_inner(reader, name, home, opts, &mut created);
     match r {
@@ -87,6 +109,50 @@ pub fn import(
         Err(_) => created.undo(),
     }
     r
+}
+
+/// Imports a 0.7 `.msb` archive: converted to a 0.6.2 bundle on the fly ([`crate::msb`],
+/// validated as `verify` does), piped into the import of that bundle with all its guarantees
+/// (staged, verified again, all-or-nothing). The conversion runs here, the import beside it.
+fn import_converted(
+    reader: &mut dyn Read,
+    name: &str,
+    home: &Home,
+    opts: &ImportOptions,
+) -> Result<ImportOutcome, HostError> {
+    let (mut from_convert, mut to_import) = io::pipe().map_err(io_err("creating a pipe"))?;
+    let inner_name = format!("{name} (converted to 0.6.2)");
+    let inner_opts = ImportOptions { quiet: true, input_len: None, ..opts.clone() };
+    let convert_opts = ConvertOptions {
+        to: ConvertTo::V062,
+        limits: opts.limits,
+        plain_tar: true,
+        input_len: opts.input_len,
+        quiet: opts.quiet,
+        ..ConvertOptions::default()
+    };
+    std::thread::scope(|s| {
+        let importing = s.spawn(|| {
+            let r = import_bundle(&mut from_convert, &inner_name, home, &inner_opts);
+            drop(from_convert);
+            r
+        });
+        let converted =
+            crate::msb::convert(reader, name, ExportTarget::Writer(&mut to_import), &convert_opts, None);
+        // A conversion that failed cut the bundle short: the import refuses it, writes nothing.
+        drop(to_import);
+        let imported = importing.join().unwrap_or_else(|_| {
+            Err(HostError::io("importing", io::Error::other("the import thread panicked")))
+        });
+        match (converted, imported) {
+            (Ok(c), Ok(mut i)) => {
+                i.converted = c.snapshots;
+                Ok(i)
+            }
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    })
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {
@@ -171,6 +237,7 @@ fn import_inner(
         index,
         recovered,
         report,
+        converted: Vec::new(),
     })
 }
 

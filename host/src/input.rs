@@ -30,3 +30,37 @@ pub fn open_bundle(arg: &str) -> Result<BundleInput, HostError> {
     let len = meta.is_file().then_some(meta.len());
     Ok(BundleInput { reader: Box::new(file), len, name: arg.to_string() })
 }
+
+/// The first bytes of a stream read ahead, and what they are.
+pub struct Peeked<R> {
+    /// The generation of the archive, when its first member header was within what was read
+    /// and valid.
+    pub generation: Option<snapbundle_core::report::Generation>,
+    /// The whole stream again: the bytes read ahead, then the rest.
+    pub reader: io::Chain<io::Cursor<Vec<u8>>, R>,
+}
+
+/// Most bytes read ahead to learn an archive's generation.
+const PEEK_MAX: usize = 1 << 20;
+
+/// Reads ahead until the core knows the archive's generation (its first member header), at
+/// most 1 MiB; an input it refuses that early is left to the caller's own validation.
+pub fn peek_generation<R: Read>(mut reader: R, limits: snapbundle_core::Limits) -> io::Result<Peeked<R>> {
+    let mut v = snapbundle_core::Validator::new(limits);
+    let mut ahead = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    while v.generation().is_none() && ahead.len() < PEEK_MAX {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = buf.get(..n).unwrap_or(&[]);
+        ahead.extend_from_slice(chunk);
+        if v.push(chunk, &mut snapbundle_core::NullSink).is_err() {
+            break;
+        }
+    }
+    Ok(Peeked { generation: v.generation(), reader: io::Cursor::new(ahead).chain(reader) })
+}

@@ -154,6 +154,13 @@ impl<'a> Stager<'a> {
             }
             Slot::CacheDir { kind } => (true, kind.as_str().to_string(), None),
             Slot::CacheFile { kind, file } => (true, kind.as_str().to_string(), Some(file)),
+            // A 0.7 archive is imported through its 0.6.2 conversion, never staged as it is.
+            Slot::Msb { .. } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a .msb member cannot be staged as it is",
+                ))
+            }
         };
         let key = format!("{}{dir}", if cache { "cache/" } else { "" });
         if !self.dirs.contains(&key) {

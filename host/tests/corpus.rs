@@ -5,7 +5,8 @@
 //! the generated one. Then every case runs through `snapbundle verify --json` and `snapbundle
 //! import --json` into a fresh home inside a fresh scratch directory, and for each case:
 //! - the verdict and the error code are the expected ones, for verify and for import (a 0.7
-//!   `.msb` archive, [`Setup::NotImportable`], is judged by verify and refused by import);
+//!   `.msb` archive, [`Setup::Converted`], is judged by verify and imported through its 0.6.2
+//!   conversion, or refused with verify's code, or as `not_representable`);
 //! - no panic (exit status 0, 1 or 3 and no "panicked" on standard error);
 //! - on rejection the whole scratch tree (home, store, cache, anything beside them) is exactly
 //!   what it was before: not a file created, changed or left behind, no stage;
@@ -156,7 +157,7 @@ fn check_case(case: &Case, peak: &mut u64) -> Result<(), String> {
     );
     *peak = (*peak).max(v.rss_kib);
     let want_verify = match case.setup {
-        Setup::Fresh | Setup::NotImportable => case.expect.unwrap_or("ok"),
+        Setup::Fresh | Setup::NotImportable | Setup::Converted => case.expect.unwrap_or("ok"),
         _ => "ok",
     };
     let got = outcome(&v);
@@ -180,7 +181,7 @@ fn check_case(case: &Case, peak: &mut u64) -> Result<(), String> {
         )
     };
     match case.setup {
-        Setup::Fresh | Setup::NotImportable => {}
+        Setup::Fresh | Setup::NotImportable | Setup::Converted => {}
         Setup::PreImported => {
             let first = import(&home);
             if outcome(&first) != "ok" {
@@ -206,6 +207,7 @@ fn check_case(case: &Case, peak: &mut u64) -> Result<(), String> {
     let after: Tree = tree(&root);
     let want_import = match case.setup {
         Setup::NotImportable => "usage",
+        Setup::Converted => case.expect.or(case.import_expect).unwrap_or("ok"),
         _ => case.expect.unwrap_or("ok"),
     };
     let got = outcome(&imp);

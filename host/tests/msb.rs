@@ -1,7 +1,8 @@
 //! The command line on microsandbox 0.7 `.msb` archives (the reference archives real 0.7.13
 //! wrote, `tests/fixtures/microsandbox-0.7.13/`): `verify` and `inspect` give 0.7.13's verdict
-//! and show the archive's snapshots; `import` refuses them with a clear message and writes
-//! nothing, natively and in the sandbox.
+//! and show the archive's snapshots; `import` converts them to 0.6.2 on the fly (the same store
+//! as importing `convert --to 0.6.2`'s output), or refuses them with verify's code or as not
+//! representable, writing nothing, natively and in the sandbox.
 
 mod support;
 
@@ -64,25 +65,82 @@ fn verify_and_inspect_give_the_verdict_of_0_7_13() {
     }
 }
 
-#[test]
-fn import_refuses_a_msb_archive_and_writes_nothing() {
-    let scratch = tempfile::tempdir().expect("scratch");
-    let archive = msb_dir().join("labels.msb");
-    let archive = archive.to_str().expect("UTF-8 path");
-    for sandbox in [false, true] {
-        let home = scratch.path().join(format!("home-{sandbox}"));
-        let home_s = home.to_str().expect("UTF-8 path");
-        let mut args = vec!["import", archive, "-q", "--home", home_s];
-        if sandbox {
-            args.push("--sandbox");
-        }
-        let out = command(&args).output().expect("run");
-        assert_eq!(out.status.code(), Some(2), "sandbox {sandbox}\n{}", describe(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("microsandbox 0.7 archive (.msb)") && err.contains("msb snapshot load"),
-            "{err}"
-        );
-        assert!(!home.exists(), "sandbox {sandbox}: import created {}", home.display());
+/// The code of a failed `--json` run, or "ok".
+fn outcome(out: &std::process::Output) -> String {
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    if out.status.success() {
+        "ok".into()
+    } else {
+        v["error"]["code"].as_str().unwrap_or("<no JSON>").to_string()
     }
+}
+
+#[test]
+fn import_converts_a_msb_archive_on_the_fly_or_refuses_it_writing_nothing() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let mut imported = 0;
+    for (path, expect) in archives() {
+        let p = path.to_str().expect("UTF-8 path");
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let converted = scratch.path().join(format!("{name}.tar.zst"));
+        let conv = command([
+            "convert",
+            p,
+            "--to",
+            "0.6.2",
+            "-o",
+            converted.to_str().expect("utf-8"),
+            "--json",
+            "-q",
+        ])
+        .output()
+        .expect("run");
+        let verify = command(["verify", "--json", "-q", p]).output().expect("run");
+        for sandbox in [false, true] {
+            let home = scratch.path().join(format!("home-{name}-{sandbox}"));
+            let home_s = home.to_str().expect("UTF-8 path");
+            let mut args = vec!["import", p, "--json", "-q", "--home", home_s];
+            if sandbox {
+                args.push("--sandbox");
+            }
+            let out = command(&args).output().expect("run");
+            let ctx = format!("{name} (sandbox {sandbox})");
+            if !expect["ok"].as_bool().expect("ok") {
+                assert_eq!(
+                    outcome(&out),
+                    outcome(&verify),
+                    "{ctx}: refused as verify refuses it\n{}",
+                    describe(&out)
+                );
+                assert!(!home.exists(), "{ctx}: nothing written");
+                continue;
+            }
+            // Valid: imported exactly as its 0.6.2 conversion imports, or refused as that
+            // conversion is (not representable in 0.6.2), writing nothing.
+            assert_eq!(outcome(&out), outcome(&conv), "{ctx}\n{}", describe(&out));
+            if !out.status.success() {
+                assert_eq!(outcome(&out), "not_representable", "{ctx}");
+                assert!(!home.exists(), "{ctx}: nothing written");
+                continue;
+            }
+            let via = scratch.path().join(format!("via-{name}-{sandbox}"));
+            let second = support::run_import(&converted, &via, &[]);
+            assert!(second.status.success(), "{ctx}: {}", describe(&second));
+            let (a, b) = (support::content(&support::tree(&home)), support::content(&support::tree(&via)));
+            let strip = |t: support::Tree| -> Vec<_> {
+                t.into_iter()
+                    .filter(|(k, _)| !k.starts_with("db") && !k.contains("snapbundle/verified"))
+                    .collect()
+            };
+            assert_eq!(strip(a), strip(b), "{ctx}: the same store as importing its conversion");
+            let v: Value = serde_json::from_slice(&out.stdout).expect("import --json");
+            assert_eq!(
+                v["import"]["converted"].as_array().map(Vec::len),
+                v["import"]["report"]["snapshots"].as_array().map(Vec::len),
+                "{ctx}"
+            );
+            imported += 1;
+        }
+    }
+    assert!(imported >= 12, "only {imported} imports of reference archives");
 }

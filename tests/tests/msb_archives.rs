@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use snapbundle_core::generation::g3::transport::TransportHasher;
 use snapbundle_core::report::{Generation, LayerIntegrity};
-use snapbundle_core::{validate, Limits, Report, Validator};
+use snapbundle_core::{validate, Limits, Report};
 use snapbundle_tests::builder::{read_members, write_members, TarMember};
 use snapbundle_tests::msb::{validate_chunked, XorShift};
 
@@ -322,16 +322,51 @@ fn a_descriptor_that_differs_from_the_inventory_is_refused() {
 }
 
 #[test]
-fn a_writer_is_refused_a_g3_archive() {
-    struct Writer;
-    impl snapbundle_core::Sink for Writer {
-        fn event(&mut self, _: snapbundle_core::Event<'_>) -> Result<(), snapbundle_core::Stop> {
-            Ok(())
+fn a_writing_sink_gets_every_member_of_a_valid_archive_as_events() {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    for name in
+        ["single-zstd", "sparse-upper", "labels", "with-image", "chain3-with-parents", "merkle-blake3"]
+    {
+        let bytes = archive(name);
+        let mut sink = snapbundle_tests::fixtures::RecordingSink::new();
+        for chunk in [1usize, 4096, 1 << 20] {
+            sink = snapbundle_tests::fixtures::RecordingSink::new();
+            let r = snapbundle_tests::fixtures::validate_chunked(&bytes, chunk, &mut sink);
+            assert!(r.is_ok(), "{name}: {r:?}");
+            assert!(sink.problems.is_empty(), "{name} by {chunk}: {:?}", sink.problems);
+        }
+        let tar = tar_of(name);
+        let mut a = tar::Archive::new(&tar[..]);
+        let mut want = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let mut content = Vec::new();
+            e.read_to_end(&mut content).unwrap();
+            want.push((path, content.len() as u64, hex(&Sha256::digest(&content))));
+        }
+        let got: Vec<(String, u64, String)> =
+            sink.files.iter().map(|f| (f.path.clone(), f.end_size, f.sha256.clone())).collect();
+        assert_eq!(got, want, "{name}: every member, in order, with its logical content");
+        if name == "sparse-upper" {
+            assert!(sink.files.iter().any(|f| f.hole_bytes > 0), "the sparse layer's holes come as holes");
         }
     }
-    let mut v = Validator::new(Limits::default());
-    let err = v.push(&archive("single-plain"), &mut Writer).unwrap_err();
-    assert_eq!(err.code(), "msb_unsupported");
+}
+
+#[test]
+fn a_rejected_archive_ends_with_the_error_after_its_events() {
+    // Events stream as members pass; the verdict comes at the end (a writer discards what it
+    // staged): every member's events came, then the archive is refused.
+    let mut sink = snapbundle_tests::fixtures::RecordingSink::new();
+    let err = snapbundle_tests::fixtures::validate_chunked(&archive("neg-tampered-payload"), 4096, &mut sink);
+    assert_eq!(err.map(|_| ()).unwrap_err().code(), "msb_transport_mismatch");
+    assert!(sink.files.iter().any(|f| f.path.starts_with("layers/")), "the payload's events came first");
+    assert!(
+        sink.files.last().is_some_and(|f| f.path == "archive.json"),
+        "the inventory parses by itself; the mismatch is found when the archive is concluded"
+    );
 }
 
 #[test]
@@ -693,4 +728,8 @@ fn sparse_members_must_match_their_entry() {
             .replace("\"encoded_size\":20480", "\"encoded_size\":20481"))),
         "msb_size_mismatch"
     );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

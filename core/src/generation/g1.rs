@@ -159,6 +159,10 @@ impl Bundle {
                 (Target::Dir, None, None)
             }
             Slot::CacheRoot | Slot::CacheDir { .. } => (Target::Dir, None, None),
+            // `classify` gives 0.6.2 slots only.
+            Slot::Msb { .. } => {
+                return Err(tar_err(TarError::UnexpectedMember("a .msb member in a 0.6.2 bundle")))
+            }
             Slot::SnapshotFile { prefix, file } => {
                 let p = b.prefix(prefix);
                 if file == MANIFEST_FILENAME {

@@ -117,12 +117,21 @@ impl Layout {
         }
     }
 
+    /// The generation, once the first member decided it.
+    pub(crate) fn generation(&self) -> Option<crate::report::Generation> {
+        match self {
+            Layout::Pending { .. } => None,
+            Layout::G1(_) => Some(crate::report::Generation::G1),
+            Layout::G3(_) => Some(crate::report::Generation::G3),
+        }
+    }
+
     /// A slice of the current member's data.
     pub(crate) fn data<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> Result<(), Error> {
         match self {
             Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.data(bytes, sink),
-            Layout::G3(a) => a.data(bytes),
+            Layout::G3(a) => a.data(bytes, sink),
         }
     }
 
@@ -131,7 +140,7 @@ impl Layout {
         match self {
             Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.hole(len, sink),
-            Layout::G3(a) => a.hole(len),
+            Layout::G3(a) => a.hole(len, sink),
         }
     }
 
@@ -140,7 +149,7 @@ impl Layout {
         match self {
             Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.member_end(sink),
-            Layout::G3(a) => a.member_end(),
+            Layout::G3(a) => a.member_end(sink),
         }
     }
 

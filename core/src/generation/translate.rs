@@ -8,6 +8,10 @@
 //! leave the descriptor for `metadata.json`; `created_at` is normalised. What the descriptor
 //! cannot hold (the exact `created_at` text, the upper's file name) is why a converted archive
 //! also carries the original manifest (see [`LEGACY_MANIFESTS`]).
+//!
+//! Backward ([`backward`]), for what 0.6.2 can hold (one raw ext4 layer, file scope, managed
+//! root, no extension): the carried original manifest when it still describes the snapshot,
+//! else the manifest 0.7.13's own downgrade writes (`translate_v066_reverse`).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -17,9 +21,11 @@ use core::fmt;
 
 use serde::Serialize;
 
-use super::g3::descriptor::Descriptor;
+use super::g3::descriptor::{Descriptor, Integrity, LayerFormat, State};
 use super::g3::metadata;
-use crate::manifest::{Manifest, SnapshotFormat};
+use crate::manifest::{
+    ImageRef, Manifest, SnapshotFormat, UpperIntegrity, UpperLayer, SHA256, SPARSE_SHA256_V1,
+};
 
 /// The inventory extension in which a converted archive carries each snapshot's original 0.6.2
 /// manifest, byte for byte: `{"<snap_id>": "<manifest.json>"}`. Not in `requires`, so 0.7.13
@@ -209,6 +215,108 @@ pub fn forward(manifest: &Manifest, digest: &str) -> Result<Forward, Unrepresent
     })
 }
 
+/// A 0.7 snapshot as a 0.6.2 manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backward {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Its bytes: the carried original's, or the canonical serialisation.
+    pub bytes: Vec<u8>,
+    /// Its 0.6.2 digest (of the canonical bytes).
+    pub digest: String,
+    /// Whether these are the original manifest's bytes, carried by the archive.
+    pub carried: bool,
+}
+
+/// The 0.6.2 manifest of the 0.7 snapshot `d` with `labels`: `carried` (the original manifest
+/// the archive carries for it, if any) when its forward translation is exactly `d` and its labels
+/// are `labels`, else the manifest 0.7.13's downgrade writes: `upper.ext4`, `created_at` as
+/// normalised, the parent's 0.6.2 digest `parent_digest` (the caller maps the parent's id),
+/// `source_sandbox` from `source_lineage`, and the layer's integrity, or for a
+/// `msb-file-merkle-blake3-v1` layer the `msb-sparse-sha256-v1` digest the caller computed
+/// (`sparse_sha256`). Refuses, with the reason, what 0.6.2 cannot hold.
+pub fn backward(
+    d: &Descriptor,
+    labels: &BTreeMap<String, String>,
+    parent_digest: Option<&str>,
+    sparse_sha256: Option<&str>,
+    carried: Option<&[u8]>,
+) -> Result<Backward, Unrepresentable> {
+    let field = |field: &'static str, reason: &'static str| Unrepresentable::Field { field, reason };
+    let State::File(file) = &d.state else {
+        return Err(field("scope", "is checkpoint: 0.6.2 snapshots are disk files only"));
+    };
+    let [layer] = file.layers.as_slice() else {
+        return Err(field("state.layers", "is a layer chain: 0.6.2 holds one upper per snapshot"));
+    };
+    if layer.format != LayerFormat::Raw || file.disk_format != LayerFormat::Raw || file.filesystem != "ext4" {
+        return Err(Unrepresentable::Layout {
+            format: file.disk_format.as_str(),
+            fstype: file.filesystem.clone(),
+        });
+    }
+    if layer.backing.is_some() || layer.virtual_size != file.virtual_size {
+        return Err(field("state.layers", "is not one self-contained raw layer"));
+    }
+    if !d.managed_root {
+        return Err(field("root_disk", "is not the managed layout 0.6.2 restores"));
+    }
+    if !d.requires.is_empty() || !d.extension_keys.is_empty() {
+        return Err(field("extensions", "are not representable in 0.6.2"));
+    }
+    if d.parent.is_some() != parent_digest.is_some() {
+        return Err(field("parent", "is not in the archive: 0.6.2 links a parent by its digest"));
+    }
+    if let Some(bytes) = carried {
+        if let Ok(original) = Manifest::from_bytes(bytes) {
+            let digest = original.digest();
+            let same = forward(&original, &digest)
+                .is_ok_and(|f| f.descriptor == d.canonical_bytes() && original.labels == *labels);
+            if same {
+                return Ok(Backward { manifest: original, bytes: bytes.to_vec(), digest, carried: true });
+            }
+        }
+    }
+    let integrity = match &layer.integrity {
+        None => None,
+        Some(Integrity::Sha256 { digest }) => {
+            Some(UpperIntegrity { algorithm: SHA256.into(), digest: digest.clone() })
+        }
+        Some(Integrity::SparseSha256V1 { digest }) => {
+            Some(UpperIntegrity { algorithm: SPARSE_SHA256_V1.into(), digest: digest.clone() })
+        }
+        Some(Integrity::FileMerkleBlake3V1 { .. }) => match sparse_sha256 {
+            Some(digest) => {
+                Some(UpperIntegrity { algorithm: SPARSE_SHA256_V1.into(), digest: digest.to_string() })
+            }
+            None => {
+                return Err(field(
+                    "integrity",
+                    "is Merkle-BLAKE3 and its msb-sparse-sha256-v1 was not computed",
+                ))
+            }
+        },
+    };
+    let manifest = Manifest {
+        schema: 1,
+        format: SnapshotFormat::Raw,
+        fstype: "ext4".into(),
+        image: ImageRef {
+            reference: d.image_reference.clone(),
+            manifest_digest: d.image_manifest_digest.clone(),
+        },
+        parent: parent_digest.map(str::to_string),
+        created_at: d.created_at.clone(),
+        labels: labels.clone(),
+        upper: UpperLayer { file: "upper.ext4".into(), size_bytes: layer.virtual_size, integrity },
+        source_sandbox: d.source_lineage.clone(),
+    };
+    manifest.validate().map_err(|e| Unrepresentable::Descriptor(e.to_string()))?;
+    let bytes = manifest.canonical_bytes();
+    let digest = manifest.digest();
+    Ok(Backward { manifest, bytes, digest, carried: false })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +385,52 @@ mod tests {
         let (mut m, d) = legacy();
         m.created_at = "yesterday".into();
         assert!(matches!(forward(&m, &d), Err(Unrepresentable::Descriptor(_))));
+    }
+
+    #[test]
+    fn backward_gives_back_the_carried_original_or_the_downgrade() {
+        let (m, d) = legacy();
+        let f = forward(&m, &d).unwrap();
+        let desc = Descriptor::parse(&f.descriptor).unwrap();
+        let b = backward(&desc, &m.labels, None, None, Some(LEGACY.as_bytes())).unwrap();
+        assert!(b.carried);
+        assert_eq!((b.bytes.as_slice(), b.digest.as_str()), (LEGACY.as_bytes(), d.as_str()));
+        // Labels changed since: the downgrade, with the new labels and the normalised time.
+        let mut labels = m.labels.clone();
+        labels.insert("new".into(), "x".into());
+        let b = backward(&desc, &labels, None, None, Some(LEGACY.as_bytes())).unwrap();
+        assert!(!b.carried);
+        assert_eq!(b.manifest.labels, labels);
+        assert_eq!(b.manifest.created_at, "2026-07-01T10:00:00.000000000Z");
+        assert_eq!(b.manifest.upper.integrity, m.upper.integrity);
+        assert_eq!(b.bytes, b.manifest.canonical_bytes());
+        // Without the original: the same downgrade; forward of it gives the same descriptor
+        // except for the ids (they come from the new digest).
+        let b = backward(&desc, &m.labels, None, None, None).unwrap();
+        assert!(!b.carried);
+        assert_eq!(b.manifest.source_sandbox.as_deref(), Some("box"));
+    }
+
+    #[test]
+    fn backward_refuses_what_0_6_2_cannot_hold() {
+        let (m, d) = legacy();
+        let f = forward(&m, &d).unwrap();
+        let mut tree: serde_json::Value = serde_json::from_slice(&f.descriptor).unwrap();
+        tree["parent"] = serde_json::json!(format!("snap_{}", "1".repeat(32)));
+        let child = Descriptor::parse(&serde_json::to_vec(&tree).unwrap()).unwrap();
+        let e = backward(&child, &m.labels, None, None, None).unwrap_err();
+        assert!(matches!(e, Unrepresentable::Field { field: "parent", .. }), "{e}");
+        let mut tree: serde_json::Value = serde_json::from_slice(&f.descriptor).unwrap();
+        tree["state"]["layers"][0]["payload"]["integrity"] = serde_json::json!({
+            "algorithm": "msb-file-merkle-blake3-v1", "root": format!("blake3:{}", "2".repeat(64)),
+            "logical_size": 5, "leaf_size": 65536});
+        let merkle = Descriptor::parse(&serde_json::to_vec(&tree).unwrap()).unwrap();
+        assert!(backward(&merkle, &m.labels, None, None, None).is_err(), "needs the computed digest");
+        let sha = format!("sha256:{}", "3".repeat(64));
+        let b = backward(&merkle, &m.labels, None, Some(&sha), None).unwrap();
+        assert_eq!(
+            b.manifest.upper.integrity.map(|i| (i.algorithm, i.digest)),
+            Some((SPARSE_SHA256_V1.into(), sha))
+        );
     }
 }

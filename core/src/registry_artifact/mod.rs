@@ -143,7 +143,7 @@ pub fn role(path: &str) -> Option<&'static str> {
         Slot::SnapshotFile { file, .. } if file == MANIFEST_FILENAME => Some("manifest"),
         Slot::SnapshotFile { .. } => Some("snapshot_file"),
         Slot::CacheFile { .. } => Some("cache"),
-        Slot::SnapshotDir { .. } | Slot::CacheRoot | Slot::CacheDir { .. } => None,
+        Slot::SnapshotDir { .. } | Slot::CacheRoot | Slot::CacheDir { .. } | Slot::Msb { .. } => None,
     }
 }
 

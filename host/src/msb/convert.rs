@@ -1,4 +1,5 @@
-//! `convert`: an archive of one generation into the other, in one streaming pass. The input is
+//! `convert`: an archive of one generation into the other, in one streaming pass (0.6.2 → 0.7:
+//! [`super::forward`]; 0.7 → 0.6.2: [`super::backward`]). The input is
 //! validated as `verify` validates it while the output is written; a file output is published
 //! atomically ([`crate::publish`]) only once the input was found valid, a stream output is cut
 //! short (no inventory, no end of archive, no end of the zstd frame) when it was not.
@@ -10,6 +11,7 @@ use serde::Serialize;
 use snapbundle_core::report::Generation as ReportGeneration;
 use snapbundle_core::{Limits, Report};
 
+use super::backward::Backwarder;
 use super::forward::{Converted, ForwardFailure, Forwarder};
 use super::writer::MsbWriter;
 use crate::check;
@@ -19,6 +21,7 @@ use crate::export::ExportTarget;
 use crate::fsutil::{create_dirs, Created};
 use crate::progress::Progress;
 use crate::publish::{parent_of, publish, publish_output, OutputJournal};
+use crate::tar_writer::TarWriter;
 
 /// An archive generation `convert` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +87,9 @@ pub struct ConvertOutcome {
     pub tar_bytes: u64,
     /// The output file, if any.
     pub path: Option<PathBuf>,
+    /// Members of the input the output leaves out (a 0.7 archive's payloads no snapshot of it
+    /// uses), by path.
+    pub dropped: Vec<String>,
     /// The input's validation report.
     pub report: Report,
 }
@@ -92,6 +98,7 @@ pub struct ConvertOutcome {
 struct Streamed {
     report: Report,
     snapshots: Vec<Converted>,
+    dropped: Vec<String>,
     bytes: u64,
     tar_bytes: u64,
 }
@@ -105,11 +112,6 @@ pub fn convert(
     opts: &ConvertOptions,
     journal: Option<&OutputJournal>,
 ) -> Result<ConvertOutcome, HostError> {
-    if opts.to == Generation::V062 {
-        return Err(HostError::Usage(
-            "convert --to 0.6.2 (a 0.7 archive into a 0.6.2 bundle) is not available yet".into(),
-        ));
-    }
     let progress = Progress::new("converting", opts.input_len, opts.quiet);
     let (streamed, path) = match target {
         ExportTarget::File(path) => {
@@ -130,6 +132,7 @@ pub fn convert(
         bytes_written: streamed.bytes,
         tar_bytes: streamed.tar_bytes,
         path,
+        dropped: streamed.dropped,
         report: streamed.report,
     })
 }
@@ -160,7 +163,7 @@ fn to_file(
         Err(_) => created.undo(),
     }
     r.map_err(|e| match e {
-        HostError::Io { context, source } if context.starts_with("writing the output") => {
+        HostError::Io { context, source } if context == WRITING => {
             HostError::io(format!("writing {label}"), source)
         }
         e => e,
@@ -177,45 +180,49 @@ fn stream<W: Write>(
     spool_dir: &Path,
     progress: &Progress,
 ) -> Result<Streamed, HostError> {
-    let wctx = "writing the output";
     let how = Compression { plain: opts.plain_tar, level: opts.level, threads: opts.threads };
     let buffered = BufWriter::with_capacity(1 << 20, Counting { inner: out, count: 0 });
     let sink = compressor(buffered, how, None).map_err(|e| HostError::io("setting up zstd", e))?;
-    let writer = MsbWriter::new(sink, opts.limits.max_sparse_segments);
-    let no_progress = |_: u64| {};
-    let mut fwd = Forwarder::new(writer, spool_dir.to_path_buf(), &no_progress);
-    let report =
-        check::run(reader, name, opts.limits, &mut fwd, progress, &mut |f| failure(f.take_failure()))
-            .map_err(|e| already_07(name, e))?;
-    let (sink, tar_bytes, snapshots) =
-        fwd.finish(&report, opts.suggested_name.as_deref()).map_err(|f| failure(Some(f)))?;
-    let buffered = sink.finish().map_err(|e| HostError::io(wctx, e))?;
-    let counting = buffered.into_inner().map_err(|e| HostError::io(wctx, e.into_error()))?;
+    let fail = |f| failure(name, f);
+    let (sink, report, snapshots, dropped, tar_bytes) = match opts.to {
+        Generation::V07 => {
+            let writer = MsbWriter::new(sink, opts.limits.max_sparse_segments);
+            let no_progress = |_: u64| {};
+            let mut fwd = Forwarder::new(writer, spool_dir.to_path_buf(), &no_progress);
+            let report =
+                check::run(reader, name, opts.limits, &mut fwd, progress, &mut |f| fail(f.take_failure()))?;
+            let (sink, tar_bytes, snapshots) =
+                fwd.finish(&report, opts.suggested_name.as_deref()).map_err(|f| fail(Some(f)))?;
+            (sink, report, snapshots, Vec::new(), tar_bytes)
+        }
+        Generation::V062 => {
+            let mut back = Backwarder::new(spool_dir.to_path_buf());
+            let report =
+                check::run(reader, name, opts.limits, &mut back, progress, &mut |b| fail(b.take_failure()))?;
+            let mut tar = TarWriter::new(sink);
+            let (snapshots, dropped) = back.finish(&mut tar, &mut |_| {}).map_err(|f| fail(Some(f)))?;
+            let tar_bytes = tar.position().saturating_add(crate::tar_writer::END_OF_ARCHIVE.len() as u64);
+            let sink = tar.finish().map_err(|e| HostError::io(WRITING, e))?;
+            (sink, report, snapshots, dropped, tar_bytes)
+        }
+    };
+    let buffered = sink.finish().map_err(|e| HostError::io(WRITING, e))?;
+    let counting = buffered.into_inner().map_err(|e| HostError::io(WRITING, e.into_error()))?;
     let Counting { mut inner, count } = counting;
-    inner.flush().map_err(|e| HostError::io(wctx, e))?;
-    Ok(Streamed { report, snapshots, bytes: count, tar_bytes })
+    inner.flush().map_err(|e| HostError::io(WRITING, e))?;
+    Ok(Streamed { report, snapshots, dropped, bytes: count, tar_bytes })
 }
 
-fn failure(f: Option<ForwardFailure>) -> HostError {
+/// The context of an error writing the output (renamed for a file output by [`to_file`]).
+const WRITING: &str = "writing the output";
+
+fn failure(name: &str, f: Option<ForwardFailure>) -> HostError {
     match f {
         Some(ForwardFailure::Unrepresentable { snapshot, reason }) => {
             HostError::Unrepresentable { snapshot, reason }
         }
-        Some(ForwardFailure::Io(e)) => HostError::io("writing the output", e),
+        Some(ForwardFailure::Io(e)) => HostError::io(WRITING, e),
+        Some(ForwardFailure::WrongGeneration(what)) => HostError::Usage(format!("{name} {what}")),
         None => HostError::Usage("the conversion stopped".into()),
     }
-}
-
-/// A 0.7 input (the core refuses to stream its members to a writing sink) is a usage error.
-fn already_07(name: &str, e: HostError) -> HostError {
-    let code = match &e {
-        HostError::Invalid(c) => c.code(),
-        _ => return e,
-    };
-    if code != "msb_unsupported" {
-        return e;
-    }
-    HostError::Usage(format!(
-        "{name} is already a microsandbox 0.7 archive (.msb); convert --to 0.7 takes a 0.6.2 bundle"
-    ))
 }

@@ -34,6 +34,8 @@ pub enum ForwardFailure {
     },
     /// Writing the output or the spool failed.
     Io(io::Error),
+    /// The input is of the generation asked for already (what it is and what to do).
+    WrongGeneration(&'static str),
 }
 
 /// One snapshot as converted.
@@ -184,6 +186,11 @@ impl<'p, W: Write> Forwarder<'p, W> {
                 }
             }
             Slot::SnapshotDir { .. } | Slot::CacheRoot | Slot::CacheDir { .. } => Current::None,
+            Slot::Msb { .. } => {
+                return Err(self.fail(ForwardFailure::WrongGeneration(
+                    "is already a microsandbox 0.7 archive (.msb); convert --to 0.7 takes a 0.6.2 bundle",
+                )))
+            }
         };
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! core's ([`snapbundle_core::generation::g3`], [`snapbundle_core::generation::translate`]); the
 //! format notes are in `docs/format-0.7.md`.
 
+pub mod backward;
 mod convert;
 mod export;
 pub mod forward;

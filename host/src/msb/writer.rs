@@ -69,6 +69,11 @@ impl Spool {
         self.len = self.len.max(offset.saturating_add(len));
     }
 
+    /// Calls `f` with the logical content: the data read back, the holes as [`Chunk::Zeros`].
+    pub fn read(&self, f: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>) -> io::Result<()> {
+        sparse::read_segments(&self.file, &self.segments, self.len, f)
+    }
+
     /// The logical size so far.
     pub fn len(&self) -> u64 {
         self.len

@@ -151,7 +151,7 @@ impl<'s, S: Sink> Checked<'s, S> {
         let planned = match slot {
             Slot::SnapshotFile { prefix, file } => Some((Area::Snapshots, format!("{prefix}/{file}"))),
             Slot::CacheFile { kind, file } => Some((Area::Cache, format!("{}/{file}", kind.as_str()))),
-            Slot::SnapshotDir { .. } | Slot::CacheRoot | Slot::CacheDir { .. } => None,
+            Slot::SnapshotDir { .. } | Slot::CacheRoot | Slot::CacheDir { .. } | Slot::Msb { .. } => None,
         };
         if slot.is_dir() != m.is_dir {
             return self.violate(format!("member {} is a directory on one side only", m.path));

@@ -43,13 +43,14 @@ use super::inventory::{
 use super::metadata;
 use super::transport::TransportHasher;
 use crate::error::{Error, LimitError, Location, TarError};
-use crate::events::Sink;
+use crate::events::{Event, MemberStart, Sink};
 use crate::generation::JsonBudget;
 use crate::hex;
-use crate::integrity::{Hashes, MemberHasher, Sha256Backend};
+use crate::holes::{HoleSplitter, Piece};
+use crate::integrity::{Hashes, MemberDigests, MemberHasher, Sha256Backend};
 use crate::limits::Limits;
 use crate::merkle::{FileMerkle, MerkleRoot, CHECKPOINT_FILE};
-use crate::names;
+use crate::names::{self, Slot};
 use crate::report::{
     Container, Generation, LayerIntegrity, MsbImageFile, MsbLayer, MsbReport, MsbSnapshot, Report,
 };
@@ -127,6 +128,8 @@ struct Current {
     /// The closure document it is, and its snapshot.
     doc: Option<(Doc, String)>,
     head: Option<Vec<u8>>,
+    /// Splits the content into data and holes for a sink that wants it.
+    splitter: Option<HoleSplitter>,
 }
 
 /// A parsed descriptor and the member it came from.
@@ -243,12 +246,6 @@ impl Archive {
         };
         let tar_err = |error| Error::Tar { at: at.clone(), error };
         let path = core::str::from_utf8(&m.name).map_err(|_| tar_err(TarError::NonUtf8Name))?;
-        if sink.wants_data() {
-            return Err(msb(MsbError::Unsupported {
-                path: path.to_string(),
-                what: "writing the members of a .msb archive (validation only) is",
-            }));
-        }
         if self.inventory.is_some() {
             return Err(msb(MsbError::InventoryNotLast(path.to_string())));
         }
@@ -371,7 +368,29 @@ impl Archive {
             buffer,
             doc,
             head,
+            splitter: None,
         });
+        if sink.wants_data() {
+            let hashes = self
+                .current
+                .as_ref()
+                .and_then(|c| c.hasher.as_ref())
+                .map_or(Hashes::NONE, MemberHasher::hashes);
+            let start = MemberStart {
+                index: m.index,
+                offset: m.offset,
+                path,
+                slot: Slot::Msb { kind },
+                size: m.size,
+                mtime: m.mtime,
+                mode: m.mode,
+                hashes,
+            };
+            sink.event(Event::Member(start)).map_err(|_| Error::Stopped)?;
+            if let Some(cur) = self.current.as_mut() {
+                cur.splitter = Some(HoleSplitter::new());
+            }
+        }
         Ok(())
     }
 
@@ -451,10 +470,13 @@ impl Archive {
     }
 
     /// Stored bytes of the current member.
-    pub(crate) fn data(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    pub(crate) fn data<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> Result<(), Error> {
         let Some(cur) = self.current.as_mut() else {
             return Ok(());
         };
+        if let Some(split) = cur.splitter.as_mut() {
+            split.push(bytes, &mut |p| emit_piece(sink, p))?;
+        }
         if let Some(t) = cur.transport.as_mut() {
             t.update(bytes).map_err(|_| Error::Tar {
                 at: cur.loc.clone(),
@@ -479,7 +501,7 @@ impl Archive {
     }
 
     /// A hole of the current (sparse) member: zeros that are not stored.
-    pub(crate) fn hole(&mut self, len: u64) -> Result<(), Error> {
+    pub(crate) fn hole<S: Sink>(&mut self, len: u64, sink: &mut S) -> Result<(), Error> {
         let Some(cur) = self.current.as_mut() else {
             return Ok(());
         };
@@ -489,6 +511,9 @@ impl Archive {
                 at: cur.loc.clone(),
                 error: TarError::SparseNotAllowed("a buffered file"),
             });
+        }
+        if let Some(split) = cur.splitter.as_mut() {
+            split.hole(len, &mut |p| emit_piece(sink, p))?;
         }
         if let Some(h) = cur.hasher.as_mut() {
             h.update_zeros(len);
@@ -504,16 +529,21 @@ impl Archive {
         Ok(())
     }
 
-    /// The end of the current member: finish its digests, parse what was buffered.
-    pub(crate) fn member_end(&mut self) -> Result<(), Error> {
-        let Some(cur) = self.current.take() else {
+    /// The end of the current member: finish its digests, parse what was buffered; a sink that
+    /// wants data gets the member's end once it passed.
+    pub(crate) fn member_end<S: Sink>(&mut self, sink: &mut S) -> Result<(), Error> {
+        let Some(mut cur) = self.current.take() else {
             return Ok(());
         };
+        if let Some(split) = cur.splitter.as_mut() {
+            split.finish(&mut |p| emit_piece(sink, p))?;
+        }
+        let (wants, apparent) = (cur.splitter.is_some(), cur.apparent);
         let bytes = cur.buffer.as_deref().unwrap_or(&[]);
         let Some(kind) = cur.kind else {
             let inventory = Inventory::parse(bytes).map_err(|e| msb(MsbError::Inventory(e)))?;
             self.inventory = Some(inventory);
-            return Ok(());
+            return file_end(sink, wants, apparent, None);
         };
         let transport = match cur.transport {
             Some(t) => t.finish().map_err(|_| Error::Tar {
@@ -522,7 +552,7 @@ impl Archive {
             })?,
             None => String::new(),
         };
-        let d = cur.hasher.map(MemberHasher::finish);
+        let d = cur.hasher.take().map(MemberHasher::finish);
         let digests = Digests {
             sha256: d.as_ref().and_then(|d| d.sha256),
             sparse_sha256: d.as_ref().and_then(|d| d.sparse_sha256),
@@ -591,8 +621,32 @@ impl Archive {
             digests,
             head: cur.head.unwrap_or_default(),
         });
-        Ok(())
+        file_end(sink, wants, apparent, d)
     }
+}
+
+/// Hands a piece of a member's content to the sink.
+fn emit_piece<S: Sink>(sink: &mut S, p: Piece<'_>) -> Result<(), Error> {
+    let ev = match p {
+        Piece::Data(offset, bytes) => Event::Data { offset, bytes },
+        Piece::Hole(offset, len) => Event::Hole { offset, len },
+    };
+    sink.event(ev).map_err(|_| Error::Stopped)
+}
+
+/// The end of a member that passed, for a sink that `wants` data: its `size` and the digests
+/// its start announced.
+fn file_end<S: Sink>(
+    sink: &mut S,
+    wants: bool,
+    size: u64,
+    digests: Option<MemberDigests>,
+) -> Result<(), Error> {
+    if !wants {
+        return Ok(());
+    }
+    let digests = digests.unwrap_or(MemberDigests { sha256: None, sparse_sha256: None });
+    sink.event(Event::FileEnd { size, digests }).map_err(|_| Error::Stopped)
 }
 
 /// The digest a payload's recorded integrity is compared with, as recorded (`None` when it was

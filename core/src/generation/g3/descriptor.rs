@@ -374,6 +374,12 @@ pub struct Descriptor {
     pub requires: Vec<String>,
     /// Its owned volumes (the `microsandbox.owned-volumes` extension), empty without them.
     pub owned_volumes: Vec<super::owned::OwnedVolume>,
+    /// `capture.source_lineage`.
+    pub source_lineage: Option<String>,
+    /// Whether `root_disk` is the managed layout (the default).
+    pub managed_root: bool,
+    /// The keys of `extensions`.
+    pub extension_keys: Vec<String>,
     canonical: Vec<u8>,
 }
 
@@ -563,7 +569,7 @@ impl Descriptor {
         let state = parse_state(f.req("state")?)?;
         let mut c = Fields::of(f.req("capture")?, "capture")?;
         let created_at = c.str("created_at")?;
-        c.str_or_null("source_lineage")?;
+        let source_lineage = c.str_or_null("source_lineage")?.map(str::to_string);
         c.str_or_null("source_checkpoint")?;
         json::variant(
             c.req("consistency")?,
@@ -634,6 +640,7 @@ impl Descriptor {
         let owned_volumes =
             super::owned::of_descriptor(owned, &requires).map_err(DescriptorError::OwnedVolumes)?;
 
+        let extension_keys = extensions.iter().map(|(k, _)| k.clone()).collect();
         let canonical = canonical_bytes(&tree, &created_at);
         Ok(Descriptor {
             snapshot_id,
@@ -644,6 +651,9 @@ impl Descriptor {
             image_manifest_digest,
             requires,
             owned_volumes,
+            source_lineage,
+            managed_root: root_disk == 0,
+            extension_keys,
             canonical,
         })
     }
