@@ -75,7 +75,7 @@ pub(crate) enum Command {
     #[command(mut_arg("json", |a| a.help(JSON_NOT_TO_STDOUT)))]
     Export(ExportArgs),
     #[command(verbatim_doc_comment)]
-    /// Convert a bundle between archive generations: 0.6.2 bundle -> microsandbox 0.7 `.msb`.
+    /// Convert between archive generations: 0.6.2 bundle <-> microsandbox 0.7 `.msb` archive.
     ///
     /// One streaming pass: the input is validated as `verify` validates it while the archive is
     /// written, and the output file appears only if the input was valid (a failed conversion
@@ -85,8 +85,15 @@ pub(crate) enum Command {
     /// recorded integrity; sparse uppers become sparse members. Every original manifest rides
     /// along in archive.json (extension `snapbundle.v062-manifests`, which 0.7 ignores).
     /// Snapshots 0.7 cannot take over (a qcow2 upper, ...) are refused with the reason.
+    ///
+    /// With --to 0.6.2 a 0.7 archive becomes the bundle 0.6.2 imports: the original manifests
+    /// where the archive carries them, else the ones microsandbox's own downgrade writes
+    /// (a Merkle-BLAKE3 layer gets msb-sparse-sha256-v1, computed); what 0.6.2 cannot hold
+    /// (layer chains, checkpoints, dependent archives, a parent not in the archive) is refused
+    /// with the reason. Payloads are spooled until the archive's inventory (its last member).
     /// Examples:
     ///   snapbundle convert web.tar.zst -o web.msb
+    ///   snapbundle convert web.msb --to 0.6.2 -o web.tar.zst
     ///   snapbundle convert chain.tar.zst -o - --to 0.7 | ssh host msb snapshot load /dev/stdin
     ///   snapbundle convert old.tar.zst -o old.msb --name web --json
     #[command(mut_arg("json", |a| a.help(JSON_NOT_TO_STDOUT)))]
@@ -282,7 +289,7 @@ pub(crate) enum ToGeneration {
     /// A microsandbox 0.7 `.msb` archive.
     #[value(name = "0.7")]
     V07,
-    /// A microsandbox 0.6.2 bundle (from a 0.7 archive; not available yet).
+    /// A microsandbox 0.6.2 bundle (from a 0.7 archive).
     #[value(name = "0.6.2")]
     V062,
 }
@@ -300,6 +307,11 @@ pub(crate) struct ConvertArgs {
     /// The `.msb` archive's suggested group name (what `msb snapshot load` names the group).
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,
+    /// --to 0.6.2: write exactly the 0.6.2 layout, without each snapshot's 0.7 descriptor
+    /// (msb-0.7-descriptor.json). With it (the default), converting back to 0.7 gives the same
+    /// snapshot ids; microsandbox 0.6.2 keeps the file, but 0.7.13 refuses to load such a bundle.
+    #[arg(long)]
+    pub(crate) no_carry: bool,
     /// Write a plain tar instead of zstd.
     #[arg(long)]
     pub(crate) plain_tar: bool,

@@ -203,6 +203,7 @@ fn convert(a: &ConvertArgs) -> Result<(), HostError> {
         suggested_name: a.name.clone(),
         input_len: src.len,
         quiet: a.print.quiet || a.print.json,
+        carry: !a.no_carry,
     };
     let path = std::path::PathBuf::from(&a.output);
     let target = if to_stdout { ExportTarget::Stdout } else { ExportTarget::File(&path) };

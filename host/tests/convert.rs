@@ -302,3 +302,148 @@ fn export_format_msb_writes_what_convert_makes_of_the_exported_bundle() {
         check_converted(&bundle, &direct, fixture);
     }
 }
+
+/// The store `bundle` imports into a fresh home under `scratch` (`tag`), without the index and
+/// verification records.
+fn imported_store(bundle: &Path, scratch: &Path, tag: &str) -> Vec<(String, support::Node)> {
+    let home = scratch.join(format!("home-{tag}"));
+    let run = support::run_import(bundle, &home, &[]);
+    assert!(run.status.success(), "{tag}: {}", describe(&run));
+    support::content(&tree(&home)).into_iter().filter(|(k, _)| !k.starts_with("db")).collect()
+}
+
+#[test]
+fn a_0_6_2_bundle_through_0_7_and_back_gives_the_original_store() {
+    let scratch = ScratchDir::new("roundtrip-062");
+    for fx in fixtures().into_iter().filter(|f| f.ok()) {
+        let msb = scratch.path().join(format!("{}.msb", fx.name));
+        let back = scratch.path().join(format!("{}.back.tar.zst", fx.name));
+        let run = convert(&fx.path, &msb, &[]);
+        assert!(run.status.success(), "{}: {}", fx.name, describe(&run));
+        let run = convert(&msb, &back, &["--to", "0.6.2"]);
+        assert!(run.status.success(), "{}: back: {}", fx.name, describe(&run));
+        let back_members = read_bundle(&back);
+        for (path, bytes) in read_bundle(&fx.path) {
+            if path.ends_with("/manifest.json") || path.starts_with("cache/") {
+                assert_eq!(back_members.get(&path), Some(&bytes), "{}: {path} byte for byte", fx.name);
+            }
+        }
+        assert!(
+            !back_members.keys().any(|k| k.ends_with(translate::CARRIED_DESCRIPTOR)),
+            "{}: the original manifests were carried: no 0.7 descriptor needs carrying",
+            fx.name
+        );
+        let original = imported_store(&fx.path, scratch.path(), &format!("{}-a", fx.name));
+        let round = imported_store(&back, scratch.path(), &format!("{}-b", fx.name));
+        assert_eq!(round, original, "{}: the same store files", fx.name);
+    }
+}
+
+/// `(snapshot_id, descriptor_digest)` of every snapshot of a `.msb` archive, by `verify --json`.
+fn msb_snapshots(path: &Path) -> Vec<(String, String)> {
+    let out = command(["verify", "--json", "-q", path.to_str().expect("utf-8")]).output().expect("run");
+    assert!(out.status.success(), "{}: {}", path.display(), describe(&out));
+    let v = json(&out);
+    let mut s: Vec<(String, String)> = v["report"]["msb"]["snapshots"]
+        .as_array()
+        .expect("msb snapshots")
+        .iter()
+        .map(|s| {
+            (
+                s["snapshot_id"].as_str().unwrap_or("").into(),
+                s["descriptor_digest"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    s.sort();
+    s
+}
+
+#[test]
+fn a_0_7_archive_through_0_6_2_and_back_keeps_its_snapshots_or_is_refused_with_the_reason() {
+    let scratch = ScratchDir::new("roundtrip-07");
+    let dir = support::fixture_dir().join("../microsandbox-0.7.13");
+    let refused = [
+        ("stack-child-full", "layer chain"),
+        ("chain3-head-only", "parent"),
+        ("dependent-since", "dependent"),
+    ];
+    let mut kept = 0;
+    for name in [
+        "single-zstd",
+        "single-plain",
+        "labels",
+        "sparse-upper",
+        "merkle-blake3",
+        "with-image",
+        "chain3-with-parents",
+        "stack-base",
+    ]
+    .into_iter()
+    .chain(refused.iter().map(|r| r.0))
+    {
+        let input = dir.join(format!("{name}.msb"));
+        let bundle = scratch.path().join(format!("{name}.tar.zst"));
+        let before = tree(scratch.path());
+        let run = convert(&input, &bundle, &["--to", "0.6.2"]);
+        if let Some((_, why)) = refused.iter().find(|r| r.0 == name) {
+            assert_eq!(run.status.code(), Some(1), "{name}: {}", describe(&run));
+            let e = &json(&run)["error"];
+            assert_eq!(e["code"], "not_representable", "{name}");
+            assert!(e["message"].as_str().unwrap_or("").contains(why), "{name}: {e}");
+            assert_eq!(tree(scratch.path()), before, "{name}: nothing written");
+            continue;
+        }
+        assert!(run.status.success(), "{name}: {}", describe(&run));
+        let verify = command(["verify", "-q", bundle.to_str().expect("utf-8")]).output().expect("run");
+        assert!(verify.status.success(), "{name}: the 0.6.2 bundle verifies\n{}", describe(&verify));
+        let again = scratch.path().join(format!("{name}.again.msb"));
+        let run = convert(&bundle, &again, &[]);
+        assert!(run.status.success(), "{name}: {}", describe(&run));
+        assert_eq!(
+            msb_snapshots(&again),
+            msb_snapshots(&input),
+            "{name}: the same ids and descriptor digests"
+        );
+        // Without the carried descriptors, the bundle is exactly the 0.6.2 layout and the way
+        // back derives the ids from the 0.6.2 digests, as 0.7.13's own migration does.
+        let plain = scratch.path().join(format!("{name}.plain.tar.zst"));
+        let run = convert(&input, &plain, &["--to", "0.6.2", "--no-carry"]);
+        assert!(run.status.success(), "{name}: {}", describe(&run));
+        assert!(!read_bundle(&plain).keys().any(|k| k.ends_with(translate::CARRIED_DESCRIPTOR)), "{name}");
+        let derived = scratch.path().join(format!("{name}.derived.msb"));
+        assert!(convert(&plain, &derived, &[]).status.success(), "{name}");
+        assert_ne!(msb_snapshots(&derived), msb_snapshots(&input), "{name}: derived ids differ");
+        kept += 1;
+    }
+    assert_eq!(kept, 8);
+}
+
+#[test]
+fn a_tampered_carried_descriptor_is_not_used() {
+    // A carried descriptor whose Merkle root does not hold for the upper: the ids are derived.
+    let scratch = ScratchDir::new("carried-tampered");
+    let input = support::fixture_dir().join("../microsandbox-0.7.13/merkle-blake3.msb");
+    let bundle = scratch.path().join("b.tar");
+    assert!(convert(&input, &bundle, &["--to", "0.6.2", "--plain-tar"]).status.success());
+    let mut members = read_bundle(&bundle);
+    let (path, bytes) =
+        members.iter_mut().find(|(k, _)| k.ends_with(translate::CARRIED_DESCRIPTOR)).expect("carried");
+    let text = String::from_utf8(bytes.clone()).expect("utf-8");
+    let root = text.split("\"root\":\"blake3:").nth(1).expect("a Merkle root")[..64].to_string();
+    let flipped: String = root.chars().rev().collect();
+    *bytes = text.replace(&root, &flipped).into_bytes();
+    let path = path.clone();
+    let mut t = support::TarWriter::default();
+    for (name, data) in &members {
+        t.file(name, data, 1_777_636_800);
+    }
+    let tampered = scratch.path().join("tampered.tar");
+    fs::write(&tampered, t.finish()).expect("write");
+    assert!(members.contains_key(&path));
+    let out = scratch.path().join("out.msb");
+    let run = convert(&tampered, &out, &[]);
+    assert!(run.status.success(), "{}", describe(&run));
+    let ids = msb_snapshots(&out);
+    assert_ne!(ids, msb_snapshots(&input), "the tampered descriptor was not used");
+}

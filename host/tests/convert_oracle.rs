@@ -169,3 +169,53 @@ fn real_0_7_13_loads_built_chains_with_labels_holes_and_every_integrity() {
     fs::write(&bundle, bundle_tar(&snaps)).expect("write");
     assert!(judge(&bundle, scratch.path(), "built chain"), "0.7.13 loads the built chain");
 }
+
+#[test]
+#[ignore = "needs the 0.7.13 oracle: scripts/oracle-0713.sh"]
+fn real_0_7_13_loads_what_convert_to_0_6_2_writes_without_carried_descriptors() {
+    // 0.7.13 reads 0.6.2 bundles: a converted one it loads into the snapshots it gives the
+    // bundle's `convert --to 0.7` (ids from the 0.6.2 digests). With the carried descriptors
+    // (the default) it refuses the extra file, as it refuses any.
+    let scratch = ScratchDir::new("oracle-back");
+    let dir = support::fixture_dir().join("../microsandbox-0.7.13");
+    let home = scratch.path().join("home");
+    for name in
+        ["single-zstd", "labels", "sparse-upper", "merkle-blake3", "with-image", "chain3-with-parents"]
+    {
+        let input = dir.join(format!("{name}.msb"));
+        let plain = scratch.path().join(format!("{name}.tar.zst"));
+        let run = command([
+            "convert",
+            input.to_str().expect("utf-8"),
+            "--to",
+            "0.6.2",
+            "--no-carry",
+            "-q",
+            "-o",
+            plain.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+        assert!(run.status.success(), "{name}: {}", describe(&run));
+        assert!(
+            judge(&plain, scratch.path(), name),
+            "{name}: 0.7.13 loads the converted bundle as its conversion"
+        );
+        let carried = scratch.path().join(format!("{name}.carried.tar.zst"));
+        let run = command([
+            "convert",
+            input.to_str().expect("utf-8"),
+            "--to",
+            "0.6.2",
+            "-q",
+            "-o",
+            carried.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+        assert!(run.status.success(), "{name}: {}", describe(&run));
+        let v = load(&carried, &home);
+        assert_eq!(v["ok"], false, "{name}: {v}");
+        assert!(v["error"].as_str().unwrap_or("").contains("unsupported path"), "{name}: {v}");
+    }
+}

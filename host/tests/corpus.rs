@@ -222,6 +222,54 @@ fn check_case(case: &Case, peak: &mut u64) -> Result<(), String> {
             fail.push(format!("peak RSS {} KiB over the {RSS_BOUND_KIB} KiB bound", r.rss_kib));
         }
     }
+    // convert (to the other generation) into a file outside the home: a rejected case gives
+    // verify's code and writes nothing; a valid one writes just that file, or is refused as
+    // not representable, writing nothing.
+    let msb = matches!(case.setup, Setup::Converted | Setup::NotImportable);
+    let converted = outside.join("converted");
+    let conv_before = tree(&root);
+    let conv = snapbundle(
+        &[
+            OsStr::new("convert"),
+            bundle,
+            OsStr::new("-o"),
+            converted.as_os_str(),
+            OsStr::new("--to"),
+            OsStr::new(if msb { "0.6.2" } else { "0.7" }),
+            OsStr::new("--json"),
+            OsStr::new("--quiet"),
+        ],
+        scratch.path(),
+    );
+    *peak = (*peak).max(conv.rss_kib);
+    let got_conv = outcome(&conv);
+    let want_conv = match case.setup {
+        Setup::Fresh | Setup::Converted | Setup::NotImportable => case.expect.or(case.convert_expect),
+        _ => case.convert_expect,
+    };
+    match want_conv {
+        Some(code) if got_conv != code => {
+            fail.push(format!("convert: expected {code}, got {got_conv} ({})", conv.stderr.trim()))
+        }
+        None if got_conv != "ok" => {
+            fail.push(format!("convert: expected ok, got {got_conv} ({})", conv.stderr.trim()))
+        }
+        _ => {}
+    }
+    let conv_after = tree(&root);
+    let conv_added: Vec<&String> = conv_after.keys().filter(|k| !conv_before.contains_key(*k)).collect();
+    let conv_changed = conv_before.iter().any(|(k, n)| conv_after.get(k) != Some(n));
+    let allowed: &[&str] = if got_conv == "ok" { &["outside/converted"] } else { &[] };
+    if conv_changed || conv_added.iter().any(|k| !allowed.contains(&k.as_str())) {
+        fail.push(format!("convert ({got_conv}) changed the tree: added {conv_added:?}"));
+    }
+    let _ = fs::remove_file(&converted);
+    for r in [&conv] {
+        if r.stderr.contains("panicked") || ![0, 1, 2, 3].contains(&r.status) {
+            fail.push(format!("convert: abnormal exit {}: {}", r.status, r.stderr.trim()));
+        }
+    }
+
     let stages: Vec<&String> = after.keys().filter(|k| is_stage_path(k)).collect();
     if !stages.is_empty() {
         fail.push(format!("stages left: {stages:?}"));

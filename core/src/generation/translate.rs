@@ -136,6 +136,17 @@ struct Metadata<'a> {
 /// The 0.7 form of a validated 0.6.2 `manifest` whose digest is `digest`, exactly as 0.7.13's
 /// migration derives it, or why there is none.
 pub fn forward(manifest: &Manifest, digest: &str) -> Result<Forward, Unrepresentable> {
+    forward_with_parent(manifest, digest, None)
+}
+
+/// [`forward`], with the parent's 0.7 id given: the id it was converted to in the same run
+/// (0.7.13 maps parents through its graph the same way), instead of the one derived from
+/// `manifest.parent`.
+pub fn forward_with_parent(
+    manifest: &Manifest,
+    digest: &str,
+    parent_id: Option<&str>,
+) -> Result<Forward, Unrepresentable> {
     if manifest.format != SnapshotFormat::Raw || manifest.fstype != "ext4" {
         return Err(Unrepresentable::Layout {
             format: manifest.format.as_str(),
@@ -146,9 +157,10 @@ pub fn forward(manifest: &Manifest, digest: &str) -> Result<Forward, Unrepresent
         return Err(Unrepresentable::Field { field: "image.ref", reason: "is empty" });
     }
     sha256_hex(&manifest.image.manifest_digest, "image.manifest_digest")?;
-    let parent_id = match &manifest.parent {
-        Some(p) => Some(format!("snap_{}", sha256_hex(p, "parent")?.get(..32).unwrap_or_default())),
-        None => None,
+    let parent_id = match (&manifest.parent, parent_id) {
+        (Some(_), Some(id)) => Some(id.to_string()),
+        (Some(p), None) => Some(format!("snap_{}", sha256_hex(p, "parent")?.get(..32).unwrap_or_default())),
+        (None, _) => None,
     };
     if RESERVED_UPPER_NAMES.contains(&manifest.upper.file.as_str()) {
         return Err(Unrepresentable::Field {
@@ -199,12 +211,7 @@ pub fn forward(manifest: &Manifest, digest: &str) -> Result<Forward, Unrepresent
     });
     let bytes = serde_json::to_vec(&tree).map_err(|e| Unrepresentable::Descriptor(e.to_string()))?;
     let descriptor = Descriptor::parse(&bytes).map_err(|e| Unrepresentable::Descriptor(e.to_string()))?;
-    let metadata = if manifest.labels.is_empty() {
-        None
-    } else {
-        let m = Metadata { schema: metadata::SCHEMA, labels: &manifest.labels };
-        Some(serde_json::to_vec(&m).map_err(|e| Unrepresentable::Descriptor(e.to_string()))?)
-    };
+    let metadata = metadata_bytes(&manifest.labels)?;
     Ok(Forward {
         descriptor_digest: descriptor.digest(),
         descriptor: descriptor.canonical_bytes().to_vec(),
@@ -213,6 +220,50 @@ pub fn forward(manifest: &Manifest, digest: &str) -> Result<Forward, Unrepresent
         parent_id,
         metadata,
     })
+}
+
+/// `metadata.json` for `labels` as 0.7.13 writes it, `None` without labels.
+pub fn metadata_bytes(labels: &BTreeMap<String, String>) -> Result<Option<Vec<u8>>, Unrepresentable> {
+    if labels.is_empty() {
+        return Ok(None);
+    }
+    let m = Metadata { schema: metadata::SCHEMA, labels };
+    serde_json::to_vec(&m).map(Some).map_err(|e| Unrepresentable::Descriptor(e.to_string()))
+}
+
+/// The file in which a 0.6.2 bundle written by `convert --to 0.6.2` carries a snapshot's
+/// original 0.7 descriptor (`<prefix>/msb-0.7-descriptor.json`), so that the way back to 0.7
+/// gives the same ids and descriptor digests. 0.6.2 imports and keeps it like any extra file;
+/// 0.7.13 refuses a bundle with it (`convert --to 0.6.2 --no-carry` leaves it out).
+pub const CARRIED_DESCRIPTOR: &str = "msb-0.7-descriptor.json";
+
+/// The carried 0.7 descriptor `bytes` of a snapshot, as the 0.7 form of `manifest` (digest
+/// `digest`, parent converted to `parent_id`), when it describes exactly that snapshot: its
+/// downgrade is `manifest` (with the manifest's own integrity digest standing for a
+/// Merkle-BLAKE3 root, which the caller must check against the payload) and its parent is
+/// `parent_id`. `None` when it does not.
+pub fn carried_forward(
+    bytes: &[u8],
+    manifest: &Manifest,
+    parent_id: Option<&str>,
+) -> Option<(Forward, Descriptor)> {
+    let d = Descriptor::parse(bytes).ok()?;
+    let projected = manifest.upper.integrity.as_ref().map(|i| i.digest.as_str());
+    let back = backward(&d, &manifest.labels, manifest.parent.as_deref(), projected, None).ok()?;
+    if back.bytes != manifest.canonical_bytes() || (parent_id.is_some() && d.parent.as_deref() != parent_id) {
+        return None;
+    }
+    let State::File(file) = &d.state else { return None };
+    let layer_id = file.layers.first()?.layer_id.clone();
+    let f = Forward {
+        snapshot_id: d.snapshot_id.clone(),
+        layer_id,
+        parent_id: d.parent.clone(),
+        descriptor: d.canonical_bytes().to_vec(),
+        descriptor_digest: d.digest(),
+        metadata: metadata_bytes(&manifest.labels).ok()?,
+    };
+    Some((f, d))
 }
 
 /// A 0.7 snapshot as a 0.6.2 manifest.
@@ -264,18 +315,21 @@ pub fn backward(
     if !d.requires.is_empty() || !d.extension_keys.is_empty() {
         return Err(field("extensions", "are not representable in 0.6.2"));
     }
-    if d.parent.is_some() != parent_digest.is_some() {
-        return Err(field("parent", "is not in the archive: 0.6.2 links a parent by its digest"));
-    }
     if let Some(bytes) = carried {
         if let Ok(original) = Manifest::from_bytes(bytes) {
             let digest = original.digest();
+            // The same descriptor (so the same parent id), labels and, when the parent was
+            // converted here, the same parent digest.
             let same = forward(&original, &digest)
-                .is_ok_and(|f| f.descriptor == d.canonical_bytes() && original.labels == *labels);
+                .is_ok_and(|f| f.descriptor == d.canonical_bytes() && original.labels == *labels)
+                && parent_digest.is_none_or(|p| original.parent.as_deref() == Some(p));
             if same {
                 return Ok(Backward { manifest: original, bytes: bytes.to_vec(), digest, carried: true });
             }
         }
+    }
+    if d.parent.is_some() != parent_digest.is_some() {
+        return Err(field("parent", "is not in the archive: 0.6.2 links a parent by its digest"));
     }
     let integrity = match &layer.integrity {
         None => None,

@@ -5,9 +5,10 @@
 //! The manifests can only be written at the end: `archive.json`, which may carry the original
 //! 0.6.2 manifests (and so the snapshots' 0.6.2 digests and directory names), is the archive's
 //! last member. Payloads and image files are therefore spooled (sparse temporary files: their
-//! data, not their holes) and written after it: `<prefix>/manifest.json` and
-//! `<prefix>/upper.ext4` per snapshot, parents first, dense as 0.6.2 reads them, then
-//! `cache/<kind>/<file>` per image file.
+//! data, not their holes) and written after it: `<prefix>/manifest.json`, the carried 0.7
+//! descriptor ([`translate::CARRIED_DESCRIPTOR`], unless the manifest is the carried original or
+//! carrying is off) and `<prefix>/upper.ext4` per snapshot, parents first, dense as 0.6.2 reads
+//! them, then `cache/<kind>/<file>` per image file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
@@ -55,6 +56,10 @@ pub struct Backwarder {
     files: BTreeMap<String, Spooled>,
     inventory: Option<Vec<u8>>,
     failure: Option<ForwardFailure>,
+    /// Whether to carry each snapshot's 0.7 descriptor ([`translate::CARRIED_DESCRIPTOR`]).
+    carry: bool,
+    /// The first member 0.6.2 cannot hold, reported by [`Backwarder::finish`].
+    unrepresentable: Option<ForwardFailure>,
 }
 
 /// The member path of a payload.
@@ -63,8 +68,10 @@ fn layer_path(layer_id: &str, format: &str) -> String {
 }
 
 impl Backwarder {
-    /// A backwarder spooling in `spool_dir`.
-    pub fn new(spool_dir: PathBuf) -> Self {
+    /// A backwarder spooling in `spool_dir`; with `carry`, a snapshot whose manifest is not the
+    /// carried original also gets its 0.7 descriptor beside it (see
+    /// [`translate::CARRIED_DESCRIPTOR`]).
+    pub fn new(spool_dir: PathBuf, carry: bool) -> Self {
         Backwarder {
             spool_dir,
             current: Current::None,
@@ -73,6 +80,8 @@ impl Backwarder {
             files: BTreeMap::new(),
             inventory: None,
             failure: None,
+            carry,
+            unrepresentable: None,
         }
     }
 
@@ -141,10 +150,12 @@ impl Backwarder {
                 }
             }
             Some(_) => {
-                return Err(self.fail(ForwardFailure::Unrepresentable {
+                // Refused once the archive is known valid (an invalid one gets its own error).
+                self.unrepresentable.get_or_insert_with(|| ForwardFailure::Unrepresentable {
                     snapshot: m.path.to_string(),
                     reason: "a checkpoint or owned-volume member: 0.6.2 snapshots are disk files only".into(),
-                }))
+                });
+                Current::None
             }
         };
         Ok(())
@@ -224,6 +235,9 @@ impl Backwarder {
             snapshot: snapshot.to_string(),
             reason: reason.to_string(),
         };
+        if let Some(f) = self.unrepresentable.take() {
+            return Err(f);
+        }
         let inventory_bytes = self.inventory.take().ok_or_else(|| unrep("archive", "no archive.json"))?;
         let inventory = Inventory::parse(&inventory_bytes)
             .map_err(|e| io(io::Error::other(format!("internal error: archive.json: {e}"))))?;
@@ -273,6 +287,12 @@ impl Backwarder {
                 size: b.bytes.len() as u64,
             };
             tar.append(&format!("{prefix}/{MANIFEST_FILENAME}"), &meta, &b.bytes).map_err(io)?;
+            if self.carry && !b.carried {
+                let bytes = d.canonical_bytes();
+                let meta = EntryMeta { size: bytes.len() as u64, ..meta };
+                tar.append(&format!("{prefix}/{}", translate::CARRIED_DESCRIPTOR), &meta, bytes)
+                    .map_err(io)?;
+            }
             let upper_meta = EntryMeta { size: spooled.spool.len(), ..spooled.meta };
             write_dense(
                 tar,

@@ -53,6 +53,9 @@ pub struct ConvertOptions {
     pub input_len: Option<u64>,
     /// Draw no progress bar.
     pub quiet: bool,
+    /// 0.7 → 0.6.2: carry each snapshot's 0.7 descriptor in its directory, so that converting
+    /// back gives the same ids (0.6.2 keeps the extra file; 0.7.13 refuses a bundle with it).
+    pub carry: bool,
 }
 
 impl Default for ConvertOptions {
@@ -66,6 +69,7 @@ impl Default for ConvertOptions {
             suggested_name: None,
             input_len: None,
             quiet: true,
+            carry: true,
         }
     }
 }
@@ -87,8 +91,9 @@ pub struct ConvertOutcome {
     pub tar_bytes: u64,
     /// The output file, if any.
     pub path: Option<PathBuf>,
-    /// Members of the input the output leaves out (a 0.7 archive's payloads no snapshot of it
-    /// uses), by path.
+    /// Members of the input the output leaves out, by path: files of a 0.6.2 snapshot
+    /// directory other than its manifest and upper (0.7 has no place for them), payloads of a
+    /// 0.7 archive no snapshot uses.
     pub dropped: Vec<String>,
     /// The input's validation report.
     pub report: Report,
@@ -191,12 +196,12 @@ fn stream<W: Write>(
             let mut fwd = Forwarder::new(writer, spool_dir.to_path_buf(), &no_progress);
             let report =
                 check::run(reader, name, opts.limits, &mut fwd, progress, &mut |f| fail(f.take_failure()))?;
-            let (sink, tar_bytes, snapshots) =
+            let (sink, tar_bytes, snapshots, dropped) =
                 fwd.finish(&report, opts.suggested_name.as_deref()).map_err(|f| fail(Some(f)))?;
-            (sink, report, snapshots, Vec::new(), tar_bytes)
+            (sink, report, snapshots, dropped, tar_bytes)
         }
         Generation::V062 => {
-            let mut back = Backwarder::new(spool_dir.to_path_buf());
+            let mut back = Backwarder::new(spool_dir.to_path_buf(), opts.carry);
             let report =
                 check::run(reader, name, opts.limits, &mut back, progress, &mut |b| fail(b.take_failure()))?;
             let mut tar = TarWriter::new(sink);

@@ -8,18 +8,26 @@
 //! sparse map, see [`super::writer::Spool`]); each `cache/<kind>/<file>` as
 //! `images/<kind>/<file>`; then `archive.json`, whose `snapbundle.v062-manifests` extension
 //! carries every original manifest so that the way back restores them byte for byte.
+//!
+//! A snapshot directory written by `convert --to 0.6.2` may carry its original 0.7 descriptor
+//! ([`translate::CARRIED_DESCRIPTOR`], before the upper): used instead of the derived one when
+//! it describes exactly that snapshot and its Merkle-BLAKE3 root (if it records one) holds for
+//! the upper, so that 0.7 → 0.6.2 → 0.7 gives back the same ids and descriptor digests. Other
+//! extra files of a snapshot directory have no place in a 0.7 archive: they are left out and
+//! listed.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
 use snapbundle_core::generation::g3::descriptor::Integrity;
-use snapbundle_core::generation::translate::{self, Forward, Unrepresentable};
+use snapbundle_core::generation::translate;
 use snapbundle_core::manifest::{Manifest, MANIFEST_FILENAME, SHA256, SPARSE_SHA256_V1};
 use snapbundle_core::names::Slot;
 use snapbundle_core::{Event, MemberStart, Report, Sink, Stop};
 
 use super::writer::{ImageMember, MsbWriter, Spool};
+use crate::sparse::Chunk;
 use crate::tar_writer::EntryMeta;
 
 /// Why the forwarder stopped the validation.
@@ -51,40 +59,53 @@ pub struct Converted {
     pub layer: String,
 }
 
-/// A snapshot whose manifest arrived.
-struct Known {
-    forward: Forward,
-    integrity: Option<Integrity>,
+/// A manifest that arrived.
+struct ManifestIn {
+    manifest: Manifest,
+    digest: String,
+    text: String,
 }
 
-/// An upper that arrived before its manifest, spooled whole.
-struct Waiting {
-    spool: Spool,
-    meta: EntryMeta,
+/// A snapshot directory being received.
+#[derive(Default)]
+struct Pending {
+    manifest: Option<ManifestIn>,
+    carried: Option<Vec<u8>>,
+    /// Files that ended before the manifest named the upper: (name, spool, header fields).
+    files: Vec<(String, Spool, EntryMeta)>,
 }
 
 /// The member being received.
 enum Current {
     None,
     Manifest { prefix: String, bytes: Vec<u8> },
-    Upper { prefix: String, spool: Spool, meta: EntryMeta },
+    Carried { prefix: String, bytes: Vec<u8> },
+    File { prefix: String, name: String, spool: Spool, meta: EntryMeta },
     Image(Box<ImageMember>),
 }
+
+/// Largest carried descriptor read (a 0.7 descriptor's own bound).
+const MAX_CARRIED: usize = snapbundle_core::generation::g3::descriptor::MAX_DESCRIPTOR_BYTES;
 
 /// The sink of a 0.6.2 → 0.7 conversion.
 pub struct Forwarder<'p, W: Write> {
     writer: MsbWriter<W>,
     spool_dir: PathBuf,
     current: Current,
-    known: BTreeMap<String, Known>,
-    waiting: BTreeMap<String, Waiting>,
+    pending: BTreeMap<String, Pending>,
+    /// The 0.7 id each converted snapshot got, by 0.6.2 digest.
+    assigned: BTreeMap<String, String>,
     /// Original manifest text by snapshot id.
     manifests: BTreeMap<String, String>,
     failure: Option<ForwardFailure>,
     progress: &'p dyn Fn(u64),
     converted: Vec<Converted>,
+    /// Files of snapshot directories the archive leaves out.
+    dropped: Vec<String>,
     /// The first snapshot whose manifest did not parse (the validator must refuse the bundle).
     unreadable: Option<String>,
+    /// The first snapshot 0.7 cannot hold: once noted, nothing more is written.
+    unrepresentable: Option<ForwardFailure>,
 }
 
 impl<'p, W: Write> Forwarder<'p, W> {
@@ -95,13 +116,15 @@ impl<'p, W: Write> Forwarder<'p, W> {
             writer,
             spool_dir,
             current: Current::None,
-            known: BTreeMap::new(),
-            waiting: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            assigned: BTreeMap::new(),
             manifests: BTreeMap::new(),
             failure: None,
             progress,
             converted: Vec::new(),
+            dropped: Vec::new(),
             unreadable: None,
+            unrepresentable: None,
         }
     }
 
@@ -111,31 +134,34 @@ impl<'p, W: Write> Forwarder<'p, W> {
     }
 
     /// Ends the archive after a valid `report`: `archive.json` with the head and every
-    /// original manifest. Returns the inner writer, the tar bytes written and the snapshots in
-    /// archive order.
+    /// original manifest. Returns the inner writer, the tar bytes written, the snapshots in
+    /// archive order and the files left out.
+    #[allow(clippy::type_complexity)]
     pub fn finish(
         self,
         report: &Report,
         suggested_name: Option<&str>,
-    ) -> Result<(W, u64, Vec<Converted>), ForwardFailure> {
-        let head =
-            translate::legacy_snapshot_id(&report.head).ok_or_else(|| ForwardFailure::Unrepresentable {
-                snapshot: report.head.clone(),
-                reason: "the head digest is not a sha256 digest".into(),
-            })?;
+    ) -> Result<(W, u64, Vec<Converted>, Vec<String>), ForwardFailure> {
+        if let Some(f) = self.unrepresentable {
+            return Err(f);
+        }
         if let Some(prefix) = self.unreadable {
             return Err(ForwardFailure::Unrepresentable {
                 snapshot: prefix,
                 reason: "its manifest is unreadable".into(),
             });
         }
-        if !self.waiting.is_empty() {
-            let prefix = self.waiting.keys().next().cloned().unwrap_or_default();
+        if let Some(prefix) = self.pending.keys().next() {
             return Err(ForwardFailure::Unrepresentable {
-                snapshot: prefix,
-                reason: "an upper without a manifest".into(),
+                snapshot: prefix.clone(),
+                reason: "a snapshot directory without its manifest or upper".into(),
             });
         }
+        let head =
+            self.assigned.get(&report.head).cloned().ok_or_else(|| ForwardFailure::Unrepresentable {
+                snapshot: report.head.clone(),
+                reason: "the head was not converted".into(),
+            })?;
         let manifests =
             serde_json::to_vec(&self.manifests).map_err(|e| ForwardFailure::Io(io::Error::other(e)))?;
         let extensions = [(translate::LEGACY_MANIFESTS, manifests.as_slice())];
@@ -145,7 +171,7 @@ impl<'p, W: Write> Forwarder<'p, W> {
                 "internal error: the archive's inventory is refused: {e}"
             ))),
         })?;
-        Ok((finished.inner, finished.tar_bytes, self.converted))
+        Ok((finished.inner, finished.tar_bytes, self.converted, self.dropped))
     }
 
     /// The writer, for abandoning a failed archive.
@@ -162,6 +188,13 @@ impl<'p, W: Write> Forwarder<'p, W> {
         self.fail(ForwardFailure::Io(e))
     }
 
+    /// Notes a snapshot 0.7 cannot hold, reported by [`Forwarder::finish`] once the bundle is
+    /// known valid (an invalid one gets its own error); nothing more is written.
+    fn defer(&mut self, failure: ForwardFailure) -> Result<(), Stop> {
+        self.unrepresentable.get_or_insert(failure);
+        Ok(())
+    }
+
     fn member(&mut self, m: &MemberStart<'_>) -> Result<(), Stop> {
         let meta = EntryMeta {
             mode: u32::try_from(m.mode).unwrap_or(0o644),
@@ -174,8 +207,13 @@ impl<'p, W: Write> Forwarder<'p, W> {
             Slot::SnapshotFile { prefix, file } if file == MANIFEST_FILENAME => {
                 Current::Manifest { prefix: prefix.to_string(), bytes: Vec::new() }
             }
-            Slot::SnapshotFile { prefix, .. } => match Spool::new_in(&self.spool_dir) {
-                Ok(spool) => Current::Upper { prefix: prefix.to_string(), spool, meta },
+            Slot::SnapshotFile { prefix, file } if file == translate::CARRIED_DESCRIPTOR => {
+                Current::Carried { prefix: prefix.to_string(), bytes: Vec::new() }
+            }
+            Slot::SnapshotFile { prefix, file } => match Spool::new_in(&self.spool_dir) {
+                Ok(spool) => {
+                    Current::File { prefix: prefix.to_string(), name: file.to_string(), spool, meta }
+                }
                 Err(e) => return Err(self.io(e)),
             },
             Slot::CacheFile { kind, file } => {
@@ -198,7 +236,12 @@ impl<'p, W: Write> Forwarder<'p, W> {
     fn data(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         match &mut self.current {
             Current::Manifest { bytes: b, .. } => b.extend_from_slice(bytes),
-            Current::Upper { spool, .. } => spool.data(offset, bytes)?,
+            Current::Carried { bytes: b, .. } => {
+                if b.len().saturating_add(bytes.len()) <= MAX_CARRIED {
+                    b.extend_from_slice(bytes);
+                }
+            }
+            Current::File { spool, .. } => spool.data(offset, bytes)?,
             Current::Image(image) => self.writer.image_data(image, bytes)?,
             Current::None => {}
         }
@@ -207,11 +250,13 @@ impl<'p, W: Write> Forwarder<'p, W> {
 
     fn hole(&mut self, offset: u64, len: u64) -> io::Result<()> {
         match &mut self.current {
-            Current::Manifest { bytes, .. } => {
+            Current::Manifest { bytes, .. } | Current::Carried { bytes, .. } => {
                 let len = usize::try_from(len).map_err(io::Error::other)?;
-                bytes.resize(bytes.len().saturating_add(len), 0)
+                if bytes.len().saturating_add(len) <= MAX_CARRIED {
+                    bytes.resize(bytes.len().saturating_add(len), 0);
+                }
             }
-            Current::Upper { spool, .. } => spool.hole(offset, len),
+            Current::File { spool, .. } => spool.hole(offset, len),
             Current::Image(image) => {
                 let zeros = [0u8; 4096];
                 let mut left = len;
@@ -229,90 +274,140 @@ impl<'p, W: Write> Forwarder<'p, W> {
 
     fn file_end(&mut self) -> Result<(), Stop> {
         match std::mem::replace(&mut self.current, Current::None) {
-            Current::Manifest { prefix, bytes } => self.manifest_end(&prefix, bytes),
-            Current::Upper { prefix, spool, meta } => {
-                if self.known.contains_key(&prefix) {
-                    self.write_upper(&prefix, &spool, &meta)
-                } else {
-                    self.waiting.insert(prefix, Waiting { spool, meta });
-                    Ok(())
-                }
+            Current::Manifest { prefix, bytes } => {
+                let Ok(manifest) = Manifest::from_bytes(&bytes) else {
+                    // The validator refuses it with the reason (when the member ends, after
+                    // this event).
+                    self.unreadable.get_or_insert(prefix);
+                    return Ok(());
+                };
+                let text = String::from_utf8(bytes).unwrap_or_default();
+                let digest = manifest.digest();
+                self.pending.entry(prefix.clone()).or_default().manifest =
+                    Some(ManifestIn { manifest, digest, text });
+                self.settle(&prefix)
+            }
+            Current::Carried { prefix, bytes } => {
+                self.pending.entry(prefix).or_default().carried = Some(bytes);
+                Ok(())
+            }
+            Current::File { prefix, name, spool, meta } => {
+                self.pending.entry(prefix.clone()).or_default().files.push((name, spool, meta));
+                self.settle(&prefix)
             }
             Current::Image(image) => self.writer.image_end(*image).map_err(|e| self.io(e)),
             Current::None => Ok(()),
         }
     }
 
-    fn manifest_end(&mut self, prefix: &str, bytes: Vec<u8>) -> Result<(), Stop> {
-        let unrepresentable = |snapshot: &str, reason: String| ForwardFailure::Unrepresentable {
-            snapshot: snapshot.to_string(),
-            reason,
-        };
-        let Ok(manifest) = Manifest::from_bytes(&bytes) else {
-            // The validator refuses it with the reason (when the member ends, after this event).
-            self.unreadable.get_or_insert_with(|| prefix.to_string());
+    /// Writes the snapshot of `prefix` once its manifest and its upper are in.
+    fn settle(&mut self, prefix: &str) -> Result<(), Stop> {
+        if self.unrepresentable.is_some() {
+            self.pending.remove(prefix);
             return Ok(());
-        };
-        let digest = manifest.digest();
-        let forward = match translate::forward(&manifest, &digest) {
-            Ok(f) => f,
-            Err(e) => return Err(self.fail(unrepresentable(&digest, reason(&e)))),
-        };
-        let integrity = match &manifest.upper.integrity {
+        }
+        let ready = self.pending.get(prefix).is_some_and(|p| {
+            p.manifest.as_ref().is_some_and(|m| p.files.iter().any(|(n, _, _)| *n == m.manifest.upper.file))
+        });
+        if !ready {
+            return Ok(());
+        }
+        let Some(mut p) = self.pending.remove(prefix) else { return Ok(()) };
+        let Some(m) = p.manifest.take() else { return Ok(()) };
+        let mut upper = None;
+        for (name, spool, meta) in p.files.drain(..) {
+            if name == m.manifest.upper.file && upper.is_none() {
+                upper = Some((spool, meta));
+            } else {
+                self.dropped.push(format!("{prefix}/{name}"));
+            }
+        }
+        let Some((spool, meta)) = upper else { return Ok(()) };
+        let unrep = |reason: String| ForwardFailure::Unrepresentable { snapshot: m.digest.clone(), reason };
+        let integrity = match &m.manifest.upper.integrity {
             None => None,
             Some(i) if i.algorithm == SHA256 => Some(Integrity::Sha256 { digest: i.digest.clone() }),
             Some(i) if i.algorithm == SPARSE_SHA256_V1 => {
                 Some(Integrity::SparseSha256V1 { digest: i.digest.clone() })
             }
             Some(i) => {
-                return Err(self.fail(unrepresentable(
-                    &digest,
-                    format!(
-                        "its upper records integrity {:?}, which microsandbox 0.7 does not know",
-                        i.algorithm
-                    ),
-                )))
+                let reason = format!(
+                    "its upper records integrity {:?}, which microsandbox 0.7 does not know",
+                    i.algorithm
+                );
+                return self.defer(unrep(reason));
             }
         };
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(_) => return Err(self.fail(unrepresentable(&digest, "its manifest is not UTF-8".into()))),
+        let parent_id = m.manifest.parent.as_ref().and_then(|d| self.assigned.get(d)).cloned();
+        let carried = p
+            .carried
+            .as_deref()
+            .and_then(|c| translate::carried_forward(c, &m.manifest, parent_id.as_deref()));
+        let carried = match carried {
+            Some((f, d)) => match merkle_holds(&d, &spool) {
+                Ok(true) => Some((f, layer_integrity(&d))),
+                Ok(false) => None,
+                Err(e) => return Err(self.io(e)),
+            },
+            None => None,
+        };
+        let (forward, integrity) = match carried {
+            Some(x) => x,
+            None => match translate::forward_with_parent(&m.manifest, &m.digest, parent_id.as_deref()) {
+                Ok(f) => (f, integrity),
+                Err(e) => return self.defer(unrep(e.to_string())),
+            },
         };
         let written =
             self.writer.descriptor(&forward.snapshot_id, &forward.descriptor, &forward.descriptor_digest);
         let written = written.and_then(|()| match &forward.metadata {
-            Some(m) => self.writer.metadata(&forward.snapshot_id, m),
+            Some(md) => self.writer.metadata(&forward.snapshot_id, md),
             None => Ok(()),
         });
         written.map_err(|e| self.io(e))?;
-        (self.progress)(self.writer.position());
-        self.manifests.insert(forward.snapshot_id.clone(), text);
+        let progress = self.progress;
+        let path = forward.layer_path();
+        let r =
+            self.writer.payload(&path, &forward.snapshot_id, &meta, &spool, integrity, &mut |x| progress(x));
+        r.map_err(|e| self.io(e))?;
+        self.manifests.insert(forward.snapshot_id.clone(), m.text);
+        self.assigned.insert(m.digest.clone(), forward.snapshot_id.clone());
         self.converted.push(Converted {
-            digest,
+            digest: m.digest,
             snapshot_id: forward.snapshot_id.clone(),
             descriptor_digest: forward.descriptor_digest.clone(),
-            layer: forward.layer_path(),
+            layer: path,
         });
-        self.known.insert(prefix.to_string(), Known { forward, integrity });
-        if let Some(w) = self.waiting.remove(prefix) {
-            self.write_upper(prefix, &w.spool, &w.meta)?;
-        }
         Ok(())
-    }
-
-    fn write_upper(&mut self, prefix: &str, spool: &Spool, meta: &EntryMeta) -> Result<(), Stop> {
-        let Some(known) = self.known.get(prefix) else { return Ok(()) };
-        let path = known.forward.layer_path();
-        let owner = known.forward.snapshot_id.clone();
-        let integrity = known.integrity.clone();
-        let progress = self.progress;
-        let r = self.writer.payload(&path, &owner, meta, spool, integrity, &mut |p| progress(p));
-        r.map_err(|e| self.io(e))
     }
 }
 
-fn reason(e: &Unrepresentable) -> String {
-    e.to_string()
+/// The recorded integrity of a descriptor's (single) layer.
+fn layer_integrity(d: &snapbundle_core::generation::g3::descriptor::Descriptor) -> Option<Integrity> {
+    match &d.state {
+        snapbundle_core::generation::g3::descriptor::State::File(f) => {
+            f.layers.first().and_then(|l| l.integrity.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Whether a descriptor's Merkle-BLAKE3 root, if it records one, is that of the spooled upper
+/// (read back: the 0.6.2 bundle proved its other digest only).
+fn merkle_holds(
+    d: &snapbundle_core::generation::g3::descriptor::Descriptor,
+    spool: &Spool,
+) -> io::Result<bool> {
+    let Some(Integrity::FileMerkleBlake3V1 { root, .. }) = layer_integrity(d) else { return Ok(true) };
+    let mut merkle = snapbundle_core::merkle::FileMerkle::new();
+    spool.read(&mut |c| {
+        let r = match c {
+            Chunk::Data(b) => merkle.update(b),
+            Chunk::Zeros(n) => merkle.update_zeros(n),
+        };
+        r.map_err(|_| io::Error::other("the upper is too large for a Merkle tree"))
+    })?;
+    Ok(merkle.finish().digest() == root)
 }
 
 impl<W: Write> Sink for Forwarder<'_, W> {
