@@ -95,6 +95,8 @@ pub struct Forwarder<'p, W: Write> {
     pending: BTreeMap<String, Pending>,
     /// The 0.7 id each converted snapshot got, by 0.6.2 digest.
     assigned: BTreeMap<String, String>,
+    /// Snapshot directories already written (a later file of one is left out).
+    settled: std::collections::BTreeSet<String>,
     /// Original manifest text by snapshot id.
     manifests: BTreeMap<String, String>,
     failure: Option<ForwardFailure>,
@@ -118,6 +120,7 @@ impl<'p, W: Write> Forwarder<'p, W> {
             current: Current::None,
             pending: BTreeMap::new(),
             assigned: BTreeMap::new(),
+            settled: std::collections::BTreeSet::new(),
             manifests: BTreeMap::new(),
             failure: None,
             progress,
@@ -288,10 +291,19 @@ impl<'p, W: Write> Forwarder<'p, W> {
                 self.settle(&prefix)
             }
             Current::Carried { prefix, bytes } => {
-                self.pending.entry(prefix).or_default().carried = Some(bytes);
+                if self.settled.contains(&prefix) {
+                    self.dropped.push(format!("{prefix}/{}", translate::CARRIED_DESCRIPTOR));
+                } else {
+                    self.pending.entry(prefix).or_default().carried = Some(bytes);
+                }
                 Ok(())
             }
             Current::File { prefix, name, spool, meta } => {
+                if self.settled.contains(&prefix) {
+                    // A file after its snapshot was written: 0.7 has no place for it.
+                    self.dropped.push(format!("{prefix}/{name}"));
+                    return Ok(());
+                }
                 self.pending.entry(prefix.clone()).or_default().files.push((name, spool, meta));
                 self.settle(&prefix)
             }
@@ -314,6 +326,12 @@ impl<'p, W: Write> Forwarder<'p, W> {
         }
         let Some(mut p) = self.pending.remove(prefix) else { return Ok(()) };
         let Some(m) = p.manifest.take() else { return Ok(()) };
+        self.settled.insert(prefix.to_string());
+        if self.assigned.contains_key(&m.digest) {
+            // The same snapshot in a second directory: one snapshot in 0.7.
+            self.dropped.push(format!("{prefix}/ (the same snapshot {} again)", m.digest));
+            return Ok(());
+        }
         let mut upper = None;
         for (name, spool, meta) in p.files.drain(..) {
             if name == m.manifest.upper.file && upper.is_none() {
