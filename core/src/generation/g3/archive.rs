@@ -669,5 +669,6 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             layers,
             images,
         }),
+        released: None,
     })
 }

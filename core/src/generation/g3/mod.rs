@@ -37,9 +37,9 @@ pub(crate) mod archive;
 pub mod descriptor;
 mod error;
 pub mod inventory;
-mod json;
+pub(crate) mod json;
 pub mod metadata;
-mod time;
+pub(crate) mod time;
 pub mod transport;
 
 pub use error::MsbError;
