@@ -5,4 +5,5 @@ pub mod builder;
 pub mod corpus;
 pub mod fixtures;
 pub mod parity;
+pub mod released;
 pub mod sparse;
