@@ -130,10 +130,13 @@ fn without_an_inventory_or_transport_digests_it_is_still_what_0_7_13_loads() {
     assert_eq!(code(&tar(&ms)), "msb_g2_upper_binding");
 }
 
+/// One edit of a sealed inventory.
+type InventoryEdit = dyn Fn(&mut Inventory, &[Member]);
+
 #[test]
 fn inventory_lies_are_refused() {
     let s = chain(2);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Inventory, &[Member])>)> = vec![
+    let cases: Vec<(&str, Box<InventoryEdit>)> = vec![
         ("msb_g2_inventory_schema", Box::new(|i, _| i.schema = "2".into())),
         ("msb_g2_inventory_schema", Box::new(|i, _| i.artifact = "snapshot".into())),
         ("msb_g2_inventory_completeness", Box::new(|i, _| i.completeness = "dependent".into())),
