@@ -27,8 +27,7 @@
 //! hold one zstd frame only.
 //!
 //! Not done yet: checkpoint snapshots and their members and owned volumes (refused as
-//! `msb_unsupported`), the G2 (0.6.7 – 0.6.16, numeric schema 1) inventory and its `files/…`
-//! layout, memory and owned-volume dependencies of dependent archives, the semantic schemas of
+//! `msb_unsupported`), memory and owned-volume dependencies of dependent archives, the semantic schemas of
 //! descriptor extensions, and a G3 event vocabulary (G3 emits no events and refuses a sink that
 //! wants data, so no front end imports `.msb` archives yet). Every front end shows the `msb`
 //! report section; `docs/format-0.7.md` says what is checked and where it is stricter than 0.7.13.
