@@ -8,6 +8,7 @@ use alloc::string::String;
 use core::fmt;
 
 use crate::cache_meta::CacheError;
+use crate::generation::g2::G2Error;
 use crate::generation::g3::MsbError;
 
 /// Where in the decompressed tar stream something went wrong.
@@ -70,6 +71,8 @@ pub enum Error {
     Bundle(BundleError),
     /// A microsandbox 0.7 `.msb` archive (G3) breaks one of its rules.
     Msb(MsbError),
+    /// A released (G2, microsandbox 0.6.7 – 0.6.16) archive breaks one of its own rules.
+    MsbG2(G2Error),
     /// A configured limit was exceeded.
     Limit {
         /// Where, when it is tied to a member.
@@ -94,6 +97,7 @@ impl Error {
             Error::Cache(error) => error.code(),
             Error::Bundle(error) => error.code(),
             Error::Msb(error) => error.code(),
+            Error::MsbG2(error) => error.code(),
             Error::Limit { error, .. } => error.code(),
             Error::Stopped => "stopped",
             Error::Finished => "finished",
@@ -101,7 +105,7 @@ impl Error {
     }
 
     /// The layer that rejected the bundle: `container`, `tar`, `manifest`, `snapshot`, `cache`,
-    /// `bundle`, `msb` (a `.msb` archive's own rules), `limit` or `caller`.
+    /// `bundle`, `msb` (a `.msb` or released archive's own rules), `limit` or `caller`.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Container { .. } => "container",
@@ -110,7 +114,7 @@ impl Error {
             Error::Snapshot { .. } => "snapshot",
             Error::Cache(_) => "cache",
             Error::Bundle(_) => "bundle",
-            Error::Msb(_) => "msb",
+            Error::Msb(_) | Error::MsbG2(_) => "msb",
             Error::Limit { .. } => "limit",
             Error::Stopped | Error::Finished => "caller",
         }
@@ -129,6 +133,7 @@ impl fmt::Display for Error {
             Error::Cache(error) => write!(f, "image cache: {error}"),
             Error::Bundle(error) => write!(f, "{error}"),
             Error::Msb(error) => write!(f, ".msb archive: {error}"),
+            Error::MsbG2(error) => write!(f, "released archive (0.6.7 - 0.6.16): {error}"),
             Error::Limit { at: Some(at), error } => write!(f, "{at}: {error}"),
             Error::Limit { at: None, error } => write!(f, "{error}"),
             Error::Stopped => f.write_str("stopped by the caller"),

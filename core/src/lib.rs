@@ -1,7 +1,8 @@
 //! # snapbundle-core
 //!
-//! A sans-IO, `no_std` validator for microsandbox 0.6.2 snapshot bundles (`.tar.zst` or `.tar`)
-//! and microsandbox 0.7 `.msb` snapshot archives (validation only; see [`generation::g3`]).
+//! A sans-IO, `no_std` validator for microsandbox 0.6.2 snapshot bundles (`.tar.zst` or `.tar`),
+//! the released archives of microsandbox 0.6.7 – 0.6.16 and microsandbox 0.7 `.msb` snapshot
+//! archives (the last two validation only; see [`generation::g2`] and [`generation::g3`]).
 //!
 //! The caller pushes the bundle's bytes in chunks of any size into a [`Validator`]; the validator
 //! emits [`Event`]s (members, data slices, holes) to a [`Sink`] as they stream by and, at the end,
@@ -22,8 +23,9 @@
 //!   manifest push writes, and the checks of one a registry serves);
 //! - [`holes`]: zero-block detection so writers keep sparse files sparse;
 //! - [`validator`]: the state machine that drives the zstd gate and the walker and hands each
-//!   member to the archive generation's rules ([`generation`]: G1, the 0.6.2 bundle, and G3, the
-//!   0.7 `.msb` archive, chosen on the first member), and
+//!   member to the archive generation's rules ([`generation`]: G1, the 0.6.2 bundle, G2, the
+//!   released 0.6.7 – 0.6.16 archive, and G3, the 0.7 `.msb` archive, chosen on the first
+//!   member), and
 //!   [`report`]: the verdict.
 //!
 //! Sparse members (old-GNU `S` entries, as `snapbundle export --sparse` and `tar --sparse` write

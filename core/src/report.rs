@@ -136,6 +136,9 @@ pub enum Generation {
     #[default]
     #[serde(rename = "0.6.2")]
     G1,
+    /// G2: a released flat archive of microsandbox 0.6.7 – 0.6.16 (see [`Report::released`]).
+    #[serde(rename = "0.6.7")]
+    G2,
     /// G3: a microsandbox 0.7 `.msb` archive (see [`Report::msb`]).
     #[serde(rename = "0.7")]
     G3,
@@ -320,12 +323,75 @@ pub struct MsbReport {
     pub closure: Vec<MsbClosureMember>,
 }
 
+/// One snapshot of a released (G2) archive, in archive order, with its upper file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedSnapshot {
+    /// `sha256:<hex>` of its `snapshot.json` bytes: its identity in 0.6.7 – 0.6.16 (and its
+    /// directory under `snapshots/` and `files/`).
+    pub digest: String,
+    /// The 0.7 snapshot id 0.7.13 gives it on load (`snap_` + the digest's first 32 hex digits).
+    pub snapshot_id: String,
+    /// `parent` as written: a released digest or a 0.7 `snap_` id.
+    pub parent: Option<String>,
+    /// Whether the parent is also in this archive.
+    pub parent_in_archive: bool,
+    /// Whether this is the head.
+    pub is_head: bool,
+    /// `created_at` as written.
+    pub created_at: String,
+    /// The image reference.
+    pub image_ref: String,
+    /// The image manifest digest.
+    pub image_manifest_digest: String,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    /// Filesystem type.
+    pub fstype: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Source sandbox.
+    pub source_sandbox: Option<String>,
+    /// The upper's member path, `files/<hex>/<upper_file>`.
+    pub upper_path: String,
+    /// The upper's logical size (`size_bytes`).
+    pub size_bytes: u64,
+    /// Bytes the upper stores in the tar (its data runs when sparse).
+    pub encoded_size: u64,
+    /// Whether the upper is stored as an old-GNU sparse member.
+    pub sparse: bool,
+    /// The recomputed integrity verdict of the upper.
+    pub integrity: LayerIntegrity,
+}
+
+/// What a valid released archive (G2, microsandbox 0.6.7 – 0.6.16) holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedReport {
+    /// Whether the archive carries an `archive.json` inventory (0.7.13 loads one without).
+    pub inventory: bool,
+    /// The head snapshot's digest.
+    pub head: String,
+    /// The inventory's `suggested_name`.
+    pub suggested_name: Option<String>,
+    /// The inventory's `with_parents` and `with_image` (absent without an inventory).
+    pub with_parents: Option<bool>,
+    /// See `with_parents`.
+    pub with_image: Option<bool>,
+    /// The inventory's `requires`.
+    pub requires: Vec<String>,
+    /// Snapshots, in archive order.
+    pub snapshots: Vec<ReleasedSnapshot>,
+    /// Image files (`images/…` or `cache/…`), in archive order.
+    pub images: Vec<MsbImageFile>,
+}
+
 /// The verdict on a valid bundle.
 ///
 /// For a `.msb` archive (`generation` `0.7`) the G3 content is in `msb`; `snapshots`, `cache` and
 /// `files` describe a 0.6.2 bundle's import plan and stay empty (no front end writes G3 archives
 /// yet); `head` is the head's descriptor digest and `head_prefix` its snapshot id (the head's
-/// directory in a 0.7 store).
+/// directory in a 0.7 store). A released archive (`generation` `0.6.7`) is described the same
+/// way in `released`: `head` is the head's released digest, `head_prefix` the 0.7 id 0.7.13
+/// gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// The archive generation.
@@ -354,6 +420,9 @@ pub struct Report {
     /// A `.msb` archive's content (absent for a 0.6.2 bundle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msb: Option<MsbReport>,
+    /// A released (0.6.7 – 0.6.16) archive's content (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<ReleasedReport>,
 }
 
 impl Report {

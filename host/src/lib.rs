@@ -37,6 +37,7 @@ pub mod publish;
 pub mod registry;
 pub mod render;
 pub mod render_msb;
+pub mod render_released;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod sparse;

@@ -22,6 +22,9 @@ pub fn inspect(name: &str, r: &Report) -> String {
     if let Some(m) = &r.msb {
         return crate::render_msb::inspect(name, r, m);
     }
+    if let Some(g) = &r.released {
+        return crate::render_released::inspect(name, r, g);
+    }
     let mut o = String::new();
     let container = container(r);
     let _ = writeln!(
@@ -121,6 +124,9 @@ pub fn chain(r: &Report) -> String {
 pub fn verdict(name: &str, r: &Report) -> String {
     if let Some(m) = &r.msb {
         return crate::render_msb::verdict(name, m);
+    }
+    if let Some(g) = &r.released {
+        return crate::render_released::verdict(name, g);
     }
     format!(
         "valid: {name}: {}, head {} ({}){}\n",

@@ -144,3 +144,69 @@ fn import_converts_a_msb_archive_on_the_fly_or_refuses_it_writing_nothing() {
     }
     assert!(imported >= 12, "only {imported} imports of reference archives");
 }
+
+/// A released (0.6.7 – 0.6.16) archive built from 0.7.13's reading of the format, and one whose
+/// upper lost a byte.
+fn released_archives(dir: &std::path::Path) -> (PathBuf, PathBuf, Vec<snapbundle_tests::released::Snapshot>) {
+    use snapbundle_tests::released::{archive, chain, images};
+    let snaps = chain(2);
+    let good = dir.join("released.tar");
+    fs::write(&good, archive(&snaps, &images())).expect("write");
+    // The same archive with a byte of the first upper changed after sealing.
+    let mut bytes = archive(&snaps, &images());
+    let at = bytes.windows(4096).position(|w| w == &snaps[0].upper[4096..8192]).expect("upper bytes");
+    bytes[at] ^= 1;
+    let bad = dir.join("released-bad.tar");
+    fs::write(&bad, bytes).expect("write");
+    (good, bad, snaps)
+}
+
+#[test]
+fn verify_and_inspect_show_a_released_archive() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let (good, bad, snaps) = released_archives(scratch.path());
+    let good = good.to_str().expect("UTF-8 path");
+    let out = command(["verify", "--json", "-q", good]).output().expect("run");
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("verify --json");
+    let r = &v["report"];
+    assert_eq!(r["generation"], "0.6.7");
+    assert_eq!(r["head"], snaps[1].digest());
+    assert_eq!(r["released"]["snapshots"][0]["integrity"]["status"], "verified");
+    let line = String::from_utf8_lossy(&command(["verify", good]).output().expect("run").stdout).into_owned();
+    assert!(line.contains("0.6.7 - 0.6.16 released archive, 2 snapshots"), "{line}");
+    let inspect = command(["inspect", good]).output().expect("run");
+    assert!(inspect.status.success(), "{}", describe(&inspect));
+    let table = String::from_utf8_lossy(&inspect.stdout);
+    for s in &snaps {
+        assert!(table.contains(&s.snapshot_id()), "inspect does not show {}:\n{table}", s.snapshot_id());
+    }
+    assert!(table.contains("sha256 verified") && table.contains("verdict    valid"), "{table}");
+    let out = command(["verify", "--json", "-q", bad.to_str().expect("UTF-8 path")]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("verify --json");
+    assert_eq!(v["error"]["code"], "msb_transport_mismatch", "{v}");
+}
+
+#[test]
+fn import_refuses_a_released_archive_and_writes_nothing() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let (good, _, _) = released_archives(scratch.path());
+    let archive = good.to_str().expect("UTF-8 path");
+    for sandbox in [false, true] {
+        let home = scratch.path().join(format!("home-{sandbox}"));
+        let home_s = home.to_str().expect("UTF-8 path");
+        let mut args = vec!["import", archive, "-q", "--home", home_s];
+        if sandbox {
+            args.push("--sandbox");
+        }
+        let out = command(&args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "sandbox {sandbox}\n{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("0.6.7 - 0.6.16 released archive") && err.contains("msb snapshot load"),
+            "{err}"
+        );
+        assert!(!home.exists(), "sandbox {sandbox}: import created {}", home.display());
+    }
+}

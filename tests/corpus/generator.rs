@@ -386,6 +386,7 @@ pub fn generate(root: &Path) -> Vec<Case> {
     attacker(&mut g);
     sparse_maps(&mut g);
     msb_archives(&mut g);
+    released_archives(&mut g);
     positive(&mut g);
     let _ = fs::remove_dir_all(&scratch);
     g.cases
@@ -1400,6 +1401,192 @@ fn attacker(g: &mut Gen) {
     g.case_by("extra-file-nonzero-fill", "Our budget: an extra file of non-zero bytes", None,
         "32 MiB of 0x01 in a few KiB: accepted (extra files are allowed, and only the 1 TiB ceiling bounds them), and written densely at import. See the README: a finding, not a bug fix.",
         "builder + zstd crate", &nb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// m2: released archives of microsandbox 0.6.7 – 0.6.16 (G2, `docs/format-0.7.md` § 6), built from
+// 0.7.13's reading of the format (`crate::released`)
+
+fn released_archives(g: &mut Gen) {
+    use crate::released::{self as g2, Inventory, Member};
+    g.group("m2-released");
+    let why_import = " Import refuses every released archive (not importable) and writes nothing.";
+    let case =
+        |g: &mut Gen, name: &str, rule: &str, expect: Option<&'static str>, why: &str, bytes: &[u8]| {
+            g.case_by(
+                name,
+                rule,
+                expect,
+                &format!("{why}{why_import}"),
+                "builder (tests/src/released.rs)",
+                bytes,
+            );
+            g.setup(Setup::NotImportable);
+        };
+    let snaps = g2::chain(3);
+    let head = snaps[2].digest();
+    let ms = g2::members(&snaps, &g2::images());
+    let inv = || Inventory::for_members(&ms, &head, true);
+    let sealed = |ms: &[Member], inv: &Inventory| g2::sealed(ms, inv);
+
+    case(
+        g,
+        "chain3-with-images",
+        "A released archive: three snapshots, a sparse upper, image files (positive control)",
+        None,
+        "What 0.7.13 loads: every upper's recorded integrity is recomputed and matches.",
+        &sealed(&ms, &inv()),
+    );
+    case(
+        g,
+        "no-inventory",
+        "A released archive without archive.json (positive control)",
+        None,
+        "0.7.13 loads released descriptors without an inventory; the report says inventory: false.",
+        &g2::tar(&ms),
+    );
+    case(
+        g,
+        "zstd",
+        "A released archive in one zstd frame (positive control)",
+        None,
+        "The container is the same as for a .msb archive.",
+        &zstd(&sealed(&ms, &inv())),
+    );
+
+    let mut all = ms.clone();
+    all.push(Member::file("archive.json", format!("{}\n", inv().to_json()).as_bytes()));
+    case(
+        g,
+        "inventory-not-canonical",
+        "archive.json with a trailing newline",
+        Some("msb_g2_inventory_not_canonical"),
+        "0.7.13 requires the compact serialization of the released inventory.",
+        &g2::tar(&all),
+    );
+    let mut i = inv();
+    i.entries[0].kind = "image-object".into();
+    case(g, "inventory-kind-lie", "An entry recorded with another kind than its path's", Some("msb_g2_inventory_kind"),
+        "Stricter than 0.7.13, which keeps the recorded kind but hashes the transport digest with the derived one.", &sealed(&ms, &i));
+    let mut i = inv();
+    i.head = snaps[0].digest();
+    case(
+        g,
+        "inventory-head-lie",
+        "archive.json names a parent as the head",
+        Some("msb_g2_head"),
+        "0.7.13 ignores the recorded head and takes the parent graph's; a differing head is a lie.",
+        &sealed(&ms, &i),
+    );
+    let mut i = inv();
+    let d = i.entries.iter_mut().find(|e| e.kind == "snapshot-descriptor").expect("descriptor entry");
+    d.integrity = format!(r#"{{"algorithm":"sha256","digest":"sha256:{}"}}"#, "0".repeat(64));
+    case(
+        g,
+        "descriptor-identity-lie",
+        "A descriptor entry whose sha256 is not its owner's digest",
+        Some("msb_g2_inventory_binding"),
+        "0.7.13: snapshot descriptor identity mismatch.",
+        &sealed(&ms, &i),
+    );
+    let mut i = inv();
+    i.entries.retain(|e| e.kind != "image-metadata");
+    case(
+        g,
+        "member-unlisted",
+        "A member the inventory does not list",
+        Some("msb_member_not_inventoried"),
+        "0.7.13: archive contains a non-inventoried file.",
+        &sealed(&ms, &i),
+    );
+    let mut fewer = ms.clone();
+    fewer.retain(|m| !m.path.starts_with("images/layers/"));
+    case(
+        g,
+        "member-missing",
+        "An inventoried image file is absent",
+        Some("msb_member_missing"),
+        "0.7.13: inventoried entry is missing.",
+        &sealed(&fewer, &inv()),
+    );
+    let mut flipped = ms.clone();
+    flipped[1].data[4096] ^= 1;
+    case(
+        g,
+        "upper-flipped",
+        "An upper byte changed after sealing",
+        Some("msb_transport_mismatch"),
+        "The member's transport digest no longer matches (0.7.13 finds this too).",
+        &sealed(&flipped, &inv()),
+    );
+    let mut i = inv();
+    i.requires.clear();
+    i.entries.iter_mut().for_each(|e| e.transport = None);
+    case(
+        g,
+        "upper-flipped-no-transport",
+        "An upper byte changed, no transport digests recorded",
+        Some("msb_payload_integrity_mismatch"),
+        "Only the recomputed sha256 integrity finds it: 0.7.13 would load the damaged upper.",
+        &sealed(&flipped, &i),
+    );
+    let mut moved = ms.clone();
+    moved[0].path = format!("snapshots/{}/snapshot.json", "b".repeat(64));
+    case(
+        g,
+        "descriptor-directory-lie",
+        "A descriptor under a directory that is not its digest",
+        Some("msb_g2_descriptor_directory"),
+        "The released identity is the hash of the descriptor's bytes.",
+        &g2::tar(&moved),
+    );
+    let mut mixed = ms.clone();
+    mixed.push(Member::file("web/manifest.json", b"{}"));
+    case(
+        g,
+        "g1-member-mixed",
+        "A 0.6.2 manifest inside a released archive",
+        Some("msb_g2_foreign_member"),
+        "Stricter than 0.7.13, which would migrate it as another snapshot.",
+        &sealed(&mixed, &Inventory::for_members(&ms, &head, true)),
+    );
+    let mut mixed = ms.clone();
+    mixed.push(Member::file(&format!("layers/layer_{}.raw", "0".repeat(32)), b"x"));
+    case(
+        g,
+        "g3-member-mixed",
+        "A 0.7 layer inside a released archive",
+        Some("msb_g2_foreign_member"),
+        "A member of another generation has no place in a released archive.",
+        &g2::tar(&mixed),
+    );
+    let mut ckpt = g2::Snapshot::new(9);
+    ckpt.edit = Some(|t| {
+        let start = t.find("\"state\":").expect("state");
+        let end = t[start..].find("}}").expect("state end") + start + 2;
+        format!(
+            "{}\"state\":{{\"kind\":\"checkpoint\",\"checkpoint_id\":\"c\",\"manifest\":\"m\"}}{}",
+            &t[..start],
+            &t[end..]
+        )
+    });
+    case(
+        g,
+        "checkpoint-state",
+        "A released checkpoint (resumable) descriptor",
+        Some("msb_g2_checkpoint"),
+        "0.7.13 parses it but cannot load it from a released archive.",
+        &g2::tar(&g2::members(&[ckpt], &[])),
+    );
+    let two = g2::members(&[g2::Snapshot::new(1), g2::Snapshot::new(2)], &[]);
+    case(
+        g,
+        "two-heads",
+        "Two unrelated snapshots",
+        Some("msb_g2_head"),
+        "0.7.13: archive parent graph has multiple heads.",
+        &g2::tar(&two),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

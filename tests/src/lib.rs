@@ -6,4 +6,5 @@ pub mod corpus;
 pub mod fixtures;
 pub mod msb;
 pub mod parity;
+pub mod released;
 pub mod sparse;

@@ -115,6 +115,14 @@ fn built() -> Vec<Case> {
     let mut short_upper = s.clone();
     short_upper.upper.truncate(1000);
     v.push(case("upper-size-mismatch", bundle_tar(&[short_upper])));
+    // Released (0.6.7 – 0.6.16) archives: valid ones (their mutations follow) and a lie.
+    let g2 = crate::released::chain(3);
+    let g2_members = crate::released::members(&g2, &crate::released::images());
+    v.push(case("g2-chain3", zstd(&crate::released::archive(&g2, &crate::released::images()))));
+    v.push(case("g2-no-inventory", crate::released::tar(&g2_members)));
+    let mut inv = crate::released::Inventory::for_members(&g2_members, &g2[0].digest(), true);
+    inv.suggested_name = None;
+    v.push(case("g2-inventory-lies", crate::released::sealed(&g2_members, &inv)));
     v
 }
 

@@ -398,3 +398,36 @@ fn tight_limits_give_the_same_verdict_for_every_chunking() {
     }
     println!("tight limits: about {total} random splits");
 }
+
+/// Released (0.6.7 – 0.6.16) archives: valid ones and lies, with random chunkings (a null sink:
+/// no writer takes a released archive, so the data-sink check of [`property`] does not apply).
+#[test]
+fn released_archives_give_the_same_verdict_for_every_chunking() {
+    use snapbundle_tests::released::{archive, chain, images, members, sealed, tar, Inventory};
+    let snaps = chain(3);
+    let ms = members(&snaps, &images());
+    let mut lie = Inventory::for_members(&ms, &snaps[2].digest(), true);
+    lie.entries[0].apparent += 1;
+    let mut flipped = ms.clone();
+    flipped[1].data[4096] ^= 1;
+    let cases = [
+        ("g2-chain3", archive(&snaps, &images())),
+        ("g2-chain3-zstd", zstd(&archive(&snaps, &images()))),
+        ("g2-no-inventory", tar(&ms)),
+        ("g2-size-lie", sealed(&ms, &lie)),
+        ("g2-flipped", tar(&flipped)),
+    ];
+    let mut total = 0;
+    for (i, (name, bytes)) in cases.iter().enumerate() {
+        let whole = validate(bytes, Limits::default());
+        assert_eq!(whole.is_ok(), i < 3, "{name}: {whole:?}");
+        let mut rng = Rng::new(0x0672_0000 + i as u64);
+        for split in 0..(100 * scale()) {
+            let state = rng.clone();
+            let r = chunked(bytes, Limits::default(), &mut rng, &mut NullSink);
+            assert_eq!(r, whole, "{name}: split {split} (rng {state:?})");
+            total += 1;
+        }
+    }
+    println!("released archives: {total} random splits");
+}

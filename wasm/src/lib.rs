@@ -201,11 +201,48 @@ export interface MsbReport {
   closure: MsbClosureMember[];
 }
 
+/** One snapshot of a released (0.6.7 – 0.6.16) archive with its upper file, in archive order. */
+export interface ReleasedSnapshot {
+  /** `sha256:<hex>` of its `snapshot.json`: its released identity. */
+  digest: string;
+  /** The 0.7 id microsandbox 0.7.13 gives it on load. */
+  snapshot_id: string;
+  parent: string | null;
+  parent_in_archive: boolean;
+  is_head: boolean;
+  created_at: string;
+  image_ref: string;
+  image_manifest_digest: string;
+  format: "raw" | "qcow2";
+  fstype: string;
+  labels: Record<string, string>;
+  source_sandbox: string | null;
+  upper_path: string;
+  size_bytes: number;
+  encoded_size: number;
+  sparse: boolean;
+  integrity: LayerIntegrity;
+}
+
+/** What a valid released archive of microsandbox 0.6.7 – 0.6.16 holds. */
+export interface ReleasedReport {
+  /** Whether it carries an `archive.json` inventory (0.7.13 loads one without). */
+  inventory: boolean;
+  head: string;
+  suggested_name: string | null;
+  with_parents: boolean | null;
+  with_image: boolean | null;
+  requires: string[];
+  snapshots: ReleasedSnapshot[];
+  images: MsbImageFile[];
+}
+
 /** The verdict on a valid bundle: the same fields as `snapbundle inspect --json`'s "report".
- * For a `.msb` archive (`generation` "0.7") the content is in `msb`; `snapshots`, `cache` and
- * `files` stay empty, `head` is the head's descriptor digest and `head_prefix` its snapshot id. */
+ * For a `.msb` archive (`generation` "0.7") the content is in `msb`, for a released archive
+ * (`generation` "0.6.7") in `released`; `snapshots`, `cache` and `files` stay empty for both,
+ * `head` is the head's descriptor digest and `head_prefix` its (0.7) snapshot id. */
 export interface Report {
-  generation: "0.6.2" | "0.7";
+  generation: "0.6.2" | "0.6.7" | "0.7";
   container: "zstd" | "tar";
   zstd_frames: number;
   compressed_bytes: number;
@@ -218,6 +255,8 @@ export interface Report {
   files: PlannedFile[];
   /** Present only for a `.msb` archive. */
   msb?: MsbReport;
+  /** Present only for a released (0.6.7 – 0.6.16) archive. */
+  released?: ReleasedReport;
 }
 
 /** What a rejected bundle throws: the core's message, code and kind. */

@@ -53,6 +53,8 @@ fn every_report_field_is_declared_in_the_typescript_types() {
     assert!(fields.contains("checkpoint_root") && fields.contains("verified"), "no checkpoint report");
     assert!(fields.contains("integrity") && fields.contains("layers"), "fixtures lack a cache or integrity");
     assert!(fields.contains("msb") && fields.contains("unsupported_requires"), "no 0.7 report");
+    // No reference archive of 0.6.7 – 0.6.16 exists: a released report with every field set.
+    keys(&serde_json::to_value(released_report()).expect("report json"), &mut fields);
     // wasm-bindgen consumes the `typescript_custom_section` constant (it only exists in the
     // generated .d.ts), so read its text from the source.
     let src = include_str!("../src/lib.rs");
@@ -63,4 +65,57 @@ fn every_report_field_is_declared_in_the_typescript_types() {
         .filter(|f| !ts.contains(&format!(" {f}:")) && !ts.contains(&format!(" {f}?:")))
         .collect();
     assert!(missing.is_empty(), "report fields not declared in the TypeScript types: {missing:?}");
+}
+
+/// A report of a released (0.6.7 – 0.6.16) archive with every optional field present.
+fn released_report() -> snapbundle_core::Report {
+    use snapbundle_core::report::*;
+    let digest = format!("sha256:{}", "a".repeat(64));
+    Report {
+        generation: Generation::G2,
+        container: Container::Tar,
+        zstd_frames: 0,
+        compressed_bytes: 0,
+        decompressed_bytes: 0,
+        entries: 0,
+        snapshots: Vec::new(),
+        head: digest.clone(),
+        head_prefix: format!("snap_{}", "a".repeat(32)),
+        cache: None,
+        files: Vec::new(),
+        msb: None,
+        released: Some(ReleasedReport {
+            inventory: true,
+            head: digest.clone(),
+            suggested_name: Some("web".into()),
+            with_parents: Some(false),
+            with_image: Some(true),
+            requires: Vec::new(),
+            snapshots: vec![ReleasedSnapshot {
+                digest: digest.clone(),
+                snapshot_id: format!("snap_{}", "a".repeat(32)),
+                parent: None,
+                parent_in_archive: false,
+                is_head: true,
+                created_at: "2026-05-01T12:00:00Z".into(),
+                image_ref: "alpine".into(),
+                image_manifest_digest: digest.clone(),
+                format: "raw".into(),
+                fstype: "ext4".into(),
+                labels: Default::default(),
+                source_sandbox: None,
+                upper_path: format!("files/{}/upper.ext4", "a".repeat(64)),
+                size_bytes: 1,
+                encoded_size: 1,
+                sparse: false,
+                integrity: LayerIntegrity::NotRecorded,
+            }],
+            images: vec![MsbImageFile {
+                path: "images/manifests/a.json".into(),
+                kind: "image-metadata".into(),
+                size: 1,
+                sha256: digest,
+            }],
+        }),
+    }
 }

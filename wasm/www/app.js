@@ -124,8 +124,53 @@ function showMsb(file, report) {
   v.hidden = false;
 }
 
+/** A released archive of microsandbox 0.6.7 – 0.6.16: the report's `released` section. */
+function showReleased(file, report) {
+  const g = report.released;
+  const v = $("verdict");
+  v.replaceChildren();
+  v.className = "valid";
+  v.append(el("h2", {}, el("span", { class: "badge ok", id: "verdict-word" }, "valid"), ` ${file.name}`));
+  const head = g.snapshots.find((s) => s.is_head);
+  v.append(
+    el("dl", { class: "summary" },
+      el("dt", {}, "archive"),
+      el("dd", { id: "generation" }, `microsandbox 0.6.7 – 0.6.16 released archive (${g.inventory ? "archive.json inventory checked" : "no archive.json inventory"})`),
+      el("dt", {}, "head"), el("dd", {}, digest(report.head, "head-digest"), ` (${report.head_prefix})`),
+      el("dt", {}, "container"),
+      el("dd", {}, report.container === "zstd" ? `zstd, ${report.zstd_frames} frame(s)` : "plain tar"),
+      el("dt", {}, "sizes"),
+      el("dd", {}, `${size(report.compressed_bytes)} in, ${size(report.decompressed_bytes)} of tar, ${report.entries} entries`),
+      el("dt", {}, "image"), el("dd", {}, head ? head.image_ref : "-"),
+      el("dt", {}, "labels"),
+      el("dd", {}, head && Object.keys(head.labels).length
+        ? Object.entries(head.labels).map(([k, x]) => `${k}=${x}`).join(", ") : "-"),
+    ),
+  );
+  const rows = g.snapshots.map((s, i) =>
+    el("tr", { class: s.is_head ? "head" : "" },
+      el("td", {}, i + 1),
+      el("td", {}, digest(s.digest), s.is_head ? el("span", { class: "badge" }, "head") : ""),
+      el("td", {}, s.snapshot_id),
+      el("td", {}, s.parent ?? "-", s.parent && !s.parent_in_archive ? " (absent)" : ""),
+      el("td", { class: "num" }, size(s.size_bytes)),
+      el("td", {}, integrityText(s.integrity)),
+    ));
+  v.append(
+    el("h3", {}, `Snapshots (${g.snapshots.length})`),
+    el("table", { class: "snapshots" },
+      el("thead", {}, el("tr", {}, ...["#", "digest", "0.7 id", "parent", "upper", "integrity"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...rows)),
+    el("h3", {}, "Images"),
+    el("p", { class: g.images.length ? "" : "muted" },
+      g.images.length ? `${g.images.length} file(s), ${size(g.images.reduce((a, i) => a + i.size, 0))}` : "none: the image is not in the archive"),
+  );
+  v.hidden = false;
+}
+
 function showReport(file, report) {
   if (report.msb) return showMsb(file, report);
+  if (report.released) return showReleased(file, report);
   const v = $("verdict");
   v.replaceChildren();
   v.className = "valid";

@@ -521,6 +521,7 @@ pub(crate) fn conclude(b: &Bundle) -> Result<Report, Error> {
         cache,
         files,
         msb: None,
+        released: None,
     })
 }
 

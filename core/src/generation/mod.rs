@@ -14,11 +14,13 @@
 //! walker's member headers, data, holes and member ends, and emits [`crate::Event`]s to the
 //! caller's sink; at the end it concludes the whole-archive checks into a [`Report`].
 //!
-//! Two generations are implemented: G1 (microsandbox 0.6.2 – 0.6.6, `g1`) and G3 (microsandbox
-//! 0.7 `.msb`, [`g3`]). The first member's path tells them apart (a G1 archive starts with
-//! `<prefix>/`, a G3 one with `snapshots/<id>/…`), so the choice is made once, on the first
-//! member header: `Layout` starts `Pending` and becomes `G1` or `G3`. G2 (0.6.7 – 0.6.16) would be
-//! a third variant.
+//! Three generations are implemented: G1 (microsandbox 0.6.2 – 0.6.6, `g1`), G2 (the released
+//! flat archives of 0.6.7 – 0.6.16, [`g2`]) and G3 (microsandbox 0.7 `.msb`, [`g3`]). The first
+//! member's path tells them apart, so the choice is made once, on the first member header:
+//! `Layout` starts `Pending` and becomes `G1`, `G2` or `G3`. A G2 archive starts under
+//! `snapshots/<64 lowercase hex>/` or `files/<64 lowercase hex>/` (a directory record of either
+//! counts), a G3 one with any other `snapshots/<id>/…`, and everything else is G1 (`<prefix>/…`,
+//! `cache/…`).
 
 use alloc::vec::Vec;
 
@@ -26,10 +28,11 @@ use crate::error::Error;
 use crate::events::Sink;
 use crate::integrity::Sha256Backend;
 use crate::limits::Limits;
-use crate::report::Report;
+use crate::report::{Generation, Report};
 use crate::tar::Member;
 
 pub(crate) mod g1;
+pub mod g2;
 pub mod g3;
 pub mod translate;
 
@@ -72,8 +75,21 @@ pub(crate) enum Layout {
     },
     /// G1: a microsandbox 0.6.2 bundle (`docs/format-0.6.2.md`).
     G1(alloc::boxed::Box<g1::Bundle>),
+    /// G2: a released 0.6.7 – 0.6.16 archive (`g2`).
+    G2(alloc::boxed::Box<g2::archive::Archive>),
     /// G3: a microsandbox 0.7 `.msb` archive (`g3`).
     G3(alloc::boxed::Box<g3::archive::Archive>),
+}
+
+/// The generation a first member named `name` opens.
+fn opens(name: &[u8]) -> Generation {
+    if g2::archive::opens(name) {
+        Generation::G2
+    } else if opens_g3(name) {
+        Generation::G3
+    } else {
+        Generation::G1
+    }
 }
 
 /// Whether a first member named `name` opens a G3 archive: `snapshots/<id>/<file>` or deeper.
@@ -93,27 +109,33 @@ impl Layout {
     /// A member header from the walker.
     pub(crate) fn member<S: Sink>(&mut self, m: &Member, sink: &mut S) -> Result<(), Error> {
         if let Layout::Pending { limits, sha256 } = *self {
-            *self = if opens_g3(&m.name) {
-                Layout::G3(alloc::boxed::Box::new(g3::archive::Archive::new(limits, sha256)))
-            } else {
-                Layout::G1(alloc::boxed::Box::new(g1::Bundle::new(limits, sha256)))
+            *self = match opens(&m.name) {
+                Generation::G1 => Layout::G1(alloc::boxed::Box::new(g1::Bundle::new(limits, sha256))),
+                Generation::G2 => {
+                    Layout::G2(alloc::boxed::Box::new(g2::archive::Archive::new(limits, sha256)))
+                }
+                Generation::G3 => {
+                    Layout::G3(alloc::boxed::Box::new(g3::archive::Archive::new(limits, sha256)))
+                }
             };
         }
         match self {
             Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.member(m, sink),
+            Layout::G2(a) => a.member(m, sink),
             Layout::G3(a) => a.member(m, sink),
         }
     }
 
-    /// Whether a header named `name` may leave its `uid`/`gid` all NUL: only in a G3 archive
-    /// (0.7 writes them so; G1 refuses them as before), decided for the first header as
+    /// Whether a header named `name` may leave its `uid`/`gid` all NUL: only in a G2 or G3
+    /// archive (0.7 writes them so, 0.7.13's own released-archive test too, and its reader
+    /// ignores them; G1 refuses them as before), decided for the first header as
     /// [`Layout::member`] will decide the generation.
     pub(crate) fn allows_unset_ids(&self, name: &[u8]) -> bool {
         match self {
-            Layout::Pending { .. } => opens_g3(name),
+            Layout::Pending { .. } => opens(name) != Generation::G1,
             Layout::G1(_) => false,
-            Layout::G3(_) => true,
+            Layout::G2(_) | Layout::G3(_) => true,
         }
     }
 
@@ -122,6 +144,7 @@ impl Layout {
         match self {
             Layout::Pending { .. } => None,
             Layout::G1(_) => Some(crate::report::Generation::G1),
+            Layout::G2(_) => Some(crate::report::Generation::G2),
             Layout::G3(_) => Some(crate::report::Generation::G3),
         }
     }
@@ -131,6 +154,7 @@ impl Layout {
         match self {
             Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.data(bytes, sink),
+            Layout::G2(a) => a.data(bytes),
             Layout::G3(a) => a.data(bytes, sink),
         }
     }
@@ -140,6 +164,7 @@ impl Layout {
         match self {
             Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.hole(len, sink),
+            Layout::G2(a) => a.hole(len),
             Layout::G3(a) => a.hole(len, sink),
         }
     }
@@ -149,6 +174,7 @@ impl Layout {
         match self {
             Layout::Pending { .. } => Ok(()),
             Layout::G1(b) => b.member_end(sink),
+            Layout::G2(a) => a.member_end(),
             Layout::G3(a) => a.member_end(sink),
         }
     }
@@ -161,6 +187,7 @@ impl Layout {
         match self {
             Layout::Pending { limits, sha256 } => g1::conclude(&g1::Bundle::new(*limits, *sha256)),
             Layout::G1(b) => g1::conclude(b),
+            Layout::G2(a) => g2::archive::conclude(a, zstd_frames),
             Layout::G3(a) => g3::archive::conclude(a, zstd_frames),
         }
     }

@@ -936,5 +936,6 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             checkpoints,
             closure,
         }),
+        released: None,
     })
 }

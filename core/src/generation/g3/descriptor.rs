@@ -289,7 +289,8 @@ impl Integrity {
         }
     }
 
-    fn validate(&self) -> Result<(), DescriptorError> {
+    /// The rules of `validate_integrity`: digest shapes, a non-zero Merkle size, 64 KiB leaves.
+    pub(crate) fn validate(&self) -> Result<(), DescriptorError> {
         match self {
             Integrity::Sha256 { digest } | Integrity::SparseSha256V1 { digest } => {
                 check_digest(digest, "sha256:", "layer integrity digest")

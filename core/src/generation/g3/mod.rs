@@ -30,10 +30,9 @@
 //! Checkpoint snapshots: [`checkpoint`] and [`owned`] parse `checkpoint.json`, memory manifests,
 //! disk generations and owned volumes; `closure` binds checkpoint and owned-volume members to them.
 //!
-//! Not done yet: the G2 (0.6.7 – 0.6.16, numeric schema 1) inventory and its `files/…` layout, the
-//! semantic schemas of the other descriptor extensions, and a G3 event vocabulary (G3 emits no
-//! events and refuses a sink that wants data, so no front end imports `.msb` archives yet). Every
-//! front end shows the `msb`
+//! A sink that wants data gets every member as events (`Slot::Msb`): `convert --to 0.6.2` and the
+//! import of a `.msb` archive are built on them. Not done yet: the semantic schemas of the other
+//! descriptor extensions. Every front end shows the `msb`
 //! report section; `docs/format-0.7.md` says what is checked and where it is stricter than 0.7.13.
 
 pub(crate) mod archive;
@@ -42,10 +41,10 @@ mod closure;
 pub mod descriptor;
 mod error;
 pub mod inventory;
-mod json;
+pub(crate) mod json;
 pub mod metadata;
 pub mod owned;
-mod time;
+pub(crate) mod time;
 pub mod transport;
 
 pub use error::MsbError;
