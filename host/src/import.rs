@@ -366,9 +366,9 @@ fn record_verified(home: &Home, report: &Report, states: &[(String, FileState)])
     }
 }
 
-/// A microsandbox 0.7 or released 0.6.7 – 0.6.16 archive reaching import: say what it is and what
-/// to do, not "invalid".
-fn not_importable(name: &str, e: HostError) -> HostError {
+/// A released 0.6.7 – 0.6.16 archive reaching import: say what it is and what to do, not
+/// "invalid" (a 0.7 archive is converted on the way, see [`import_converted`]).
+pub(crate) fn not_importable(name: &str, e: HostError) -> HostError {
     let code = match &e {
         HostError::Invalid(c) => c.code(),
         HostError::Rejected(r) => r.code.as_str(),
@@ -377,16 +377,13 @@ fn not_importable(name: &str, e: HostError) -> HostError {
     if code != "msb_unsupported" {
         return e;
     }
-    if e.to_string().contains("released (0.6.7") {
-        return HostError::Usage(format!(
-            "{name} is a microsandbox 0.6.7 - 0.6.16 released archive, which snapbundle validates \
-             (`verify`, `inspect`) but cannot import; on a microsandbox 0.7 host, `msb snapshot load` \
-             imports it ({e})"
-        ));
+    if !e.to_string().contains("released (0.6.7") {
+        return e;
     }
     HostError::Usage(format!(
-        "{name} is a microsandbox 0.7 archive (.msb), which snapbundle validates (`verify`, `inspect`) \
-         but cannot import yet; on a microsandbox 0.7 host, `msb snapshot load` imports it ({e})"
+        "{name} is a microsandbox 0.6.7 - 0.6.16 released archive, which snapbundle validates \
+         (`verify`, `inspect`) but cannot import; on a microsandbox 0.7 host, `msb snapshot load` \
+         imports it ({e})"
     ))
 }
 
