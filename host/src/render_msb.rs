@@ -138,8 +138,12 @@ pub fn converted(o: &crate::msb::ConvertOutcome, out: &str, verb: &str) -> Strin
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{verb} {} to a microsandbox 0.7 archive: {out} ({})",
+        "{verb} {} to a microsandbox {}: {out} ({})",
         count(o.snapshots.len(), "snapshot", "snapshots"),
+        match o.to {
+            crate::msb::Generation::V07 => "0.7 archive",
+            crate::msb::Generation::V062 => "0.6.2 bundle",
+        },
         size(o.bytes_written)
     );
     for c in &o.snapshots {
@@ -151,6 +155,9 @@ pub fn converted(o: &crate::msb::ConvertOutcome, out: &str, verb: &str) -> Strin
             c.snapshot_id,
             short(&c.descriptor_digest)
         );
+    }
+    for d in &o.dropped {
+        let _ = writeln!(s, "  left out: {d}");
     }
     s
 }
