@@ -27,6 +27,8 @@ struct Member {
     content: Vec<u8>,
 }
 
+/// The regular and sparse members of a tar archive (zstd or plain) by path, with their logical
+/// content.
 fn read_archive(path: &Path) -> BTreeMap<String, Member> {
     let raw = fs::read(path).expect("read archive");
     let tar = if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -38,36 +40,21 @@ fn read_archive(path: &Path) -> BTreeMap<String, Member> {
     let mut a = tar::Archive::new(&tar[..]);
     for e in a.entries().expect("entries") {
         let mut e = e.expect("entry");
-        let name = e.path().expect("path").to_string_lossy().into_owned();
-        let sparse = e.header().entry_type().is_gnu_sparse();
+        let kind = e.header().entry_type();
+        if !kind.is_file() && !kind.is_gnu_sparse() {
+            continue;
+        }
+        let name = e.path().expect("path").to_string_lossy().trim_start_matches("./").to_string();
         let mut content = Vec::new();
         e.read_to_end(&mut content).expect("member data");
-        out.insert(name, Member { sparse, content });
+        out.insert(name, Member { sparse: kind.is_gnu_sparse(), content });
     }
     out
 }
 
 /// The members of a 0.6.2 bundle by path.
 fn read_bundle(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let raw = fs::read(path).expect("read bundle");
-    let tar = if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        zstd::decode_all(&raw[..]).expect("zstd")
-    } else {
-        raw
-    };
-    let mut out = BTreeMap::new();
-    let mut a = tar::Archive::new(&tar[..]);
-    for e in a.entries().expect("entries") {
-        let mut e = e.expect("entry");
-        if !e.header().entry_type().is_file() {
-            continue;
-        }
-        let name = e.path().expect("path").to_string_lossy().trim_start_matches("./").to_string();
-        let mut content = Vec::new();
-        e.read_to_end(&mut content).expect("member data");
-        out.insert(name, content);
-    }
-    out
+    read_archive(path).into_iter().map(|(k, m)| (k, m.content)).collect()
 }
 
 fn convert(input: &Path, output: &Path, extra: &[&str]) -> std::process::Output {
