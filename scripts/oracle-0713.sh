@@ -17,4 +17,5 @@ if [[ ${1:-} == --build ]]; then
   echo "$bin"
   exit 0
 fi
-SNAPBUNDLE_ORACLE_0713=$bin cargo test -p snapbundle --test convert_oracle --locked -- --ignored
+# --workspace: the features cargo test --workspace built with (no rebuild of the host).
+SNAPBUNDLE_ORACLE_0713=$bin cargo test --workspace --test convert_oracle --locked -- --ignored
