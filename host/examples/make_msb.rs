@@ -9,12 +9,12 @@
 use std::fs::File;
 use std::io::BufWriter;
 
-use sha2::Digest as _;
 use snapbundle::msb::writer::{MsbWriter, Spool};
 use snapbundle::sparse::{read_logical, Chunk};
 use snapbundle::tar_writer::{EntryMeta, FromMetadata as _};
 use snapbundle_core::generation::g3::descriptor::{Descriptor, Integrity};
 use snapbundle_core::generation::translate;
+use snapbundle_core::integrity::{Hashes, MemberHasher};
 use snapbundle_core::manifest::{ImageRef, Manifest, SnapshotFormat, UpperLayer};
 use snapbundle_core::merkle::FileMerkle;
 
@@ -22,33 +22,22 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn integrity_of(upper: &File, len: u64, kind: &str) -> Result<(Option<Integrity>, serde_json::Value)> {
     let mut merkle = FileMerkle::new();
-    let mut sparse = sha2::Sha256::new();
-    sparse.update(b"msb-sparse-sha256-v1\0");
-    sparse.update(len.to_le_bytes());
-    let zeros = vec![0u8; 1 << 20];
+    // The core's own `msb-sparse-sha256-v1` hasher (holes hashed as lengths of zeros).
+    let mut sparse = MemberHasher::new(len, Hashes::SPARSE_SHA256);
     read_logical(upper, len, &mut |c| {
-        match c {
+        let merkled = match c {
+            Chunk::Data(b) if kind == "merkle" => merkle.update(b),
+            Chunk::Zeros(n) if kind == "merkle" => merkle.update_zeros(n),
             Chunk::Data(b) => {
-                if kind == "merkle" {
-                    merkle.update(b).map_err(|_| std::io::Error::other("merkle"))?;
-                } else {
-                    sparse.update(b);
-                }
+                sparse.update(b);
+                Ok(())
             }
             Chunk::Zeros(n) => {
-                if kind == "merkle" {
-                    merkle.update_zeros(n).map_err(|_| std::io::Error::other("merkle"))?;
-                } else {
-                    let mut left = n;
-                    while left > 0 {
-                        let k = left.min(zeros.len() as u64) as usize;
-                        sparse.update(&zeros[..k]);
-                        left -= k as u64;
-                    }
-                }
+                sparse.update_zeros(n);
+                Ok(())
             }
-        }
-        Ok(())
+        };
+        merkled.map_err(|_| std::io::Error::other("the upper is too large for a Merkle tree"))
     })?;
     Ok(match kind {
         "merkle" => {
@@ -57,7 +46,8 @@ fn integrity_of(upper: &File, len: u64, kind: &str) -> Result<(Option<Integrity>
             (Some(Integrity::FileMerkleBlake3V1 { root, logical_size: len, leaf_size: 65536 }), json)
         }
         "sparse-sha256" => {
-            let digest = format!("sha256:{}", snapbundle_core::hex::encode(&sparse.finalize()));
+            let d = sparse.finish().sparse_sha256.ok_or("no msb-sparse-sha256-v1 digest")?;
+            let digest = snapbundle_core::hex::sha256_digest(&d);
             let json = serde_json::json!({"algorithm": "msb-sparse-sha256-v1", "digest": digest});
             (Some(Integrity::SparseSha256V1 { digest }), json)
         }
@@ -108,7 +98,7 @@ fn main() -> Result<()> {
     w.descriptor(&f.snapshot_id, descriptor.canonical_bytes(), &descriptor.digest())?;
     let spool = Spool::of_file(upper, len)?;
     let meta = EntryMeta::from_metadata(&meta);
-    w.payload(&f.layer_path(), &f.snapshot_id, &meta, &spool, integrity, &mut |_| {})?;
+    w.payload(&f.layer_path(), &f.snapshot_id, &meta, &spool, integrity)?;
     let done = w.finish(&f.snapshot_id, None, &[]).map_err(|e| format!("{e:?}"))?;
     drop(done.inner);
     println!("{out_path}: {} tar bytes, {kind} integrity", done.tar_bytes);

@@ -228,7 +228,6 @@ impl Backwarder {
     pub fn finish<W: Write>(
         mut self,
         tar: &mut TarWriter<W>,
-        on_bytes: &mut dyn FnMut(u64),
     ) -> Result<(Vec<Converted>, Vec<String>), ForwardFailure> {
         let io = ForwardFailure::Io;
         let unrep = |snapshot: &str, reason: &str| ForwardFailure::Unrepresentable {
@@ -294,14 +293,8 @@ impl Backwarder {
                     .map_err(io)?;
             }
             let upper_meta = EntryMeta { size: spooled.spool.len(), ..spooled.meta };
-            write_dense(
-                tar,
-                &format!("{prefix}/{}", b.manifest.upper.file),
-                &upper_meta,
-                &spooled.spool,
-                on_bytes,
-            )
-            .map_err(io)?;
+            write_dense(tar, &format!("{prefix}/{}", b.manifest.upper.file), &upper_meta, &spooled.spool)
+                .map_err(io)?;
             digests.insert(d.snapshot_id.clone(), b.digest.clone());
             out.push(Converted {
                 digest: b.digest,
@@ -313,8 +306,7 @@ impl Backwarder {
         let mut dropped = Vec::new();
         for (path, spooled) in &self.files {
             if let Some(rest) = path.strip_prefix("images/") {
-                write_dense(tar, &format!("cache/{rest}"), &spooled.meta, &spooled.spool, on_bytes)
-                    .map_err(io)?;
+                write_dense(tar, &format!("cache/{rest}"), &spooled.meta, &spooled.spool).map_err(io)?;
             } else if !out.iter().any(|c| c.layer == *path) {
                 dropped.push(path.clone());
             }
@@ -353,7 +345,6 @@ fn write_dense<W: Write>(
     name: &str,
     meta: &EntryMeta,
     spool: &Spool,
-    on_bytes: &mut dyn FnMut(u64),
 ) -> io::Result<()> {
     tar.begin(name, meta)?;
     spool.read(&mut |c| {
@@ -361,7 +352,6 @@ fn write_dense<W: Write>(
             Chunk::Data(b) => tar.data(b)?,
             Chunk::Zeros(n) => tar.zeros(n)?,
         }
-        on_bytes(tar.position());
         Ok(())
     })?;
     tar.end()

@@ -192,8 +192,7 @@ fn stream<W: Write>(
     let (sink, report, snapshots, dropped, tar_bytes) = match opts.to {
         Generation::V07 => {
             let writer = MsbWriter::new(sink, opts.limits.max_sparse_segments);
-            let no_progress = |_: u64| {};
-            let mut fwd = Forwarder::new(writer, spool_dir.to_path_buf(), &no_progress);
+            let mut fwd = Forwarder::new(writer, spool_dir.to_path_buf());
             let report =
                 check::run(reader, name, opts.limits, &mut fwd, progress, &mut |f| fail(f.take_failure()))
                     .map_err(|e| released(name, e))?;
@@ -207,7 +206,7 @@ fn stream<W: Write>(
                 check::run(reader, name, opts.limits, &mut back, progress, &mut |b| fail(b.take_failure()))
                     .map_err(|e| released(name, e))?;
             let mut tar = TarWriter::new(sink);
-            let (snapshots, dropped) = back.finish(&mut tar, &mut |_| {}).map_err(|f| fail(Some(f)))?;
+            let (snapshots, dropped) = back.finish(&mut tar).map_err(|f| fail(Some(f)))?;
             let tar_bytes = tar.position().saturating_add(crate::tar_writer::END_OF_ARCHIVE.len() as u64);
             let sink = tar.finish().map_err(|e| HostError::io(WRITING, e))?;
             (sink, report, snapshots, dropped, tar_bytes)

@@ -88,7 +88,7 @@ enum Current {
 const MAX_CARRIED: usize = snapbundle_core::generation::g3::descriptor::MAX_DESCRIPTOR_BYTES;
 
 /// The sink of a 0.6.2 → 0.7 conversion.
-pub struct Forwarder<'p, W: Write> {
+pub struct Forwarder<W: Write> {
     writer: MsbWriter<W>,
     spool_dir: PathBuf,
     current: Current,
@@ -100,7 +100,6 @@ pub struct Forwarder<'p, W: Write> {
     /// Original manifest text by snapshot id.
     manifests: BTreeMap<String, String>,
     failure: Option<ForwardFailure>,
-    progress: &'p dyn Fn(u64),
     converted: Vec<Converted>,
     /// Files of snapshot directories the archive leaves out.
     dropped: Vec<String>,
@@ -110,10 +109,9 @@ pub struct Forwarder<'p, W: Write> {
     unrepresentable: Option<ForwardFailure>,
 }
 
-impl<'p, W: Write> Forwarder<'p, W> {
-    /// A forwarder writing into `writer`, spooling uppers in `spool_dir`; `progress` sees the
-    /// output's tar position.
-    pub fn new(writer: MsbWriter<W>, spool_dir: PathBuf, progress: &'p dyn Fn(u64)) -> Self {
+impl<W: Write> Forwarder<W> {
+    /// A forwarder writing into `writer`, spooling uppers in `spool_dir`.
+    pub fn new(writer: MsbWriter<W>, spool_dir: PathBuf) -> Self {
         Forwarder {
             writer,
             spool_dir,
@@ -123,7 +121,6 @@ impl<'p, W: Write> Forwarder<'p, W> {
             settled: std::collections::BTreeSet::new(),
             manifests: BTreeMap::new(),
             failure: None,
-            progress,
             converted: Vec::new(),
             dropped: Vec::new(),
             unreadable: None,
@@ -175,11 +172,6 @@ impl<'p, W: Write> Forwarder<'p, W> {
             ))),
         })?;
         Ok((finished.inner, finished.tar_bytes, self.converted, self.dropped))
-    }
-
-    /// The writer, for abandoning a failed archive.
-    pub fn into_unfinished(self) -> W {
-        self.writer.into_inner_unfinished()
     }
 
     fn fail(&mut self, failure: ForwardFailure) -> Stop {
@@ -260,16 +252,7 @@ impl<'p, W: Write> Forwarder<'p, W> {
                 }
             }
             Current::File { spool, .. } => spool.hole(offset, len),
-            Current::Image(image) => {
-                let zeros = [0u8; 4096];
-                let mut left = len;
-                while left > 0 {
-                    let k = left.min(zeros.len() as u64);
-                    let k_bytes = zeros.get(..usize::try_from(k).unwrap_or(0)).unwrap_or(&[]);
-                    self.writer.image_data(image, k_bytes)?;
-                    left -= k;
-                }
-            }
+            Current::Image(image) => self.writer.image_zeros(image, len)?,
             Current::None => {}
         }
         Ok(())
@@ -383,10 +366,8 @@ impl<'p, W: Write> Forwarder<'p, W> {
             None => Ok(()),
         });
         written.map_err(|e| self.io(e))?;
-        let progress = self.progress;
         let path = forward.layer_path();
-        let r =
-            self.writer.payload(&path, &forward.snapshot_id, &meta, &spool, integrity, &mut |x| progress(x));
+        let r = self.writer.payload(&path, &forward.snapshot_id, &meta, &spool, integrity);
         r.map_err(|e| self.io(e))?;
         self.manifests.insert(forward.snapshot_id.clone(), m.text);
         self.assigned.insert(m.digest.clone(), forward.snapshot_id.clone());
@@ -428,7 +409,7 @@ fn merkle_holds(
     Ok(merkle.finish().digest() == root)
 }
 
-impl<W: Write> Sink for Forwarder<'_, W> {
+impl<W: Write> Sink for Forwarder<W> {
     fn event(&mut self, event: Event<'_>) -> Result<(), Stop> {
         match event {
             Event::Member(m) => self.member(&m),

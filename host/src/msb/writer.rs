@@ -208,6 +208,17 @@ impl<W: Write> MsbWriter<W> {
         self.tar.data(bytes)
     }
 
+    /// `n` zero bytes of image file data (a hole of the input: image members are dense).
+    pub fn image_zeros(&mut self, m: &mut ImageMember, n: u64) -> io::Result<()> {
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(ZEROS.len() as u64);
+            self.image_data(m, ZEROS.get(..usize::try_from(k).unwrap_or(0)).unwrap_or(&[]))?;
+            left -= k;
+        }
+        Ok(())
+    }
+
     /// Closes an image file: its inventory entry records its SHA-256.
     pub fn image_end(&mut self, m: ImageMember) -> io::Result<()> {
         self.tar.end()?;
@@ -228,7 +239,6 @@ impl<W: Write> MsbWriter<W> {
 
     /// Writes a layer payload `path` owned by `owner` from `spool`: a regular member when it has
     /// no hole, else an old-GNU sparse member; `integrity` is the descriptor's for the layer.
-    /// `on_bytes` sees the tar position after each piece (progress).
     pub fn payload(
         &mut self,
         path: &str,
@@ -236,7 +246,6 @@ impl<W: Write> MsbWriter<W> {
         meta: &EntryMeta,
         spool: &Spool,
         integrity: Option<Integrity>,
-        on_bytes: &mut dyn FnMut(u64),
     ) -> io::Result<()> {
         let size = meta.size;
         let map = sparse::sparse_map(&spool.segments, size, self.max_sparse_segments);
@@ -284,7 +293,6 @@ impl<W: Write> MsbWriter<W> {
                     pos = end;
                 }
             }
-            on_bytes(tar.position());
             Ok(())
         };
         sparse::read_segments(&spool.file, &spool.segments, size, &mut write)?;
@@ -316,11 +324,6 @@ impl<W: Write> MsbWriter<W> {
         let tar_bytes = self.tar.position().saturating_add(crate::tar_writer::END_OF_ARCHIVE.len() as u64);
         let inner = self.tar.finish()?;
         Ok(Finished { inner, inventory, tar_bytes })
-    }
-
-    /// The inner writer, without an inventory or end-of-archive records (a failed archive).
-    pub fn into_inner_unfinished(self) -> W {
-        self.tar.into_inner_unfinished()
     }
 }
 
