@@ -16,10 +16,11 @@ case ${1:-release} in
     exit 2
     ;;
 esac
-# cargo prints one JSON message per artifact; the binary's has target kind "bin" and an
-# "executable" path.
+# cargo prints one JSON message per artifact; the binary's has target kind "bin", an "executable"
+# path and a profile with "test":false (`cargo test` also builds the binary's own unit-test
+# harness, kind "bin" too, in an order that differs between a fresh and a cached build).
 exe=$("${build[@]}" --message-format=json |
-  grep '"kind":\["bin"\]' | grep '"name":"snapbundle"' |
+  grep '"kind":\["bin"\]' | grep '"name":"snapbundle"' | grep '"test":false' |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 if [[ -z $exe || ! -x $exe ]]; then
   echo "cargo-bin.sh: cargo built no snapbundle executable (${1:-release})" >&2

@@ -21,6 +21,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# One full run builds every crate once: incremental caches would only take disk (gigabytes over the
+# ~20 test binaries; a CI machine ran out of space in the last step once). A caller's choice wins.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+disk() { df -h --output=avail,target . | tail -n 1 | awk '{print "disk: " $1 " free on " $2}'; }
+disk
+
 passed=0
 failed=0
 failures=()
@@ -36,6 +42,7 @@ step() {
     failed=$((failed + 1))
     failures+=("$name")
     echo "<== $name: FAILED ($((SECONDS - t0)) s)"
+    disk
   fi
 }
 
@@ -54,6 +61,7 @@ step "wasm: parity native = node" cargo test -p snapbundle-tests --test wasm_par
 step "microsandbox 0.7.13 oracle: converted archives load as the bundles do" scripts/oracle-0713.sh
 
 echo
+disk
 if ((failed > 0)); then
   printf 'failed step: %s\n' "${failures[@]}"
 fi
