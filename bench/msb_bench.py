@@ -3,7 +3,8 @@
 avoid, in one run.
 
     bench/msb_bench.py [--scale 1.0] [--runs 3] [--dir /tmp/snapbundle-msb-bench]
-                       [--exe path/to/snapbundle] [--only dense1g,sparse8g,convert1g] [--keep]
+                       [--exe path/to/snapbundle] [--baseline-exe path/to/snapbundle]
+                       [--only dense1g,sparse8g,convert1g] [--keep]
 
 Cases (`--only` takes their names or numbers, comma separated):
   1 dense1g   a 1 GiB dense layer (1 MiB chunks of random, zero and text bytes, every block
@@ -23,6 +24,8 @@ Cases (`--only` takes their names or numbers, comma separated):
               converted archive's tar stream to a file and `sync` (what a conversion cannot
               avoid: validating its input and writing its output). Target: convert <= 1.3x the
               baseline.
+With --baseline-exe, cases 1 and 2 get a row for `verify` of the Merkle archive by that binary
+too (another build, measured in the same run; not a target).
 Rows of a case alternate run after run; median of --runs; largest peak RSS (target: <= 32 MiB
 for every snapbundle row). The page cache is warm. `--scale` shrinks every size.
 """
@@ -90,6 +93,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/snapbundle-msb-bench")
     ap.add_argument("--exe", help="the snapbundle binary to measure instead of building the release binary")
+    ap.add_argument("--baseline-exe", help="another snapbundle binary whose verify gets a row in cases 1 and 2")
     ap.add_argument("--only", help="comma-separated cases: " + ", ".join(f"{i + 1}|{c}" for i, c in enumerate(CASES)))
     ap.add_argument("--keep", action="store_true", help="keep the generated inputs in --dir")
     a = ap.parse_args()
@@ -107,6 +111,9 @@ def main():
             cases.append(c)
         cases.sort(key=CASES.index)
     exe = os.path.abspath(a.exe) if a.exe else measure.build_release(ROOT)
+    base_exe = os.path.abspath(a.baseline_exe) if a.baseline_exe else None
+    if base_exe and not os.path.exists(base_exe):
+        sys.exit(f"--baseline-exe {base_exe} does not exist")
     tool = build_make_msb()
     load_start = os.getloadavg()
     cpu_start = measure.cpu_times()
@@ -131,6 +138,9 @@ def main():
                 rows = {"snapbundle verify (Merkle-BLAKE3)": verify(merkle),
                         "snapbundle verify (sparse SHA-256)": verify(sha),
                         "zstd -dc | b3sum": (f"zstd -dc -q {merkle} | b3sum", None, None)}
+                if base_exe:
+                    rows["snapbundle verify (Merkle, baseline exe)"] = ([base_exe, "verify", "--bundle", "-q", merkle],
+                                                                        None, None)
                 base, target = "zstd -dc | b3sum", ("throughput", "snapbundle verify (Merkle-BLAKE3)", 0.8)
                 info = f"layer {size / MIB:.0f} MiB dense; archives {os.path.getsize(merkle) / MIB:.1f} MiB (zstd -3)"
             elif case == "sparse8g":
@@ -147,6 +157,9 @@ def main():
                 warm(only_data)
                 rows = {"snapbundle verify (Merkle-BLAKE3)": verify(merkle),
                         "b3sum of the data alone": (["b3sum", only_data], None, None)}
+                if base_exe:
+                    rows["snapbundle verify (Merkle, baseline exe)"] = ([base_exe, "verify", "--bundle", "-q", merkle],
+                                                                        None, None)
                 base, target = "b3sum of the data alone", ("time", "snapbundle verify (Merkle-BLAKE3)", 1.5)
                 info = (f"layer {size / MIB:.0f} MiB logical, {os.path.getsize(only_data) / MIB:.1f} MiB data "
                         f"(extents); archive "
@@ -178,6 +191,8 @@ def main():
             for case in cases:
                 shutil.rmtree(os.path.join(a.dir, case), ignore_errors=True)
 
+    if base_exe:
+        print(f"\nbaseline exe: {base_exe}", end="")
     print(f"\nsnapbundle {exe}; median of {a.runs}; page cache warm; rows alternate run after run")
     for case, res in results.items():
         print(f"{TITLES[case]}: {res['info']}")

@@ -46,6 +46,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod blake3_work;
 pub mod cache_meta;
 pub mod error;
 pub mod events;

@@ -197,7 +197,7 @@ impl FileMerkle {
     /// Adds one complete leaf; an all-zero leaf takes the precomputed hash.
     fn push_leaf(&mut self, bytes: &[u8]) {
         let hash =
-            if bytes.iter().all(|&b| b == 0) { self.zero_root(0) } else { hash_leaf_in(self.domain, bytes) };
+            if crate::holes::is_zero(bytes) { self.zero_root(0) } else { hash_leaf_in(self.domain, bytes) };
         self.push_subtree(0, hash);
         self.leaves += 1;
     }

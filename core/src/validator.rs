@@ -13,6 +13,7 @@
 
 use alloc::boxed::Box;
 
+use crate::blake3_work::{self, Blake3Backend};
 use crate::error::{ContainerError, Error, TarError};
 use crate::events::Sink;
 use crate::generation::Layout;
@@ -77,10 +78,20 @@ impl Validator {
     /// A validator bounded by `limits` that computes SHA-256 with `backend` (a sandbox's host
     /// may provide a faster one than the guest's portable code; see [`crate::integrity`]).
     pub fn with_sha256(limits: Limits, backend: &'static dyn Sha256Backend) -> Self {
+        Self::with_backends(limits, backend, &blake3_work::Inline)
+    }
+
+    /// [`Validator::with_sha256`] that also runs a `.msb` archive's BLAKE3 work with `blake3`
+    /// (a host may run it on another thread; see [`crate::blake3_work`]).
+    pub fn with_backends(
+        limits: Limits,
+        sha256: &'static dyn Sha256Backend,
+        blake3: &'static dyn Blake3Backend,
+    ) -> Self {
         Validator {
             input: Input::Detect { buf: [0; 4], len: 0 },
             walker: Walker::new(limits),
-            layout: Layout::new(limits, backend),
+            layout: Layout::new(limits, sha256, blake3),
             limits,
             compressed: 0,
             failed: false,

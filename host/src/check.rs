@@ -20,7 +20,8 @@ pub fn run<R: Read + ?Sized, S: Sink>(
     progress: &Progress,
     on_stop: &mut dyn FnMut(&mut S) -> HostError,
 ) -> Result<Report, HostError> {
-    let mut v = Validator::with_sha256(limits, crate::hash_thread::backend());
+    let mut v =
+        Validator::with_backends(limits, crate::hash_thread::backend(), crate::hash_thread::blake3_backend());
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match reader.read(&mut buf) {

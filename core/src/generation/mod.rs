@@ -24,6 +24,7 @@
 
 use alloc::vec::Vec;
 
+use crate::blake3_work::Blake3Backend;
 use crate::error::Error;
 use crate::events::Sink;
 use crate::integrity::Sha256Backend;
@@ -72,6 +73,8 @@ pub(crate) enum Layout {
         limits: Limits,
         /// The SHA-256 backend to hand on.
         sha256: &'static dyn Sha256Backend,
+        /// The BLAKE3 backend to hand on (G3).
+        blake3: &'static dyn Blake3Backend,
     },
     /// G1: a microsandbox 0.6.2 bundle (`docs/format-0.6.2.md`).
     G1(alloc::boxed::Box<g1::Bundle>),
@@ -102,20 +105,24 @@ fn opens_g3(name: &[u8]) -> bool {
 
 impl Layout {
     /// The layout state of a new archive: the generation is chosen on its first member.
-    pub(crate) fn new(limits: Limits, sha256: &'static dyn Sha256Backend) -> Layout {
-        Layout::Pending { limits, sha256 }
+    pub(crate) fn new(
+        limits: Limits,
+        sha256: &'static dyn Sha256Backend,
+        blake3: &'static dyn Blake3Backend,
+    ) -> Layout {
+        Layout::Pending { limits, sha256, blake3 }
     }
 
     /// A member header from the walker.
     pub(crate) fn member<S: Sink>(&mut self, m: &Member, sink: &mut S) -> Result<(), Error> {
-        if let Layout::Pending { limits, sha256 } = *self {
+        if let Layout::Pending { limits, sha256, blake3 } = *self {
             *self = match opens(&m.name) {
                 Generation::G1 => Layout::G1(alloc::boxed::Box::new(g1::Bundle::new(limits, sha256))),
                 Generation::G2 => {
-                    Layout::G2(alloc::boxed::Box::new(g2::archive::Archive::new(limits, sha256)))
+                    Layout::G2(alloc::boxed::Box::new(g2::archive::Archive::new(limits, sha256, blake3)))
                 }
                 Generation::G3 => {
-                    Layout::G3(alloc::boxed::Box::new(g3::archive::Archive::new(limits, sha256)))
+                    Layout::G3(alloc::boxed::Box::new(g3::archive::Archive::new(limits, sha256, blake3)))
                 }
             };
         }
@@ -185,7 +192,7 @@ impl Layout {
     /// before the generations were told apart).
     pub(crate) fn conclude(&self, zstd_frames: u32) -> Result<Report, Error> {
         match self {
-            Layout::Pending { limits, sha256 } => g1::conclude(&g1::Bundle::new(*limits, *sha256)),
+            Layout::Pending { limits, sha256, .. } => g1::conclude(&g1::Bundle::new(*limits, *sha256)),
             Layout::G1(b) => g1::conclude(b),
             Layout::G2(a) => g2::archive::conclude(a, zstd_frames),
             Layout::G3(a) => g3::archive::conclude(a, zstd_frames),

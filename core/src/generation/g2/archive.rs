@@ -24,11 +24,12 @@ use sha2::{Digest as _, Sha256};
 use super::descriptor::ReleasedDescriptor;
 use super::error::G2Error;
 use super::inventory::{ReleasedInventory, MAX_INVENTORY_BYTES};
+use crate::blake3_work::{Blake3Backend, Blake3Error, MemberBlake3};
 use crate::error::{Error, LimitError, Location, TarError};
 use crate::events::Sink;
 use crate::generation::g3::descriptor::{Integrity, LayerFormat};
 use crate::generation::g3::inventory::EntryKind;
-use crate::generation::g3::transport::TransportHasher;
+use crate::generation::g3::transport::{digest_string, TransportHasher};
 use crate::generation::g3::MsbError;
 use crate::generation::JsonBudget;
 use crate::hex;
@@ -80,9 +81,9 @@ struct Current {
     encoded: u64,
     apparent: u64,
     sparse: bool,
-    transport: Option<TransportHasher>,
     hasher: Option<MemberHasher>,
-    merkle: Option<FileMerkle>,
+    /// The transport digest and the Merkle root, on the BLAKE3 backend.
+    blake3: Option<MemberBlake3>,
     buffer: Option<Vec<u8>>,
 }
 
@@ -91,6 +92,7 @@ struct Current {
 pub(crate) struct Archive {
     limits: Limits,
     sha256: &'static dyn Sha256Backend,
+    blake3: &'static dyn Blake3Backend,
     keys: BTreeSet<String>,
     members: Vec<Seen>,
     /// Descriptors in archive order.
@@ -175,10 +177,15 @@ fn upper_path(d: &ReleasedDescriptor) -> String {
 
 impl Archive {
     /// An empty archive bounded by `limits`, hashing with `sha256`.
-    pub(crate) fn new(limits: Limits, sha256: &'static dyn Sha256Backend) -> Archive {
+    pub(crate) fn new(
+        limits: Limits,
+        sha256: &'static dyn Sha256Backend,
+        blake3: &'static dyn Blake3Backend,
+    ) -> Archive {
         Archive {
             limits,
             sha256,
+            blake3,
             keys: BTreeSet::new(),
             members: Vec::new(),
             descriptors: Vec::new(),
@@ -275,9 +282,8 @@ impl Archive {
             encoded: m.stored_size,
             apparent: m.size,
             sparse: m.sparse,
-            transport,
             hasher,
-            merkle,
+            blake3: MemberBlake3::start(self.blake3, transport, merkle),
             buffer,
         });
         Ok(())
@@ -288,18 +294,17 @@ impl Archive {
         let Some(cur) = self.current.as_mut() else {
             return Ok(());
         };
-        if let Some(t) = cur.transport.as_mut() {
-            t.update(bytes).map_err(|_| Error::Tar {
+        if let Some(b) = cur.blake3.as_mut() {
+            b.update(bytes).map_err(|e| Error::Tar {
                 at: cur.loc.clone(),
-                error: TarError::SparseMap("stored data past the member's size"),
+                error: match e {
+                    Blake3Error::TooManyStored => TarError::SparseMap("stored data past the member's size"),
+                    Blake3Error::SizeOverflow => TarError::SizeOverflow,
+                },
             })?;
         }
         if let Some(h) = cur.hasher.as_mut() {
             h.update(bytes);
-        }
-        if let Some(mk) = cur.merkle.as_mut() {
-            mk.update(bytes)
-                .map_err(|_| Error::Tar { at: cur.loc.clone(), error: TarError::SizeOverflow })?;
         }
         if let Some(buf) = cur.buffer.as_mut() {
             buf.extend_from_slice(bytes);
@@ -321,9 +326,8 @@ impl Archive {
         if let Some(h) = cur.hasher.as_mut() {
             h.update_zeros(len);
         }
-        if let Some(mk) = cur.merkle.as_mut() {
-            mk.update_zeros(len)
-                .map_err(|_| Error::Tar { at: cur.loc.clone(), error: TarError::SizeOverflow })?;
+        if let Some(b) = cur.blake3.as_mut() {
+            b.hole(len).map_err(|_| Error::Tar { at: cur.loc.clone(), error: TarError::SizeOverflow })?;
         }
         Ok(())
     }
@@ -339,8 +343,9 @@ impl Archive {
             self.inventory = Some(inventory);
             return Ok(());
         }
-        let transport = match cur.transport {
-            Some(t) => t.finish().map_err(|_| Error::Tar {
+        let b3 = cur.blake3.map(MemberBlake3::finish);
+        let transport = match b3.as_ref().and_then(|b| b.transport) {
+            Some(t) => t.map(|t| digest_string(&t)).map_err(|()| Error::Tar {
                 at: cur.loc.clone(),
                 error: TarError::Truncated("a member's stored data"),
             })?,
@@ -350,7 +355,7 @@ impl Archive {
         let mut digests = Digests {
             sha256: d.as_ref().and_then(|d| d.sha256),
             sparse_sha256: d.as_ref().and_then(|d| d.sparse_sha256),
-            merkle: cur.merkle.map(FileMerkle::finish),
+            merkle: b3.and_then(|b| b.merkle),
         };
         if cur.kind == Kind::Descriptor {
             let descriptor = ReleasedDescriptor::parse(bytes)

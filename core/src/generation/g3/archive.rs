@@ -20,7 +20,9 @@
 //! when the descriptor records no integrity. A payload that comes before every descriptor listing
 //! it (no writer does that, but the order is not a rule of the format) gets all three, so any
 //! recorded integrity can still be checked: at most three hashes per logical byte, bounded like
-//! every byte by `Limits::max_decompressed_bytes`.
+//! every byte by `Limits::max_decompressed_bytes`. The transport digest and the Merkle root are
+//! one [`crate::blake3_work::Blake3Work`] per member, run by the validator's BLAKE3 backend
+//! (inline, or on a host's worker thread).
 //!
 //! Per-member bookkeeping kept to the end is bounded by the member count: the path, sizes, the
 //! transport digest, a digest of the sparse map (never the map itself) and the content digests.
@@ -41,7 +43,8 @@ use super::inventory::{
     Completeness, EntryKind, Inventory, InventoryError, INVENTORY_PATH, MAX_INVENTORY_BYTES,
 };
 use super::metadata;
-use super::transport::TransportHasher;
+use super::transport::{digest_string, TransportHasher};
+use crate::blake3_work::{Blake3Backend, Blake3Error, MemberBlake3};
 use crate::error::{Error, LimitError, Location, TarError};
 use crate::events::{Event, MemberStart, Sink};
 use crate::generation::JsonBudget;
@@ -121,9 +124,9 @@ struct Current {
     apparent: u64,
     sparse: bool,
     ranges: [u8; 32],
-    transport: Option<TransportHasher>,
     hasher: Option<MemberHasher>,
-    merkle: Option<FileMerkle>,
+    /// The transport digest and the Merkle root, on the BLAKE3 backend.
+    blake3: Option<MemberBlake3>,
     buffer: Option<Vec<u8>>,
     /// The closure document it is, and its snapshot.
     doc: Option<(Doc, String)>,
@@ -144,6 +147,7 @@ pub(super) struct Described {
 pub(crate) struct Archive {
     limits: Limits,
     sha256: &'static dyn Sha256Backend,
+    blake3: &'static dyn Blake3Backend,
     /// Duplicate keys of the paths seen.
     keys: BTreeSet<String>,
     members: Vec<Seen>,
@@ -219,11 +223,16 @@ pub(super) fn capacity(format: &str, apparent: u64, head: &[u8]) -> Option<u64> 
 }
 
 impl Archive {
-    /// An empty archive bounded by `limits`, hashing with `sha256`.
-    pub(crate) fn new(limits: Limits, sha256: &'static dyn Sha256Backend) -> Archive {
+    /// An empty archive bounded by `limits`, hashing with `sha256` and `blake3`.
+    pub(crate) fn new(
+        limits: Limits,
+        sha256: &'static dyn Sha256Backend,
+        blake3: &'static dyn Blake3Backend,
+    ) -> Archive {
         Archive {
             limits,
             sha256,
+            blake3,
             keys: BTreeSet::new(),
             members: Vec::new(),
             descriptors: Vec::new(),
@@ -362,9 +371,8 @@ impl Archive {
             apparent: m.size,
             sparse: m.sparse,
             ranges: ranges_digest(&m.sparse_map),
-            transport,
             hasher,
-            merkle,
+            blake3: MemberBlake3::start(self.blake3, transport, merkle),
             buffer,
             doc,
             head,
@@ -477,18 +485,17 @@ impl Archive {
         if let Some(split) = cur.splitter.as_mut() {
             split.push(bytes, &mut |p| emit_piece(sink, p))?;
         }
-        if let Some(t) = cur.transport.as_mut() {
-            t.update(bytes).map_err(|_| Error::Tar {
+        if let Some(b) = cur.blake3.as_mut() {
+            b.update(bytes).map_err(|e| Error::Tar {
                 at: cur.loc.clone(),
-                error: TarError::SparseMap("stored data past the member's size"),
+                error: match e {
+                    Blake3Error::TooManyStored => TarError::SparseMap("stored data past the member's size"),
+                    Blake3Error::SizeOverflow => TarError::SizeOverflow,
+                },
             })?;
         }
         if let Some(h) = cur.hasher.as_mut() {
             h.update(bytes);
-        }
-        if let Some(mk) = cur.merkle.as_mut() {
-            mk.update(bytes)
-                .map_err(|_| Error::Tar { at: cur.loc.clone(), error: TarError::SizeOverflow })?;
         }
         if let Some(buf) = cur.buffer.as_mut() {
             buf.extend_from_slice(bytes);
@@ -518,9 +525,8 @@ impl Archive {
         if let Some(h) = cur.hasher.as_mut() {
             h.update_zeros(len);
         }
-        if let Some(mk) = cur.merkle.as_mut() {
-            mk.update_zeros(len)
-                .map_err(|_| Error::Tar { at: cur.loc.clone(), error: TarError::SizeOverflow })?;
+        if let Some(b) = cur.blake3.as_mut() {
+            b.hole(len).map_err(|_| Error::Tar { at: cur.loc.clone(), error: TarError::SizeOverflow })?;
         }
         if let Some(head) = cur.head.as_mut() {
             let want = HEAD_BYTES.saturating_sub(head.len()).min(usize::try_from(len).unwrap_or(HEAD_BYTES));
@@ -545,8 +551,9 @@ impl Archive {
             self.inventory = Some(inventory);
             return file_end(sink, wants, apparent, None);
         };
-        let transport = match cur.transport {
-            Some(t) => t.finish().map_err(|_| Error::Tar {
+        let b3 = cur.blake3.take().map(MemberBlake3::finish);
+        let transport = match b3.as_ref().and_then(|b| b.transport) {
+            Some(t) => t.map(|t| digest_string(&t)).map_err(|()| Error::Tar {
                 at: cur.loc.clone(),
                 error: TarError::Truncated("a member's stored data"),
             })?,
@@ -556,7 +563,7 @@ impl Archive {
         let digests = Digests {
             sha256: d.as_ref().and_then(|d| d.sha256),
             sparse_sha256: d.as_ref().and_then(|d| d.sparse_sha256),
-            merkle: cur.merkle.map(FileMerkle::finish),
+            merkle: b3.and_then(|b| b.merkle),
         };
         match kind {
             EntryKind::SnapshotDescriptor => {

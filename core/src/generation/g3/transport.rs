@@ -55,23 +55,63 @@ impl fmt::Display for TransportError {
     }
 }
 
-/// A streaming `msb-archive-member-blake3-v1` computation over one member's stored bytes.
-#[derive(Clone)]
-pub struct TransportHasher {
-    hasher: blake3::Hasher,
+/// The count of one member's stored bytes against its declared encoded size: the half of a
+/// transport digest that stays with the validator when the hashing runs elsewhere
+/// ([`crate::blake3_work`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportCount {
     encoded: u64,
     fed: u64,
 }
 
+impl TransportCount {
+    /// Nothing fed yet of `encoded` declared stored bytes.
+    pub fn new(encoded: u64) -> Self {
+        TransportCount { encoded, fed: 0 }
+    }
+
+    /// Counts `n` more stored bytes; refuses more than declared.
+    pub fn add(&mut self, n: u64) -> Result<(), TransportError> {
+        self.fed = self
+            .fed
+            .checked_add(n)
+            .filter(|&fed| fed <= self.encoded)
+            .ok_or(TransportError::TooManyBytes { encoded: self.encoded })?;
+        Ok(())
+    }
+
+    /// Whether exactly the declared stored bytes were fed.
+    pub fn check(&self) -> Result<(), TransportError> {
+        if self.fed != self.encoded {
+            return Err(TransportError::TooFewBytes { encoded: self.encoded, fed: self.fed });
+        }
+        Ok(())
+    }
+}
+
+/// A streaming `msb-archive-member-blake3-v1` computation over one member's stored bytes.
+#[derive(Clone)]
+pub struct TransportHasher {
+    hasher: blake3::Hasher,
+    count: TransportCount,
+}
+
 impl fmt::Debug for TransportHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TransportHasher").field("encoded", &self.encoded).field("fed", &self.fed).finish()
+        f.debug_struct("TransportHasher").field("count", &self.count).finish()
     }
 }
 
 fn text(h: &mut blake3::Hasher, s: &str) {
     h.update(&(s.len() as u64).to_le_bytes());
     h.update(s.as_bytes());
+}
+
+/// `blake3:<hex>` of a finished digest.
+pub fn digest_string(digest: &[u8; 32]) -> String {
+    let mut s = String::from("blake3:");
+    s.push_str(&crate::hex::encode(digest));
+    s
 }
 
 impl TransportHasher {
@@ -89,29 +129,31 @@ impl TransportHasher {
             hasher.update(&offset.to_le_bytes());
             hasher.update(&len.to_le_bytes());
         }
-        TransportHasher { hasher, encoded, fed: 0 }
+        TransportHasher { hasher, count: TransportCount::new(encoded) }
     }
 
     /// Adds stored bytes (a sparse member's data runs, in order; never its holes).
     pub fn update(&mut self, stored: &[u8]) -> Result<(), TransportError> {
-        let fed = self
-            .fed
-            .checked_add(stored.len() as u64)
-            .filter(|&n| n <= self.encoded)
-            .ok_or(TransportError::TooManyBytes { encoded: self.encoded })?;
-        self.fed = fed;
+        self.count.add(stored.len() as u64)?;
         self.hasher.update(stored);
         Ok(())
     }
 
     /// The digest, `blake3:<hex>`, once exactly the declared stored bytes were fed.
     pub fn finish(self) -> Result<String, TransportError> {
-        if self.fed != self.encoded {
-            return Err(TransportError::TooFewBytes { encoded: self.encoded, fed: self.fed });
-        }
-        let mut s = String::from("blake3:");
-        s.push_str(&crate::hex::encode(self.hasher.finalize().as_bytes()));
-        Ok(s)
+        self.count.check()?;
+        Ok(digest_string(self.hasher.finalize().as_bytes()))
+    }
+
+    /// The count of stored bytes so far: it stays with the validator when the hashing runs
+    /// elsewhere ([`crate::blake3_work`]).
+    pub(crate) fn count(&self) -> TransportCount {
+        self.count
+    }
+
+    /// The hashing, primed with the member's header fields and the stored bytes so far.
+    pub(crate) fn into_hasher(self) -> blake3::Hasher {
+        self.hasher
     }
 }
 
