@@ -117,6 +117,12 @@ pub fn convert(
     opts: &ConvertOptions,
     journal: Option<&OutputJournal>,
 ) -> Result<ConvertOutcome, HostError> {
+    let mut peeked = crate::input::peek_generation(reader, opts.limits)
+        .map_err(|e| HostError::io(format!("reading {name}"), e))?;
+    if peeked.generation == Some(snapbundle_core::report::Generation::G2) {
+        return Err(crate::input::released_refusal(name, "convert"));
+    }
+    let reader = &mut peeked.reader;
     let progress = Progress::new("converting", opts.input_len, opts.quiet);
     let (streamed, path) = match target {
         ExportTarget::File(path) => {
@@ -194,8 +200,7 @@ fn stream<W: Write>(
             let writer = MsbWriter::new(sink, opts.limits.max_sparse_segments);
             let mut fwd = Forwarder::new(writer, spool_dir.to_path_buf());
             let report =
-                check::run(reader, name, opts.limits, &mut fwd, progress, &mut |f| fail(f.take_failure()))
-                    .map_err(|e| released(name, e))?;
+                check::run(reader, name, opts.limits, &mut fwd, progress, &mut |f| fail(f.take_failure()))?;
             let (sink, tar_bytes, snapshots, dropped) =
                 fwd.finish(&report, opts.suggested_name.as_deref()).map_err(|f| fail(Some(f)))?;
             (sink, report, snapshots, dropped, tar_bytes)
@@ -203,8 +208,7 @@ fn stream<W: Write>(
         Generation::V062 => {
             let mut back = Backwarder::new(spool_dir.to_path_buf(), opts.carry);
             let report =
-                check::run(reader, name, opts.limits, &mut back, progress, &mut |b| fail(b.take_failure()))
-                    .map_err(|e| released(name, e))?;
+                check::run(reader, name, opts.limits, &mut back, progress, &mut |b| fail(b.take_failure()))?;
             let mut tar = TarWriter::new(sink);
             let (snapshots, dropped) = back.finish(&mut tar).map_err(|f| fail(Some(f)))?;
             let tar_bytes = tar.position().saturating_add(crate::tar_writer::END_OF_ARCHIVE.len() as u64);
@@ -217,23 +221,6 @@ fn stream<W: Write>(
     let Counting { mut inner, count } = counting;
     inner.flush().map_err(|e| HostError::io(WRITING, e))?;
     Ok(Streamed { report, snapshots, dropped, bytes: count, tar_bytes })
-}
-
-/// A released 0.6.7 – 0.6.16 archive (the core refuses to stream its members): a usage error
-/// that says what it is.
-fn released(name: &str, e: HostError) -> HostError {
-    match e {
-        HostError::Invalid(c)
-            if c.code() == "msb_unsupported" && c.to_string().contains("released (0.6.7") =>
-        {
-            HostError::Usage(format!(
-                "{name} is a microsandbox 0.6.7 - 0.6.16 released archive, which snapbundle validates \
-                 (`verify`, `inspect`) but does not convert; on a microsandbox 0.7 host, `msb snapshot \
-                 load` imports it ({c})"
-            ))
-        }
-        e => e,
-    }
 }
 
 /// The context of an error writing the output (renamed for a file output by [`to_file`]).
