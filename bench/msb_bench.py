@@ -156,7 +156,11 @@ def main():
                     sys.exit(f"{only_data}: {os.path.getsize(only_data)} bytes, expected about {data}")
                 warm(only_data)
                 rows = {"snapbundle verify (Merkle-BLAKE3)": verify(merkle),
-                        "b3sum of the data alone": (["b3sum", only_data], None, None)}
+                        "b3sum of the data alone": (["b3sum", only_data], None, None),
+                        # One core's worth of one BLAKE3 pass: the format needs two (transport
+                        # digest and Merkle leaves), so this row shows the per-core cost.
+                        "b3sum --num-threads 1 of the data": (["b3sum", "--num-threads", "1", only_data],
+                                                              None, None)}
                 if base_exe:
                     rows["snapbundle verify (Merkle, baseline exe)"] = ([base_exe, "verify", "--bundle", "-q", merkle],
                                                                         None, None)
