@@ -121,7 +121,6 @@ fn import_converted(
     home: &Home,
     opts: &ImportOptions,
 ) -> Result<ImportOutcome, HostError> {
-    let (mut from_convert, mut to_import) = io::pipe().map_err(io_err("creating a pipe"))?;
     let inner_name = format!("{name} (converted to 0.6.2)");
     let inner_opts = ImportOptions { quiet: true, input_len: None, ..opts.clone() };
     let convert_opts = ConvertOptions {
@@ -132,28 +131,20 @@ fn import_converted(
         quiet: opts.quiet,
         ..ConvertOptions::default()
     };
-    std::thread::scope(|s| {
-        let importing = s.spawn(|| {
-            let r = import_bundle(&mut from_convert, &inner_name, home, &inner_opts);
-            drop(from_convert);
-            r
-        });
-        let converted =
-            crate::msb::convert(reader, name, ExportTarget::Writer(&mut to_import), &convert_opts, None);
+    let (converted, imported) = crate::piped::write_here(
+        |w| crate::msb::convert(reader, name, ExportTarget::Writer(w), &convert_opts, None),
         // A conversion that failed cut the bundle short: the import refuses it, writes nothing.
-        drop(to_import);
-        let imported = importing.join().unwrap_or_else(|_| {
-            Err(HostError::io("importing", io::Error::other("the import thread panicked")))
-        });
-        match (converted, imported) {
-            (Ok(c), Ok(mut i)) => {
-                i.converted = c.snapshots;
-                Ok(i)
-            }
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e),
+        |r| import_bundle(r, &inner_name, home, &inner_opts),
+        "importing",
+    )?;
+    match (converted, imported) {
+        (Ok(c), Ok(mut i)) => {
+            i.converted = c.snapshots;
+            Ok(i)
         }
-    })
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e),
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {

@@ -18,9 +18,8 @@ use crate::check;
 use crate::compress::{compressor, Compression, Counting, DEFAULT_LEVEL};
 use crate::error::{shown, HostError};
 use crate::export::ExportTarget;
-use crate::fsutil::{create_dirs, Created};
 use crate::progress::Progress;
-use crate::publish::{parent_of, publish, publish_output, OutputJournal};
+use crate::publish::{output_parent, publish_new_output, OutputJournal};
 use crate::tar_writer::TarWriter;
 
 /// An archive generation `convert` writes.
@@ -119,7 +118,7 @@ pub fn convert(
 ) -> Result<ConvertOutcome, HostError> {
     let mut peeked = crate::input::peek_generation(reader, opts.limits)
         .map_err(|e| HostError::io(format!("reading {name}"), e))?;
-    if peeked.generation == Some(snapbundle_core::report::Generation::G2) {
+    if peeked.generation == Some(ReportGeneration::G2) {
         return Err(crate::input::released_refusal(name, "convert"));
     }
     let reader = &mut peeked.reader;
@@ -156,23 +155,11 @@ fn to_file(
     journal: Option<&OutputJournal>,
     progress: &Progress,
 ) -> Result<Streamed, HostError> {
-    if path.file_name().is_none() || path.is_dir() {
-        return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
-    }
-    let parent = parent_of(path);
-    let mut created = Created::default();
-    create_dirs(&parent, &mut created)
-        .map_err(|e| HostError::io(format!("creating {}", shown(&parent)), e))?;
+    let parent = output_parent(path)?;
     let label = shown(path);
-    let write = |file: &mut std::fs::File| stream(reader, name, &*file, opts, &parent, progress);
-    let r = match journal {
-        Some(j) => publish_output(path, 0o666, j, write),
-        None => publish(path, 0o666, write),
-    };
-    match &r {
-        Ok(_) => created.keep(),
-        Err(_) => created.undo(),
-    }
+    let r = publish_new_output(path, 0o666, journal, |file| {
+        stream(reader, name, &*file, opts, &parent, progress)
+    });
     r.map_err(|e| match e {
         HostError::Io { context, source } if context == WRITING => {
             HostError::io(format!("writing {label}"), source)
