@@ -182,16 +182,6 @@ fn msb(e: MsbError) -> Error {
     Error::Msb(e)
 }
 
-/// `layers/<layer_id>.<format>`.
-fn payload_path(layer_id: &str, format: &str) -> String {
-    let mut s = String::with_capacity(8 + layer_id.len() + format.len());
-    s.push_str("layers/");
-    s.push_str(layer_id);
-    s.push('.');
-    s.push_str(format);
-    s
-}
-
 /// Whether `path` is `layers/layer_<32 hex>.raw|.qcow2`.
 fn is_layer_path(path: &str) -> bool {
     let Some(file) = path.strip_prefix("layers/") else { return false };
@@ -574,9 +564,7 @@ impl Archive {
                 }
                 if let State::File(file) = &descriptor.state {
                     for l in &file.layers {
-                        self.layer_integrity
-                            .entry(payload_path(&l.layer_id, l.format.as_str()))
-                            .or_insert_with(|| l.integrity.clone());
+                        self.layer_integrity.entry(l.payload_path()).or_insert_with(|| l.integrity.clone());
                     }
                 }
                 let digest = descriptor.digest();
@@ -769,7 +757,7 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
         let id = d.descriptor.snapshot_id.as_str();
         let State::File(file) = &d.descriptor.state else { continue };
         for l in &file.layers {
-            let path = payload_path(&l.layer_id, l.format.as_str());
+            let path = l.payload_path();
             let binding = |why| msb(MsbError::LayerBinding { path: path.clone(), why });
             let Some(e) = entry_of(&path) else {
                 return Err(binding("a descriptor's layer has no inventory entry"));

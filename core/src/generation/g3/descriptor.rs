@@ -324,6 +324,24 @@ pub struct Layer {
     pub integrity: Option<Integrity>,
 }
 
+/// The member path of a layer's payload: `layers/<layer_id>.<format>`.
+pub fn payload_path(layer_id: &str, format: LayerFormat) -> String {
+    let ext = format.as_str();
+    let mut s = String::with_capacity(8 + layer_id.len() + ext.len());
+    s.push_str("layers/");
+    s.push_str(layer_id);
+    s.push('.');
+    s.push_str(ext);
+    s
+}
+
+impl Layer {
+    /// The member path of its payload, `layers/<layer_id>.<format>`.
+    pub fn payload_path(&self) -> String {
+        payload_path(&self.layer_id, self.format)
+    }
+}
+
 /// A file-backed snapshot state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileState {
