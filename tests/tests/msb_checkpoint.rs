@@ -207,3 +207,62 @@ fn any_chunking_gives_the_same_verdict() {
         }
     }
 }
+
+/// The `disks` entry of a dependencies extension for `path` with `identity`.
+fn disk_dependency(path: &str, kind: &str, layer: serde_json::Value) -> serde_json::Value {
+    json!({"disks": [{"path": path, "identity": {"kind": kind, "layer": layer}}], "memory": []})
+}
+
+#[test]
+fn a_file_snapshots_disk_dependency_must_be_its_layer_exactly_as_recorded() {
+    let id = "layer_f0000000000000000000000000000001";
+    let path = format!("layers/{id}.raw");
+    let layer = |virtual_size: u64| {
+        json!({"layer_id": id, "format": "raw", "virtual_size": virtual_size, "backing": null,
+               "payload": {"file_kind": "regular", "integrity": null}})
+    };
+    let mut ms = file_snapshot(&[1; 4096], 4096);
+    find(&mut ms, &path).included = false;
+    let r = run(&seal(&ms, FILE_SNAP, Some(disk_dependency(&path, "file", layer(4096))))).unwrap();
+    assert_eq!(r.msb.unwrap().dependencies, std::slice::from_ref(&path));
+    // The identity records another virtual size than the head's descriptor does.
+    assert_eq!(
+        code(&seal(&ms, FILE_SNAP, Some(disk_dependency(&path, "file", layer(8192))))),
+        "msb_dependency_identity"
+    );
+    // A checkpoint layer's identity for a file snapshot's layer.
+    let checkpoint_layer = json!({"layer_id": "base", "format": "raw", "virtual_size": 4096, "file_size": 4096,
+                                  "predecessor": null, "integrity_root": null});
+    assert_eq!(
+        code(&seal(&ms, FILE_SNAP, Some(disk_dependency(&path, "checkpoint", checkpoint_layer)))),
+        "msb_dependency_identity"
+    );
+}
+
+#[test]
+fn a_checkpoints_disk_dependency_must_be_its_root_disk_layer_exactly_as_recorded() {
+    let c = Closure::default();
+    let path = format!("checkpoints/{SNAP}/layers/base.raw");
+    let recorded: serde_json::Value = serde_json::from_slice(&c.disk_manifest()).unwrap();
+    let layer = recorded["layers"][0].clone();
+    let mut ms = c.members();
+    find(&mut ms, &path).included = false;
+    let r = run(&seal(&ms, SNAP, Some(disk_dependency(&path, "checkpoint", layer.clone())))).unwrap();
+    assert_eq!(r.msb.unwrap().dependencies, std::slice::from_ref(&path));
+    let mut other = layer;
+    other["file_size"] = json!(other["file_size"].as_u64().unwrap() + 4096);
+    assert_eq!(
+        code(&seal(&ms, SNAP, Some(disk_dependency(&path, "checkpoint", other)))),
+        "msb_dependency_identity"
+    );
+}
+
+#[test]
+fn a_memory_dependency_must_be_a_memory_payload_object_not_checkpoint_metadata() {
+    let c = Closure::default();
+    // The execution state is named by checkpoint.json, not by a memory extent: it stays included.
+    let id = object_id(&c.execution);
+    let mut ms = c.members();
+    find(&mut ms, &object_path(SNAP, &id)).included = false;
+    assert_eq!(code(&seal(&ms, SNAP, Some(json!({"disks": [], "memory": [id]})))), "msb_dependency_identity");
+}

@@ -40,7 +40,7 @@ use super::checkpoint::{self, CheckpointManifest, DiskGeneration, MemoryManifest
 use super::descriptor::{Descriptor, Integrity, State};
 use super::error::MsbError;
 use super::inventory::{
-    Completeness, EntryKind, Inventory, InventoryError, INVENTORY_PATH, MAX_INVENTORY_BYTES,
+    Completeness, DiskIdentity, EntryKind, Inventory, InventoryError, INVENTORY_PATH, MAX_INVENTORY_BYTES,
 };
 use super::metadata;
 use super::transport::{digest_string, TransportHasher};
@@ -180,6 +180,98 @@ fn ranges_digest(ranges: &[(u64, u64)]) -> [u8; 32] {
 
 fn msb(e: MsbError) -> Error {
     Error::Msb(e)
+}
+
+/// The checks 0.7.13 makes of a dependent archive's declarations against its own head only once
+/// a base filled the omissions in (`delta::validate_resolved`), so that it refuses an archive
+/// failing them on every load: the disk dependencies are the head's root-chain layers, oldest
+/// first, each at its path and exactly as the head records it (a file snapshot's descriptor
+/// layers; a checkpoint's root-device disk generations); every memory dependency is one of the
+/// head's memory payload objects (an object a memory extent names, never the checkpoint's own
+/// metadata objects). Owned-payload dependencies are not bound here (see `docs/format-0.7.md`).
+fn dependency_identities(
+    a: &Archive,
+    inv: &Inventory,
+    by_id: &BTreeMap<&str, &Described>,
+) -> Result<(), Error> {
+    let disks = inv.disk_dependencies();
+    let memory: Vec<&str> = inv
+        .entries
+        .iter()
+        .filter(|e| !e.included && e.kind == EntryKind::CheckpointObject)
+        .map(|e| e.path.as_str())
+        .collect();
+    if disks.is_empty() && memory.is_empty() {
+        return Ok(());
+    }
+    let wrong = |path: &str, why| Err(msb(MsbError::DependencyIdentity { path: path.to_string(), why }));
+    let Some(head) = by_id.get(inv.head.as_str()).map(|d| &d.descriptor) else {
+        return Ok(());
+    };
+    let closure = a.closures.get(inv.head.as_str());
+    let root_chain: Vec<(String, DiskIdentity)> = match &head.state {
+        State::File(file) => {
+            file.layers.iter().map(|l| (l.payload_path(), DiskIdentity::File(l.clone()))).collect()
+        }
+        _ => {
+            let generations = closure.and_then(|c| c.root.as_ref().map(|r| (c, r)));
+            generations
+                .map(|(c, r)| {
+                    r.disks
+                        .iter()
+                        .filter_map(|id| c.disks.get(id))
+                        .filter(|g| Some(g.device_id.as_str()) == head.root_device)
+                        .flat_map(|g| g.layers.iter())
+                        .map(|l| {
+                            let path =
+                                alloc::format!("checkpoints/{}/layers/{}.{}", inv.head, l.layer_id, l.format);
+                            (path, DiskIdentity::Checkpoint(l.clone()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+    };
+    for (i, d) in disks.iter().enumerate() {
+        match root_chain.get(i) {
+            Some((path, identity)) if *path == d.path && *identity == d.identity => {}
+            Some(_) => {
+                return wrong(&d.path, "not the head's root-chain layer at its position, exactly as recorded")
+            }
+            None => {
+                return wrong(&d.path, "the head's root chain has fewer layers than its disk dependencies")
+            }
+        }
+    }
+    if !memory.is_empty() {
+        let (root, manifest) = match closure.map(|c| (c.root.as_ref(), c.memory.as_ref())) {
+            Some((Some(r), Some(m))) => (r, m),
+            _ => {
+                let path = memory.first().copied().unwrap_or_default();
+                return wrong(path, "the head has no memory manifest whose objects it could be");
+            }
+        };
+        let metadata = |id: &str| {
+            id == root.memory
+                || id == root.execution_state
+                || root.disks.iter().any(|d| d == id)
+                || root.devices.iter().any(|d| d.state == id)
+        };
+        for path in memory {
+            let named = manifest
+                .extents
+                .iter()
+                .filter_map(|e| e.object.as_ref())
+                .any(|(id, _)| !metadata(id) && checkpoint::object_path(&inv.head, id) == path);
+            if !named {
+                return wrong(
+                    path,
+                    "not a memory payload object of the head (metadata objects stay included)",
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `path` is `layers/layer_<32 hex>.raw|.qcow2`.
@@ -774,6 +866,7 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             listed.entry(path).or_default().insert(id);
         }
     }
+    dependency_identities(a, inv, &by_id)?;
     let mut layers = Vec::new();
     let mut images = Vec::new();
     let dependencies: Vec<String> =

@@ -397,6 +397,9 @@ pub struct Descriptor {
     pub source_lineage: Option<String>,
     /// Whether `root_disk` is the managed layout (the default).
     pub managed_root: bool,
+    /// The device the root disk is (0.7.13 `restore::root_device`): `vdb` for the managed
+    /// layout, `vda` for a flat one, none for tmpfs.
+    pub root_device: Option<&'static str>,
     /// The keys of `extensions`.
     pub extension_keys: Vec<String>,
     canonical: Vec<u8>,
@@ -672,6 +675,11 @@ impl Descriptor {
             owned_volumes,
             source_lineage,
             managed_root: root_disk == 0,
+            root_device: match root_disk {
+                0 => Some("vdb"),
+                1 => Some("vda"),
+                _ => None,
+            },
             extension_keys,
             canonical,
         })
