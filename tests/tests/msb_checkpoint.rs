@@ -266,3 +266,30 @@ fn a_memory_dependency_must_be_a_memory_payload_object_not_checkpoint_metadata()
     find(&mut ms, &object_path(SNAP, &id)).included = false;
     assert_eq!(code(&seal(&ms, SNAP, Some(json!({"disks": [], "memory": [id]})))), "msb_dependency_identity");
 }
+
+#[test]
+fn image_files_are_only_those_of_the_cache_kinds_0_7_13_places() {
+    let image = |path: &str, kind: &str| {
+        let data = b"{}".to_vec();
+        Member {
+            path: path.into(),
+            integrity: format!("{{\"algorithm\":\"sha256\",\"digest\":\"{}\"}}", object_id(&data)),
+            data,
+            owner: None,
+            kind: kind.into(),
+            included: true,
+        }
+    };
+    for (path, kind, want) in [
+        ("images/manifests/a.json", "image-metadata", "ok"),
+        ("images/vmdk/a.vmdk", "image-object", "ok"),
+        ("images/layers/a.erofs", "image-object", "ok"),
+        ("images/other/a.bin", "image-object", "unexpected_member"),
+        ("images/layers/a.json", "image-object", "unexpected_member"),
+        ("cache/manifests/a.json", "image-metadata", "unexpected_member"),
+    ] {
+        let mut ms = file_snapshot(&[1; 4096], 4096);
+        ms.push(image(path, kind));
+        assert_eq!(code(&seal(&ms, FILE_SNAP, None)), want, "{path}");
+    }
+}

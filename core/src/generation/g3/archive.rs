@@ -45,6 +45,7 @@ use super::inventory::{
 use super::metadata;
 use super::transport::{digest_string, TransportHasher};
 use crate::blake3_work::{Blake3Backend, Blake3Error, MemberBlake3};
+use crate::cache_meta::CacheKind;
 use crate::error::{Error, LimitError, Location, TarError};
 use crate::events::{Event, MemberStart, Sink};
 use crate::generation::JsonBudget;
@@ -356,41 +357,54 @@ impl Archive {
             let Some(kind) = EntryKind::of_path(path) else {
                 return Err(tar_err(TarError::UnexpectedMember("not a path of a .msb archive")));
             };
-            let limit =
-                match kind {
-                    EntryKind::SnapshotDescriptor if path.ends_with("/snapshot.json") => {
-                        if self.descriptors.len() >= self.limits.max_snapshots as usize {
-                            return Err(Error::Limit {
-                                at: Some(at),
-                                error: LimitError::Snapshots(self.limits.max_snapshots),
-                            });
-                        }
-                        self.limits.max_manifest_size
+            let limit = match kind {
+                EntryKind::SnapshotDescriptor if path.ends_with("/snapshot.json") => {
+                    if self.descriptors.len() >= self.limits.max_snapshots as usize {
+                        return Err(Error::Limit {
+                            at: Some(at),
+                            error: LimitError::Snapshots(self.limits.max_snapshots),
+                        });
                     }
-                    EntryKind::SnapshotDescriptor => {
-                        return Err(tar_err(TarError::UnexpectedMember(
-                            "a snapshot directory holds only snapshot.json, metadata.json and layers",
-                        )))
-                    }
-                    EntryKind::SnapshotMetadata => {
-                        self.limits.max_metadata_size.min(metadata::MAX_METADATA_BYTES)
-                    }
-                    EntryKind::FilePayload if is_layer_path(path) => u64::MAX,
-                    EntryKind::FilePayload => return Err(msb(MsbError::Unsupported {
+                    self.limits.max_manifest_size
+                }
+                EntryKind::SnapshotDescriptor => {
+                    return Err(tar_err(TarError::UnexpectedMember(
+                        "a snapshot directory holds only snapshot.json, metadata.json and layers",
+                    )))
+                }
+                EntryKind::SnapshotMetadata => {
+                    self.limits.max_metadata_size.min(metadata::MAX_METADATA_BYTES)
+                }
+                EntryKind::FilePayload if is_layer_path(path) => u64::MAX,
+                EntryKind::FilePayload => {
+                    return Err(msb(MsbError::Unsupported {
                         path: path.to_string(),
                         what:
                             "a payload outside layers/<layer_id>.raw|.qcow2 (the released files/ layout) is",
-                    })),
-                    EntryKind::ImageMetadata | EntryKind::ImageObject => u64::MAX,
-                    closure => {
-                        doc = self.closure_member(path, closure, &at)?;
-                        if doc.is_some() {
-                            (checkpoint::MAX_MANIFEST_BYTES as u64).min(self.limits.max_metadata_size)
-                        } else {
-                            u64::MAX
-                        }
+                    }))
+                }
+                EntryKind::ImageMetadata | EntryKind::ImageObject => {
+                    // 0.7.13 places only `images/<kind>/<file>` of the cache kinds it knows.
+                    let cache_file = match path.split('/').collect::<Vec<_>>().as_slice() {
+                        ["images", dir, file] => CacheKind::is_cache_file(dir, file),
+                        _ => false,
+                    };
+                    if !cache_file {
+                        return Err(tar_err(TarError::UnexpectedMember(
+                                "an image file other than images/manifests/*.json, images/layers|fsmeta/*.erofs or images/vmdk/*.vmdk",
+                            )));
                     }
-                };
+                    u64::MAX
+                }
+                closure => {
+                    doc = self.closure_member(path, closure, &at)?;
+                    if doc.is_some() {
+                        (checkpoint::MAX_MANIFEST_BYTES as u64).min(self.limits.max_metadata_size)
+                    } else {
+                        u64::MAX
+                    }
+                }
+            };
             (Some(kind), limit)
         };
         let buffered = match kind {
