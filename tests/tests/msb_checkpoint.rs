@@ -5,8 +5,8 @@
 use serde_json::json;
 use snapbundle_core::{validate, Limits, Report};
 use snapbundle_tests::msb::{
-    checkpoint_archive, file_snapshot, find, mount_id, object_id, object_path, seal, validate_chunked,
-    Closure, Member, CHECKPOINT_ID, FILE_SNAP, GUEST, SNAP,
+    checkpoint_archive, file_snapshot, file_snapshot_with_owned_disk, find, mount_id, object_id, object_path,
+    seal, validate_chunked, Closure, Member, CHECKPOINT_ID, FILE_SNAP, GUEST, SNAP,
 };
 
 fn run(bytes: &[u8]) -> Result<Report, snapbundle_core::Error> {
@@ -292,4 +292,28 @@ fn image_files_are_only_those_of_the_cache_kinds_0_7_13_places() {
         ms.push(image(path, kind));
         assert_eq!(code(&seal(&ms, FILE_SNAP, None)), want, "{path}");
     }
+}
+
+#[test]
+fn an_owned_disk_volume_of_a_file_snapshot_is_bound_to_its_layer() {
+    let disk: Vec<u8> = (0..1u32 << 20).map(|i| if i < 8192 { (i % 253) as u8 } else { 0 }).collect();
+    let n = disk.len() as u64;
+    let path = format!("snapshots/{FILE_SNAP}/layers/data.raw");
+    let r = run(&seal(&file_snapshot_with_owned_disk(&disk, n), FILE_SNAP, None)).unwrap();
+    let m = r.msb.unwrap();
+    assert_eq!(m.snapshots[0].owned_volumes, 1);
+    let member = m.closure.iter().find(|c| c.path == path).expect("the owned disk layer is in the closure");
+    assert_eq!(member.kind, "owned-disk-layer");
+    // Its recorded file size, then its integrity root, must hold.
+    assert_eq!(
+        code(&seal(&file_snapshot_with_owned_disk(&disk, n + 1), FILE_SNAP, None)),
+        "msb_closure_binding"
+    );
+    let mut ms = file_snapshot_with_owned_disk(&disk, n);
+    find(&mut ms, &path).data[0] ^= 1;
+    assert_eq!(code(&seal(&ms, FILE_SNAP, None)), "msb_content_digest_mismatch");
+    // Left out of the archive without being a declared dependency.
+    let mut ms = file_snapshot_with_owned_disk(&disk, n);
+    ms.retain(|m| m.path != path);
+    assert_eq!(code(&seal(&ms, FILE_SNAP, None)), "msb_closure_member_missing");
 }
