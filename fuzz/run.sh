@@ -230,8 +230,9 @@ for t in "${TARGETS[@]}"; do
     -max_len=$max_len -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1
   rc=$?
   set -e
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  line=$(grep -E '^#[0-9]+' "$log" | grep -E 'cov: ' | tail -1)
+  # A run that crashed at once prints no status line: no match is not an error of this script.
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  line=$(grep -E '^#[0-9]+' "$log" | grep -E 'cov: ' | tail -1 || true)
   cov=$(grep -o 'cov: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
   ft=$(grep -o 'ft: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
   corp=$(grep -o 'corp: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
