@@ -367,10 +367,13 @@ fn decode64(text: &str) -> Vec<u8> {
     out
 }
 
+/// An edit of a config, as JSON.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn a_config_whose_header_records_or_trailer_lie_is_refused_before_any_blob() {
     let archive = reference_dir().join("single-plain.msb");
-    let cases: [(&str, Box<dyn Fn(&mut Value)>); 4] = [
+    let cases: [(&str, Edit); 4] = [
         (
             "size",
             Box::new(|c| {
@@ -434,4 +437,37 @@ fn a_config_whose_header_records_or_trailer_lie_is_refused_before_any_blob() {
         let n = fs::read_dir(&cached).map(|d| d.count()).unwrap_or(0);
         assert_eq!(n, 0, "{what}: blobs fetched");
     }
+}
+
+/// `pull` into a store of a pushed `.msb` archive goes through `import`, which takes `.msb`
+/// archives (converted on the fly): the store is the one `import X.msb` makes.
+#[test]
+fn pulling_an_archive_into_a_store_imports_it_like_the_file() {
+    let reg = TestRegistry::start(false);
+    let archive = reference_dir().join("chain3-with-parents.msb");
+    let target = reg.reference("snaps/store:v1");
+    let (_s, src) = home();
+    let pushed = push_msb(&src, &archive, &target, &reg.connection(None), &quiet_push())
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let (_p, pulled) = home();
+    let out = pull(&pulled, &target, &reg.connection(None), &quiet_pull(), PullTarget::Import { dest: None })
+        .unwrap_or_else(|e| panic!("pull: {e}"));
+    let (_f, filed) = home();
+    let mut f = fs::File::open(&archive).expect("open");
+    let imported = snapbundle::import::import(
+        &mut f,
+        "archive",
+        &filed,
+        &snapbundle::import::ImportOptions { quiet: true, ..Default::default() },
+    )
+    .unwrap_or_else(|e| panic!("import: {e}"));
+    assert_eq!(out.import.as_ref().map(|i| i.head_digest.clone()), Some(imported.head_digest.clone()));
+    assert_eq!(out.blobs, pushed.blobs.len() - 1);
+    let store = |root: &Path| -> support::Tree {
+        support::content(&support::tree(root))
+            .into_iter()
+            .filter(|(k, _)| k != "cache" && !k.starts_with("cache/snapbundle"))
+            .collect()
+    };
+    support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "pulled vs imported");
 }

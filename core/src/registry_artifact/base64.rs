@@ -37,7 +37,7 @@ fn value(c: u8) -> Option<u32> {
 /// outside the alphabet, misplaced padding, non-zero bits in the last character).
 pub fn decode(text: &str) -> Option<Vec<u8>> {
     let t = text.as_bytes();
-    if t.len() % 4 != 0 {
+    if !t.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(t.len() / 4 * 3);

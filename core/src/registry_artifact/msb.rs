@@ -157,7 +157,7 @@ pub fn parse_msb_config(bytes: &[u8], parsed: &Parsed, limits: &Limits) -> Resul
     if trailer_len < 2 * BLOCK as u64 {
         return Err(ArtifactError::MsbTrailer(SplitError::Truncated));
     }
-    tar_len = tar_len.checked_add(trailer_len).unwrap_or(u64::MAX);
+    tar_len = tar_len.saturating_add(trailer_len);
     if tar_len > limits.max_decompressed_bytes {
         return Err(ArtifactError::TooLarge { max: limits.max_decompressed_bytes });
     }
@@ -165,4 +165,94 @@ pub fn parse_msb_config(bytes: &[u8], parsed: &Parsed, limits: &Limits) -> Resul
         return Err(ArtifactError::MsbTarSize { rebuilt: tar_len, config: config.tar.size });
     }
     Ok(MsbPlan { config, headers, trailer: trailer_len, tar_len })
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::*;
+    use crate::registry_artifact::{base64_encode, sha256_digest, Layer};
+    use crate::tar::write::{member_headers, EntryMeta};
+
+    const PATH: &str = "snapshots/snap_0/snapshot.json";
+
+    fn setup() -> (MsbConfig, Parsed) {
+        let meta = EntryMeta { mode: 0o100644, uid: 0, gid: 0, mtime: 1, size: 700 };
+        let headers = member_headers(PATH, &meta).unwrap_or_default();
+        let digest = sha256_digest(&[1; 700]);
+        let layer = Layer {
+            digest: digest.clone(),
+            size: 700,
+            zstd: false,
+            path: PATH.into(),
+            sha256: digest,
+            meta: EntryMeta { mode: 0, uid: 0, gid: 0, mtime: 0, size: 700 },
+        };
+        let parsed = Parsed {
+            kind: ArtifactKind::Msb,
+            config_digest: String::new(),
+            config_size: 0,
+            layers: vec![layer],
+        };
+        let config = MsbConfig {
+            schema: 1,
+            format: MSB_FORMAT.into(),
+            head: "snap_0".into(),
+            container: CONTAINER_ZSTD.into(),
+            archive: StreamDigest { sha256: sha256_digest(b"a"), size: 1 },
+            tar: StreamDigest { sha256: sha256_digest(b"t"), size: 512 + 1024 + 2048 },
+            members: vec![MsbMember { path: PATH.into(), headers: base64_encode(&headers) }],
+            trailer: base64_encode(&[0; 2048]),
+        };
+        (config, parsed)
+    }
+
+    fn check(config: &MsbConfig, parsed: &Parsed) -> Result<MsbPlan, ArtifactError> {
+        let bytes = serde_json::to_vec(config).unwrap_or_default();
+        parse_msb_config(&bytes, parsed, &Limits::DEFAULT)
+    }
+
+    #[test]
+    fn a_config_rebuilds_its_layers_exactly_or_is_refused() {
+        let (config, parsed) = setup();
+        let plan = check(&config, &parsed).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((plan.tar_len, plan.trailer, plan.headers[0].len()), (3584, 2048, 512));
+        let code = |edit: &dyn Fn(&mut MsbConfig, &mut Parsed)| {
+            let (mut c, mut p) = setup();
+            edit(&mut c, &mut p);
+            check(&c, &p).err().map(|e| (e.code(), e.to_string()))
+        };
+        let size = code(&|_, p| p.layers[0].meta.size = 699);
+        assert_eq!(size.as_ref().map(|e| e.0), Some("msb_header_records"), "{size:?}");
+        assert!(size.is_some_and(|e| e.1.contains("another size than its layer")));
+        let path = code(&|c, p| {
+            c.members[0].path = "archive.json".into();
+            p.layers[0].path = "archive.json".into();
+        });
+        assert!(path.is_some_and(|e| e.1.contains("another path than its layer")));
+        let trailer = code(&|c, _| c.trailer = base64_encode(&[0, 0, 1]));
+        assert_eq!(trailer.map(|e| e.0), Some("msb_trailer"));
+        let short = code(&|c, _| c.trailer = base64_encode(&[0; 1023]));
+        assert_eq!(short.map(|e| e.0), Some("msb_trailer"));
+        let long = code(&|c, _| c.trailer = base64_encode(&vec![0; (2 << 20) + 1024]));
+        assert_eq!(long.map(|e| e.0), Some("msb_trailer"));
+        let len = code(&|c, _| c.tar.size += 512);
+        assert!(len.is_some_and(|e| e.1.contains("the config says 4096")));
+        let b64 = code(&|c, _| c.members[0].headers.push('='));
+        assert_eq!(b64.map(|e| e.0), Some("artifact_config_json"));
+        let chain = code(&|_, p| p.kind = ArtifactKind::Chain);
+        assert_eq!(chain.map(|e| e.0), Some("artifact_config_mismatch"));
+        let container = code(&|c, _| c.container = "gzip".into());
+        assert_eq!(container.map(|e| e.0), Some("artifact_config_mismatch"));
+    }
+
+    #[test]
+    fn small_json_members_are_stored_raw_and_everything_else_compressed() {
+        assert!(store_raw("archive.json", false, 100));
+        assert!(store_raw(PATH, false, MAX_RAW_MEMBER_BYTES));
+        assert!(!store_raw(PATH, false, MAX_RAW_MEMBER_BYTES + 1));
+        assert!(!store_raw("layers/layer_0.raw", false, 10));
+        assert!(!store_raw("x.json", true, 10));
+    }
 }

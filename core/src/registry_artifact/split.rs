@@ -153,7 +153,7 @@ impl HeaderRun {
 
     /// The header of one member from exactly its records (a config's), or why not.
     pub fn parse_all(records: &[u8], max_name: usize) -> Result<MemberHeader, SplitError> {
-        if records.is_empty() || records.len() % BLOCK != 0 {
+        if records.is_empty() || !records.len().is_multiple_of(BLOCK) {
             return Err(SplitError::RecordCount);
         }
         let mut run = HeaderRun::new(max_name);
@@ -299,4 +299,104 @@ impl Splitter {
 /// The path of a member header as text (`None`: not UTF-8).
 pub fn name_text(m: &MemberHeader) -> Option<String> {
     core::str::from_utf8(&m.name).ok().map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::*;
+    use crate::tar::write::{member_headers, sparse_member_headers, EntryMeta};
+
+    fn meta(size: u64) -> EntryMeta {
+        EntryMeta { mode: 0o100644, uid: 0, gid: 0, mtime: 1, size }
+    }
+
+    /// A tar of a short-named member, a long-named one and a sparse one with many segments,
+    /// then `trailer` bytes; with the expected split.
+    /// Per member: its header records and its stored bytes.
+    type Members = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn archive(trailer: usize) -> (Vec<u8>, Members) {
+        let mut tar = Vec::new();
+        let mut expected = Vec::new();
+        let mut add = |headers: Vec<u8>, data: Vec<u8>| {
+            tar.extend_from_slice(&headers);
+            tar.extend_from_slice(&data);
+            tar.resize(tar.len().div_ceil(BLOCK) * BLOCK, 0);
+            expected.push((headers, data));
+        };
+        add(member_headers("snapshots/a/snapshot.json", &meta(5)).unwrap_or_default(), b"{...}".to_vec());
+        let long = alloc::format!("images/{}", "x".repeat(150));
+        add(member_headers(&long, &meta(600)).unwrap_or_default(), vec![7; 600]);
+        let segments: Vec<(u64, u64)> = (0..30u64).map(|i| (i * 8192, 512)).collect();
+        let headers = sparse_member_headers("layers/l.raw", &meta(30 * 8192), &segments).unwrap_or_default();
+        add(headers, vec![9; 30 * 512]);
+        tar.extend(vec![0u8; trailer]);
+        (tar, expected)
+    }
+
+    fn split(tar: &[u8], step: usize) -> Result<(Members, u64), SplitError> {
+        let mut s = Splitter::new(1024, 1 << 20);
+        let mut out: Members = Vec::new();
+        let mut records = Vec::new();
+        for chunk in tar.chunks(step) {
+            s.push(chunk, &mut |p| {
+                match p {
+                    Piece::Record(r) => records.extend_from_slice(r),
+                    Piece::Begin(_) => out.push((core::mem::take(&mut records), Vec::new())),
+                    Piece::Data(d) => {
+                        if let Some(last) = out.last_mut() {
+                            last.1.extend_from_slice(d);
+                        }
+                    }
+                    Piece::End => {}
+                }
+                Ok(())
+            })?;
+        }
+        Ok((out, s.finish()?))
+    }
+
+    #[test]
+    fn a_stream_splits_into_exact_header_records_stored_bytes_and_trailer_in_any_chunking() {
+        let (tar, expected) = archive(1024 + 3000);
+        for step in [1, 7, 512, 4096, tar.len()] {
+            let (got, trailer) = split(&tar, step).unwrap_or_else(|e| panic!("{step}: {e}"));
+            assert_eq!(got, expected, "{step}");
+            assert_eq!(trailer, 4024);
+        }
+        // Each member's records parse back alone to its name and stored size.
+        let sparse = HeaderRun::parse_all(&expected[2].0, 1024).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (sparse.name.as_slice(), sparse.stored, sparse.sparse),
+            (&b"layers/l.raw"[..], 30 * 512, true)
+        );
+        assert!(expected[2].0.len() > 2 * BLOCK, "the sparse map needs extension records");
+        let long = HeaderRun::parse_all(&expected[1].0, 1024).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(long.name.len(), 157);
+        let mut extra = expected[0].0.clone();
+        extra.extend([0u8; BLOCK]);
+        assert_eq!(HeaderRun::parse_all(&extra, 1024), Err(SplitError::RecordCount));
+        assert_eq!(HeaderRun::parse_all(&expected[1].0[..BLOCK * 2], 1024), Err(SplitError::RecordCount));
+        assert_eq!(HeaderRun::parse_all(&expected[1].0, 100), Err(SplitError::LongName));
+    }
+
+    #[test]
+    fn non_zero_padding_or_trailer_and_a_short_end_are_refused() {
+        let (tar, expected) = archive(1024);
+        let pad_at = expected[0].0.len() + 5;
+        let mut bad = tar.clone();
+        bad[pad_at] = 1;
+        assert_eq!(split(&bad, 100).err(), Some(SplitError::Padding));
+        let mut bad = tar.clone();
+        let n = bad.len();
+        bad[n - 1] = 1;
+        assert_eq!(split(&bad, 100).err(), Some(SplitError::Trailer));
+        assert_eq!(split(&tar[..tar.len() - 600], 100).err(), Some(SplitError::Truncated));
+        let mut s = Splitter::new(1024, 2048);
+        let long = vec![0u8; 4096];
+        let r = s.push(&[&tar[..tar.len() - 1024], &long[..]].concat(), &mut |_| Ok(()));
+        assert_eq!(r, Err(SplitError::TrailerTooLong(2048)));
+    }
 }

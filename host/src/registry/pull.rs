@@ -143,7 +143,7 @@ pub fn pull(
     let (manifest_digest, parsed, msb) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
     let (layers, config_digest) = (parsed.layers, parsed.config_digest);
     let shape = match &msb {
-        Some(plan) => Shape::Msb(plan.clone()),
+        Some(plan) => Shape::Msb(Box::new(plan.clone())),
         None => Shape::Chain { tar_bytes: artifact::tar_len(&layers).unwrap_or(u64::MAX) },
     };
     let cache = BlobCache::new(home);
@@ -494,7 +494,7 @@ enum Shape {
     /// A 0.6.2 bundle of `tar_bytes`.
     Chain { tar_bytes: u64 },
     /// A pushed `.msb` archive.
-    Msb(MsbPlan),
+    Msb(Box<MsbPlan>),
 }
 
 /// Feeds the rebuilt stream to the import, or through the validator into a bundle.

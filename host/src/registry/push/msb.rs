@@ -158,7 +158,7 @@ struct Split {
 /// A member's blob being written.
 enum Body {
     Raw(Vec<u8>),
-    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>, PathBuf),
+    Zstd(Box<zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>>, PathBuf),
 }
 
 /// The member being split.
@@ -206,7 +206,7 @@ impl Blobs<'_> {
                     };
                     let enc =
                         blob_encoder(sink, self.level, m.stored).map_err(|e| HostError::io(ctx(), e))?;
-                    Body::Zstd(enc, file)
+                    Body::Zstd(Box::new(enc), file)
                 };
                 self.current = Some(Building { path, stored: m.stored, body, member: Sha256::new() });
             }
