@@ -124,11 +124,11 @@ impl Validator {
     /// that splits the archive (`registry_artifact::msb`) sees only bytes the validation passed so
     /// far. An error from `tap` ends validation like a sink's [`crate::Stop`] (its reason is the
     /// caller's).
-    pub fn push_tapped<S: Sink>(
+    pub fn push_tapped<S: Sink, T: FnMut(&[u8]) -> Result<(), Error>>(
         &mut self,
         chunk: &[u8],
         sink: &mut S,
-        tap: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+        tap: &mut T,
     ) -> Result<(), Error> {
         if self.failed {
             return Err(Error::Finished);
@@ -141,11 +141,11 @@ impl Validator {
         r
     }
 
-    fn push_inner<S: Sink>(
+    fn push_inner<S: Sink, T: FnMut(&[u8]) -> Result<(), Error>>(
         &mut self,
         mut chunk: &[u8],
         sink: &mut S,
-        tap: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+        tap: &mut T,
     ) -> Result<(), Error> {
         if let Input::Detect { buf, len } = &mut self.input {
             let take = (4 - *len).min(chunk.len());
@@ -165,11 +165,11 @@ impl Validator {
         self.feed(chunk, sink, tap)
     }
 
-    fn feed<S: Sink>(
+    fn feed<S: Sink, T: FnMut(&[u8]) -> Result<(), Error>>(
         &mut self,
         bytes: &[u8],
         sink: &mut S,
-        tap: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+        tap: &mut T,
     ) -> Result<(), Error> {
         let walker = &mut self.walker;
         let mut router = Router { layout: &mut self.layout, sink };
