@@ -261,10 +261,65 @@ fn split(path: &Path, spool: &Path, level: i32, limits: Limits, quiet: bool) -> 
     let len = file.metadata().ok().map(|m| m.len());
     let mut reader =
         HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new(), count: 0 };
+    let progress = Progress::new("checking", len, quiet);
+    // The validator runs here; the tar stream it walks goes, copied, to a worker thread that
+    // hashes it, splits it and compresses the members, so both run at once.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    let mut tap_failed = false;
+    let (report, worked) = std::thread::scope(|s| {
+        let worker = s.spawn(|| split_stream(rx, &name, spool, level, limits));
+        let report = crate::check::run_tapped(
+            &mut reader,
+            &name,
+            limits,
+            &mut NullSink,
+            &progress,
+            &mut |_| HostError::Usage("validation stopped".into()),
+            &mut |bytes| {
+                tx.send(bytes.to_vec()).map_err(|_| {
+                    tap_failed = true;
+                    HostError::Usage("the split stopped".into())
+                })
+            },
+        );
+        drop(tx);
+        let worked = worker.join().unwrap_or_else(|_| {
+            Err(HostError::io("splitting", io::Error::other("the split thread panicked")))
+        });
+        (report, worked)
+    });
+    progress.finish();
+    let report = match report {
+        // The worker stopped first: its error is the push's.
+        Err(_) if tap_failed => return Err(worked.err().unwrap_or_else(|| not_msb(&name))),
+        r => r?,
+    };
+    if report.generation != Generation::G3 {
+        return Err(not_msb(&name));
+    }
+    let (blobs, trailer, tar) = worked?;
+    let archive = StreamDigest {
+        sha256: format!("sha256:{}", snapbundle_core::hex::encode(&reader.hasher.finalize())),
+        size: reader.count,
+    };
+    Ok(Split { report, prepared: blobs.prepared, members: blobs.members, trailer, archive, tar })
+}
+
+/// The worker of [`split`]: hashes the tar stream it receives, splits it into members
+/// ([`Splitter`]) and writes their blobs into `spool`; returns them, the trailer's length and the
+/// tar stream's digest.
+fn split_stream<'a>(
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    name: &str,
+    spool: &'a Path,
+    level: i32,
+    limits: Limits,
+) -> Result<(Blobs<'a>, u64, StreamDigest), HostError> {
+    let refused = |why: SplitError| HostError::Usage(format!("{name}: cannot be pushed as it is: {why}"));
     let max_trailer = limits.max_trailing_zeros.saturating_add(1024);
     let mut splitter = Splitter::new(limits.max_path_len as usize, max_trailer);
     let mut blobs = Blobs {
-        name: name.clone(),
+        name: name.to_string(),
         spool,
         level,
         records: Vec::new(),
@@ -274,47 +329,28 @@ fn split(path: &Path, spool: &Path, level: i32, limits: Limits, quiet: bool) -> 
     };
     let mut tar = Sha256::new();
     let mut tar_len = 0u64;
-    let progress = Progress::new("checking", len, quiet);
-    let refused = |why: SplitError| HostError::Usage(format!("{name}: cannot be pushed as it is: {why}"));
-    let report = crate::check::run_tapped(
-        &mut reader,
-        &name,
-        limits,
-        &mut NullSink,
-        &progress,
-        &mut |_| HostError::Usage("validation stopped".into()),
-        &mut |bytes| {
-            tar.update(bytes);
-            tar_len = tar_len.saturating_add(bytes.len() as u64);
-            let mut failed = None;
-            let r = splitter.push(bytes, &mut |piece| {
-                blobs.piece(piece).map_err(|e| {
-                    failed = Some(e);
-                    SplitError::Truncated
-                })
-            });
-            match (failed, r) {
-                (Some(e), _) => Err(e),
-                (None, Err(why)) => Err(refused(why)),
-                (None, Ok(())) => Ok(()),
-            }
-        },
-    );
-    progress.finish();
-    let report = report?;
-    if report.generation != Generation::G3 {
-        return Err(not_msb(&name));
+    for bytes in rx {
+        tar.update(&bytes);
+        tar_len = tar_len.saturating_add(bytes.len() as u64);
+        let mut failed = None;
+        let r = splitter.push(&bytes, &mut |piece| {
+            blobs.piece(piece).map_err(|e| {
+                failed = Some(e);
+                SplitError::Truncated
+            })
+        });
+        match (failed, r) {
+            (Some(e), _) => return Err(e),
+            (None, Err(why)) => return Err(refused(why)),
+            (None, Ok(())) => {}
+        }
     }
     let trailer = splitter.finish().map_err(refused)?;
-    let archive = StreamDigest {
-        sha256: format!("sha256:{}", snapbundle_core::hex::encode(&reader.hasher.finalize())),
-        size: reader.count,
-    };
     let tar = StreamDigest {
         sha256: format!("sha256:{}", snapbundle_core::hex::encode(&tar.finalize())),
         size: tar_len,
     };
-    Ok(Split { report, prepared: blobs.prepared, members: blobs.members, trailer, archive, tar })
+    Ok((blobs, trailer, tar))
 }
 
 /// What `push` does with its first argument: `Some(path)` for an existing file holding a `.msb`
