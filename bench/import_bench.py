@@ -135,29 +135,11 @@ def import_row(exe, bundle, home):
 def main():
     t_start = time.monotonic()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply every size (quick look: 0.05)")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--dir", default="/tmp/snapbundle-import-bench")
-    ap.add_argument("--exe", help="the snapbundle binary to measure instead of building the release binary")
+    measure.case_arguments(ap, CASES, "/tmp/snapbundle-import-bench")
     ap.add_argument("--baseline-exe", help=f"the binary to compare verify against (default {DEFAULT_BASELINE} "
                                            "when it exists)")
-    ap.add_argument("--only", help="comma-separated cases to run: " + ", ".join(
-        f"{i + 1}|{c}" for i, c in enumerate(CASES)))
-    ap.add_argument("--keep", action="store_true", help="keep the generated inputs in --dir")
     a = ap.parse_args()
-    if a.runs < 1:
-        sys.exit("--runs must be at least 1")
-    cases = list(CASES)
-    if a.only:
-        cases = []
-        for c in a.only.split(","):
-            c = c.strip()
-            c = CASES[int(c) - 1] if c.isdigit() and 1 <= int(c) <= len(CASES) else c
-            if c not in CASES:
-                sys.exit(f"unknown case {c!r}; cases: {', '.join(CASES)} (or 1-{len(CASES)})")
-            if c not in cases:
-                cases.append(c)
-        cases.sort(key=CASES.index)
+    cases = measure.selected_cases(a, CASES)
     exe = os.path.abspath(a.exe) if a.exe else measure.build_release(ROOT)
     base_exe = a.baseline_exe or (DEFAULT_BASELINE if os.path.exists(DEFAULT_BASELINE) else None)
     if a.baseline_exe and not os.path.exists(a.baseline_exe):

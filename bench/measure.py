@@ -19,6 +19,36 @@ def build_release(root):
     return exes[-1]
 
 
+def case_arguments(ap, cases, default_dir):
+    """Adds the arguments of a benchmark made of named cases: --scale, --runs, --dir, --exe,
+    --only (names or 1-based numbers, comma separated) and --keep."""
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every size (quick look: 0.05)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dir", default=default_dir)
+    ap.add_argument("--exe", help="the snapbundle binary to measure instead of building the release binary")
+    ap.add_argument("--only", help="comma-separated cases to run: " + ", ".join(
+        f"{i + 1}|{c}" for i, c in enumerate(cases)))
+    ap.add_argument("--keep", action="store_true", help="keep the generated inputs in --dir")
+
+
+def selected_cases(a, cases):
+    """The cases `--only` names (every case without it), in their declared order; exits on an
+    unknown name or on --runs below 1."""
+    if a.runs < 1:
+        sys.exit("--runs must be at least 1")
+    if not a.only:
+        return list(cases)
+    chosen = []
+    for c in a.only.split(","):
+        c = c.strip()
+        c = cases[int(c) - 1] if c.isdigit() and 1 <= int(c) <= len(cases) else c
+        if c not in cases:
+            sys.exit(f"unknown case {c!r}; cases: {', '.join(cases)} (or 1-{len(cases)})")
+        if c not in chosen:
+            chosen.append(c)
+    return sorted(chosen, key=cases.index)
+
+
 def run(cmd, shell=False, env=None):
     """Runs a command; returns (seconds, peak RSS in MiB). The peak comes from GNU time, which
     forks the command from its own small process: measuring from Python would report Python's

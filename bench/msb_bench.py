@@ -89,27 +89,13 @@ def make_msb(tool, upper, out, integrity):
 def main():
     t_start = time.monotonic()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply every size (quick look: 0.05)")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--dir", default="/tmp/snapbundle-msb-bench")
-    ap.add_argument("--exe", help="the snapbundle binary to measure instead of building the release binary")
+    measure.case_arguments(ap, CASES, "/tmp/snapbundle-msb-bench")
     ap.add_argument("--baseline-exe", help="another snapbundle binary whose verify gets a row in cases 1 and 2")
-    ap.add_argument("--only", help="comma-separated cases: " + ", ".join(f"{i + 1}|{c}" for i, c in enumerate(CASES)))
-    ap.add_argument("--keep", action="store_true", help="keep the generated inputs in --dir")
     a = ap.parse_args()
     for tool in ("b3sum", "zstd"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed: apt-get install {tool} (scripts/install-deps.sh installs it)")
-    cases = list(CASES)
-    if a.only:
-        cases = []
-        for c in a.only.split(","):
-            c = c.strip()
-            c = CASES[int(c) - 1] if c.isdigit() and 1 <= int(c) <= len(CASES) else c
-            if c not in CASES:
-                sys.exit(f"unknown case {c!r}; cases: {', '.join(CASES)} (or 1-{len(CASES)})")
-            cases.append(c)
-        cases.sort(key=CASES.index)
+    cases = measure.selected_cases(a, CASES)
     exe = os.path.abspath(a.exe) if a.exe else measure.build_release(ROOT)
     base_exe = os.path.abspath(a.baseline_exe) if a.baseline_exe else None
     if base_exe and not os.path.exists(base_exe):
@@ -156,7 +142,11 @@ def main():
                     sys.exit(f"{only_data}: {os.path.getsize(only_data)} bytes, expected about {data}")
                 warm(only_data)
                 rows = {"snapbundle verify (Merkle-BLAKE3)": verify(merkle),
-                        "b3sum of the data alone": (["b3sum", only_data], None, None)}
+                        "b3sum of the data alone": (["b3sum", only_data], None, None),
+                        # One core's worth of one BLAKE3 pass: the format needs two (transport
+                        # digest and Merkle leaves), so this row shows the per-core cost.
+                        "b3sum --num-threads 1 of the data": (["b3sum", "--num-threads", "1", only_data],
+                                                              None, None)}
                 if base_exe:
                     rows["snapbundle verify (Merkle, baseline exe)"] = ([base_exe, "verify", "--bundle", "-q", merkle],
                                                                         None, None)

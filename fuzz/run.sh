@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz campaign driver (not part of CI; CI replays tests/regressions/ instead).
 #
-#   fuzz/run.sh [SECONDS] [TARGET...]    run each target (default: all eight) for SECONDS (default 60)
+#   fuzz/run.sh [SECONDS] [TARGET...]    run each target (default: all ten) for SECONDS (default 60)
 #   fuzz/run.sh --install                only install cargo-fuzz (pinned) if missing
 #
 # - installs cargo-fuzz 0.13.1 with the nightly toolchain if it is missing (idempotent);
@@ -29,7 +29,8 @@ CARGO_FUZZ_VERSION=0.13.1
 SANITIZER=${SANITIZER:-none}
 # Niceness of the fuzzers (19: they only take idle CPU; NICE=0 on a machine of their own).
 NICE=${NICE:-19}
-ALL_TARGETS=(tar_walker manifest cache_meta validator_zstd validator_tar msb_inventory msb_descriptor msb_validator)
+ALL_TARGETS=(tar_walker manifest cache_meta validator_zstd validator_tar msb_inventory msb_descriptor msb_validator
+  msb_released_inventory msb_released_descriptor)
 
 install() {
   if cargo fuzz --version 2>/dev/null | grep -q " $CARGO_FUZZ_VERSION\$"; then return 0; fi
@@ -59,7 +60,7 @@ install
 
 seeds() {
   rm -rf seeds
-  mkdir -p seeds/{tar_walker,manifest,cache_meta,validator_zstd,validator_tar,msb_inventory,msb_descriptor,msb_validator}
+  mkdir -p seeds/{tar_walker,manifest,cache_meta,validator_zstd,validator_tar,msb_inventory,msb_descriptor,msb_validator,msb_released_inventory,msb_released_descriptor}
   local corpus="$ROOT/target/corpus"
   if [[ ! -d $corpus ]]; then
     (cd "$ROOT" && nice -n 19 cargo test -q -p snapbundle-tests --test corpus -- --exact corpus_generate >/dev/null) || echo "run.sh: corpus not generated; seeding from the fixtures only" >&2
@@ -98,6 +99,9 @@ for p in sorted(paths):
                 if not m.isfile() or m.size > 1 << 20:
                     continue
                 kind = "manifest" if m.name.endswith("/manifest.json") else "cache_meta" if m.name.startswith("cache/manifests/") else None
+                # Released (0.6.7 - 0.6.16) archives of the corpus: their inventories and descriptors.
+                if "/m2-released/" in p:
+                    kind = "msb_released_inventory" if m.name == "archive.json" else "msb_released_descriptor" if m.name.endswith("/snapshot.json") else None
                 if kind is None:
                     continue
                 body = t.extractfile(m).read()
@@ -213,7 +217,7 @@ echo "built at $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --q
 for t in "${TARGETS[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   case $t in
-    manifest|cache_meta|msb_inventory|msb_descriptor) max_len=65536 ;;
+    manifest|cache_meta|msb_inventory|msb_descriptor|msb_released_*) max_len=65536 ;;
     # The largest 0.7.13 archive is a 273 408-byte tar (its long-name variant 275 456).
     msb_validator) max_len=327680 ;;
     *) max_len=262144 ;;
@@ -226,8 +230,9 @@ for t in "${TARGETS[@]}"; do
     -max_len=$max_len -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1
   rc=$?
   set -e
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  line=$(grep -E '^#[0-9]+' "$log" | grep -E 'cov: ' | tail -1)
+  # A run that crashed at once prints no status line: no match is not an error of this script.
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  line=$(grep -E '^#[0-9]+' "$log" | grep -E 'cov: ' | tail -1 || true)
   cov=$(grep -o 'cov: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
   ft=$(grep -o 'ft: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)
   corp=$(grep -o 'corp: [0-9]*' <<<"$line" | grep -o '[0-9]*' || echo 0)

@@ -109,6 +109,12 @@ impl CacheKind {
         }
     }
 
+    /// Whether `file` in cache directory `dir` is an image cache file microsandbox takes
+    /// (0.6.2's unpack rule, 0.7.13's `is_supported_cache_file` for `images/<dir>/<file>`).
+    pub fn is_cache_file(dir: &str, file: &str) -> bool {
+        CacheKind::from_dir(dir).is_some_and(|k| file.ends_with(k.file_suffix()))
+    }
+
     /// The suffix a file in this directory must end with to be unpacked (`.json`, `.erofs`,
     /// `.vmdk`; 0.6.2 checks `ends_with`, so the bare suffix is accepted too).
     pub fn file_suffix(&self) -> &'static str {

@@ -260,7 +260,8 @@ pub mod msb {
     pub const LABELS: &[u8] =
         include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/microsandbox-0.7.13/labels.msb"));
 
-    /// One member of a plain tar whose headers are all ustar/GNU regular files with short names.
+    /// One member of a plain tar whose headers are all ustar/GNU regular or old-GNU sparse files
+    /// with short names (a sparse member's `data` is its stored bytes).
     #[derive(Debug, Clone)]
     pub struct TarMember {
         /// Offset of its header record.
@@ -283,11 +284,19 @@ pub mod msb {
         let mut at = 0;
         while at + 512 <= tar.len() && tar[at..at + 512].iter().any(|&b| b != 0) {
             let h = &tar[at..at + 512];
-            assert!(matches!(h[156], 0 | b'0'), "fixture member of type {}", h[156]);
+            assert!(matches!(h[156], 0 | b'0' | b'S'), "fixture member of type {}", h[156]);
             let name_len = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
             let name = String::from_utf8(h[..name_len].to_vec()).expect("utf-8 name");
             let size = octal(&h[124..136]);
-            let data = at + 512..at + 512 + size;
+            // An old-GNU sparse member: its extension records come before its stored data.
+            let mut start = at + 512;
+            if h[156] == b'S' && h[482] != 0 {
+                while tar[start + 504] != 0 {
+                    start += 512;
+                }
+                start += 512;
+            }
+            let data = start..start + size;
             out.push(TarMember { header: at, name, data: data.clone() });
             at = data.end.div_ceil(512) * 512;
         }

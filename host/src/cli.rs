@@ -27,8 +27,10 @@ pub(crate) enum Command {
     #[command(verbatim_doc_comment)]
     /// Validate a bundle and show what it holds: snapshots, chain, head, image cache, verdict.
     ///
-    /// A microsandbox 0.7 `.msb` archive is validated too (more strictly than 0.7.13's own load:
-    /// docs/format-0.7.md) and shown with its snapshots, layers and their integrity.
+    /// Every microsandbox archive generation is recognised from its first member: a 0.6.2
+    /// bundle, a released 0.6.7 – 0.6.16 inventory archive, or a 0.7 `.msb` archive, validated
+    /// more strictly than microsandbox's own load (docs/format-0.7.md) and shown with its
+    /// snapshots, layers and which integrity each records and was verified.
     /// Examples:
     ///   snapbundle inspect bundle.tar.zst
     ///   snapbundle inspect web.msb
@@ -40,7 +42,7 @@ pub(crate) enum Command {
     /// For a bundle every check import makes is made (tar grammar, manifests, digests, sizes,
     /// image cache) without writing anything. A directory, a `sha256:` digest (or unique prefix)
     /// or a bare name is a snapshot in the store, checked like `msb snapshot verify`. A
-    /// microsandbox 0.7 `.msb` archive is validated as `inspect` does.
+    /// microsandbox 0.7 `.msb` or released 0.6.7 – 0.6.16 archive is validated as `inspect` does.
     /// Examples:
     ///   snapbundle verify bundle.tar.zst && echo ok
     ///   snapbundle verify web.msb
@@ -54,9 +56,11 @@ pub(crate) enum Command {
     /// The bundle is validated while it is staged beneath a private directory of the store;
     /// nothing becomes visible until every snapshot is verified and every target checked, and
     /// then all snapshots (and image cache files) appear or none do, even across a crash.
-    /// Holes in disk images are kept. A microsandbox 0.7 `.msb` archive is refused (exit 2,
-    /// nothing written): it cannot be imported into a 0.6.2 store yet. Examples:
+    /// Holes in disk images are kept. A microsandbox 0.7 `.msb` archive is converted on the fly
+    /// (as `convert --to 0.6.2` does; what 0.6.2 cannot hold is refused, naming the snapshot,
+    /// nothing written); a released 0.6.7 – 0.6.16 archive is refused (exit 2). Examples:
     ///   snapbundle import bundle.tar.zst
+    ///   snapbundle import web.msb
     ///   ssh host snapbundle export web -o - | snapbundle import -
     ///   snapbundle import b.tar.zst --home /srv/msb --dest /srv/msb/snapshots
     #[command(mut_arg("json", |a| a.help(JSON_IMPORT)))]

@@ -89,10 +89,11 @@ pub fn import(
     let peeked =
         crate::input::peek_generation(reader, opts.limits).map_err(io_err(format!("reading {name}")))?;
     let mut reader = peeked.reader;
-    if peeked.generation == Some(Generation::G3) {
-        return import_converted(&mut reader, name, home, opts);
+    match peeked.generation {
+        Some(Generation::G3) => import_converted(&mut reader, name, home, opts),
+        Some(Generation::G2) => Err(crate::input::released_refusal(name, "import")),
+        _ => import_bundle(&mut reader, name, home, opts),
     }
-    import_bundle(&mut reader, name, home, opts)
 }
 
 /// Imports a 0.6.2 bundle.
@@ -120,7 +121,6 @@ fn import_converted(
     home: &Home,
     opts: &ImportOptions,
 ) -> Result<ImportOutcome, HostError> {
-    let (mut from_convert, mut to_import) = io::pipe().map_err(io_err("creating a pipe"))?;
     let inner_name = format!("{name} (converted to 0.6.2)");
     let inner_opts = ImportOptions { quiet: true, input_len: None, ..opts.clone() };
     let convert_opts = ConvertOptions {
@@ -131,28 +131,20 @@ fn import_converted(
         quiet: opts.quiet,
         ..ConvertOptions::default()
     };
-    std::thread::scope(|s| {
-        let importing = s.spawn(|| {
-            let r = import_bundle(&mut from_convert, &inner_name, home, &inner_opts);
-            drop(from_convert);
-            r
-        });
-        let converted =
-            crate::msb::convert(reader, name, ExportTarget::Writer(&mut to_import), &convert_opts, None);
+    let (converted, imported) = crate::piped::write_here(
+        |w| crate::msb::convert(reader, name, ExportTarget::Writer(w), &convert_opts, None),
         // A conversion that failed cut the bundle short: the import refuses it, writes nothing.
-        drop(to_import);
-        let imported = importing.join().unwrap_or_else(|_| {
-            Err(HostError::io("importing", io::Error::other("the import thread panicked")))
-        });
-        match (converted, imported) {
-            (Ok(c), Ok(mut i)) => {
-                i.converted = c.snapshots;
-                Ok(i)
-            }
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e),
+        |r| import_bundle(r, &inner_name, home, &inner_opts),
+        "importing",
+    )?;
+    match (converted, imported) {
+        (Ok(c), Ok(mut i)) => {
+            i.converted = c.snapshots;
+            Ok(i)
         }
-    })
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e),
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> HostError {
@@ -257,8 +249,7 @@ fn stage_and_promote(
     let progress = Progress::new("importing", opts.input_len, opts.quiet);
     let (report, states) = {
         let mut stager = Stager::new(&staged, cache_stage, created);
-        let r =
-            validate_into(reader, name, opts, &mut stager, &progress).map_err(|e| not_importable(name, e));
+        let r = validate_into(reader, name, opts, &mut stager, &progress);
         progress.finish();
         let report = r?;
         stager.sync_dirs().map_err(io_err("syncing stage"))?;
@@ -364,27 +355,6 @@ fn record_verified(home: &Home, report: &Report, states: &[(String, FileState)])
             let _ = records.record(&file, &path, state, algorithm, digest);
         }
     }
-}
-
-/// A released 0.6.7 – 0.6.16 archive reaching import: say what it is and what to do, not
-/// "invalid" (a 0.7 archive is converted on the way, see [`import_converted`]).
-pub(crate) fn not_importable(name: &str, e: HostError) -> HostError {
-    let code = match &e {
-        HostError::Invalid(c) => c.code(),
-        HostError::Rejected(r) => r.code.as_str(),
-        _ => return e,
-    };
-    if code != "msb_unsupported" {
-        return e;
-    }
-    if !e.to_string().contains("released (0.6.7") {
-        return e;
-    }
-    HostError::Usage(format!(
-        "{name} is a microsandbox 0.6.7 - 0.6.16 released archive, which snapbundle validates \
-         (`verify`, `inspect`) but cannot import; on a microsandbox 0.7 host, `msb snapshot load` \
-         imports it ({e})"
-    ))
 }
 
 /// Streams the bundle through the validator (native, or sandboxed when asked) into the stager.

@@ -79,3 +79,13 @@ pub fn peek_generation<R: Read>(mut reader: R, limits: snapbundle_core::Limits) 
     }
     Ok(Peeked { generation: v.generation(), reader: io::Cursor::new(ahead).chain(reader) })
 }
+
+/// What a command that writes (`import`, `convert`) says of a released 0.6.7 – 0.6.16 archive:
+/// snapbundle validates one but does not `doing` it (a usage error, exit 2, nothing written).
+pub(crate) fn released_refusal(name: &str, doing: &str) -> HostError {
+    HostError::Usage(format!(
+        "{name} is a microsandbox 0.6.7 - 0.6.16 released archive, which snapbundle validates \
+         (`verify`, `inspect`) but does not {doing}; on a microsandbox 0.7 host, `msb snapshot load` \
+         imports it"
+    ))
+}

@@ -30,6 +30,7 @@ pub mod import;
 pub mod index;
 pub mod input;
 pub mod msb;
+pub(crate) mod piped;
 pub mod plural;
 pub mod progress;
 pub mod promote;

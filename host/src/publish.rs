@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{shown, HostError};
+use crate::fsutil::{create_dirs, Created};
 
 /// The temporary files [`publish`] is writing right now: what [`remove_pending`] removes when the
 /// process is interrupted (a signal ends it without running destructors).
@@ -128,6 +129,39 @@ pub fn publish_output<T, E: From<PublishError>>(
     write: impl FnOnce(&mut File) -> Result<T, E>,
 ) -> Result<T, E> {
     publish_in(path, mode, Some(journal), write)
+}
+
+/// The directory an output file at `path` goes in, once `path` names a file that is not a
+/// directory (a usage error otherwise).
+pub fn output_parent(path: &Path) -> Result<PathBuf, HostError> {
+    if path.file_name().is_none() {
+        return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
+    }
+    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(HostError::Usage(format!("the output path {} is a directory", shown(path))));
+    }
+    Ok(parent_of(path))
+}
+
+/// An output file (`export -o`, `convert -o`, `pull -o`): checked with [`output_parent`], its
+/// missing directories created, then written as [`publish_output`] does (as [`publish`] without
+/// a journal). The directories it created are removed again when the write fails.
+pub fn publish_new_output<T>(
+    path: &Path,
+    mode: u32,
+    journal: Option<&OutputJournal>,
+    write: impl FnOnce(&mut File) -> Result<T, HostError>,
+) -> Result<T, HostError> {
+    let parent = output_parent(path)?;
+    let mut created = Created::default();
+    create_dirs(&parent, &mut created)
+        .map_err(|e| HostError::io(format!("creating {}", shown(&parent)), e))?;
+    let r = publish_in(path, mode, journal, write);
+    match r {
+        Ok(_) => created.keep(),
+        Err(_) => created.undo(),
+    }
+    r
 }
 
 fn publish_in<T, E: From<PublishError>>(

@@ -211,6 +211,31 @@ fn import_refuses_a_released_archive_and_writes_nothing() {
     }
 }
 
+#[test]
+fn convert_refuses_a_released_archive_either_way_and_writes_nothing() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let (good, _, _) = released_archives(scratch.path());
+    let archive = good.to_str().expect("UTF-8 path");
+    let listing = || -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(scratch.path())
+            .expect("scratch")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    for to in ["0.7", "0.6.2"] {
+        let out_path = scratch.path().join(format!("out-{to}"));
+        let out_s = out_path.to_str().expect("UTF-8 path");
+        let out = command(["convert", archive, "--to", to, "-o", out_s, "-q"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "--to {to}\n{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("0.6.7 - 0.6.16 released archive") && err.contains("not convert"), "{err}");
+        assert_eq!(listing(), before, "--to {to}: convert left files behind");
+    }
+}
+
 /// A zstd `.msb` archive whose first MiB is incompressible: its first member comes out of the
 /// decoder only once more than its window is decoded, past the 1 MiB `import` used to read
 /// ahead to learn the generation, so it was taken for a 0.6.2 bundle and refused ("a .msb

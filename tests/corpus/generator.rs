@@ -1845,6 +1845,18 @@ fn msb_archives(g: &mut Gen) {
     );
     g.import_expect("not_representable");
     let mut ms = c.members();
+    let execution = ck::object_id(&c.execution);
+    ck::find(&mut ms, &ck::object_path(SNAP, &execution)).included = false;
+    case(
+        g,
+        "checkpoint-metadata-dependency",
+        "A dependent archive declaring a checkpoint metadata object (the execution state) a memory dependency",
+        Some("msb_dependency_identity"),
+        "Only objects a memory extent names are RAM payloads a base can lend; 0.7.13 refuses this once a base is given, so on every load.",
+        ckpt,
+        &ck::seal(&ms, SNAP, Some(json!({"disks": [], "memory": [execution]}))),
+    );
+    let mut ms = c.members();
     ck::find(&mut ms, &ck::object_path(SNAP, &ck::object_id(&c.execution))).data[0] ^= 1;
     case(
         g,

@@ -54,21 +54,41 @@ pub fn object_path(snap: &str, id: &str) -> String {
     format!("checkpoints/{snap}/objects/sha256/{}/{h}", &h[..2])
 }
 
-/// `microsandbox.checkpoint-file/1` of content of at most 64 KiB: one leaf, height 0.
+/// `microsandbox.checkpoint-file/1` of `content`, straight from the definition (the shared
+/// spec's Integrity section): 64 KiB leaves, the last zero-padded, their count rounded up to a
+/// power of two with zero leaves, pairwise parents, then the root binding size and height.
 pub fn checkpoint_file_root(content: &[u8]) -> String {
-    assert!(content.len() <= 65536, "one leaf only");
-    let mut leaf = vec![0u8; 65536];
-    leaf[..content.len()].copy_from_slice(content);
-    let mut h = blake3::Hasher::new();
-    h.update(b"microsandbox.checkpoint-file/1\0leaf\0");
-    h.update(&leaf);
-    let top = *h.finalize().as_bytes();
-    let mut h = blake3::Hasher::new();
-    h.update(b"microsandbox.checkpoint-file/1\0root\0");
+    const LEAF: usize = 65536;
+    let domain = |part: &str| {
+        let mut h = blake3::Hasher::new();
+        h.update(b"microsandbox.checkpoint-file/1\0");
+        h.update(part.as_bytes());
+        h.update(b"\0");
+        h
+    };
+    let count = content.len().div_ceil(LEAF).max(1).next_power_of_two();
+    let mut level: Vec<[u8; 32]> = (0..count)
+        .map(|i| {
+            let mut leaf = vec![0u8; LEAF];
+            let part = content.get(i * LEAF..).unwrap_or(&[]);
+            let part = &part[..part.len().min(LEAF)];
+            leaf[..part.len()].copy_from_slice(part);
+            *domain("leaf").update(&leaf).finalize().as_bytes()
+        })
+        .collect();
+    let mut height = 0u32;
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| *domain("parent").update(&p[0]).update(&p[1]).finalize().as_bytes())
+            .collect();
+        height += 1;
+    }
+    let mut h = domain("root");
     h.update(&(content.len() as u64).to_le_bytes());
-    h.update(&65536u32.to_le_bytes());
-    h.update(&0u32.to_le_bytes());
-    h.update(&top);
+    h.update(&(LEAF as u32).to_le_bytes());
+    h.update(&height.to_le_bytes());
+    h.update(&level[0]);
     format!("blake3:{}", h.finalize().to_hex())
 }
 
@@ -384,6 +404,39 @@ pub fn file_snapshot(payload: &[u8], virtual_size: u64) -> Vec<Member> {
     let p = Member::closure(format!("layers/{layer}.raw"), payload.to_vec(), FILE_SNAP);
     vec![d, p]
 }
+
+/// [`file_snapshot`] of a 4 KiB payload with an owned disk volume mounted at `/data`: its disk
+/// generation of one raw layer (`snapshots/<FILE_SNAP>/layers/data.raw`, `disk` bytes, recorded
+/// with `file_size` and its `microsandbox.checkpoint-file/1` root) in the descriptor's
+/// `microsandbox.owned-volumes` extension.
+pub fn file_snapshot_with_owned_disk(disk: &[u8], file_size: u64) -> Vec<Member> {
+    let mut ms = file_snapshot(&[1; 4096], 4096);
+    let guest = "/data";
+    let id = mount_id(guest);
+    let capacity_mib = (disk.len() as u64).div_ceil(1 << 20).max(1);
+    let volumes = json!([{
+        "mount_id": id,
+        "mount": {"guest": guest, "storage": {"kind": "disk", "capacity_mib": capacity_mib}, "options": {},
+                  "stat_virtualization": "strict", "host_permissions": "private"},
+        "data": {"kind": "disk", "generation": {
+            "schema": "microsandbox.disk-generation/1", "volume_id": "data", "device_id": id, "generation": 1,
+            "layers": [{"layer_id": "data", "format": "raw", "virtual_size": capacity_mib << 20,
+                        "file_size": file_size, "predecessor": null,
+                        "integrity_root": checkpoint_file_root(disk)}],
+            "head": "data", "pause_generation": 0}}
+    }]);
+    let d = &mut ms[0];
+    let mut descriptor: Value = serde_json::from_slice(&d.data).expect("descriptor JSON");
+    descriptor["extensions"] = json!({ OWNED_VOLUMES: volumes });
+    descriptor["requires"] = json!([OWNED_VOLUMES]);
+    d.data = canonical(&descriptor).into_bytes();
+    d.integrity = format!("{{\"algorithm\":\"sha256\",\"digest\":\"{}\"}}", object_id(&d.data));
+    ms.push(Member::closure(format!("snapshots/{FILE_SNAP}/layers/data.raw"), disk.to_vec(), FILE_SNAP));
+    ms
+}
+
+/// The descriptor extension of owned volumes.
+const OWNED_VOLUMES: &str = "microsandbox.owned-volumes";
 
 /// A small deterministic generator for chunk sizes.
 pub struct XorShift(pub u64);

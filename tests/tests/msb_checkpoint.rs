@@ -5,8 +5,8 @@
 use serde_json::json;
 use snapbundle_core::{validate, Limits, Report};
 use snapbundle_tests::msb::{
-    checkpoint_archive, file_snapshot, find, mount_id, object_id, object_path, seal, validate_chunked,
-    Closure, Member, CHECKPOINT_ID, FILE_SNAP, GUEST, SNAP,
+    checkpoint_archive, file_snapshot, file_snapshot_with_owned_disk, find, mount_id, object_id, object_path,
+    seal, validate_chunked, Closure, Member, CHECKPOINT_ID, FILE_SNAP, GUEST, SNAP,
 };
 
 fn run(bytes: &[u8]) -> Result<Report, snapbundle_core::Error> {
@@ -206,4 +206,114 @@ fn any_chunking_gives_the_same_verdict() {
             }
         }
     }
+}
+
+/// The `disks` entry of a dependencies extension for `path` with `identity`.
+fn disk_dependency(path: &str, kind: &str, layer: serde_json::Value) -> serde_json::Value {
+    json!({"disks": [{"path": path, "identity": {"kind": kind, "layer": layer}}], "memory": []})
+}
+
+#[test]
+fn a_file_snapshots_disk_dependency_must_be_its_layer_exactly_as_recorded() {
+    let id = "layer_f0000000000000000000000000000001";
+    let path = format!("layers/{id}.raw");
+    let layer = |virtual_size: u64| {
+        json!({"layer_id": id, "format": "raw", "virtual_size": virtual_size, "backing": null,
+               "payload": {"file_kind": "regular", "integrity": null}})
+    };
+    let mut ms = file_snapshot(&[1; 4096], 4096);
+    find(&mut ms, &path).included = false;
+    let r = run(&seal(&ms, FILE_SNAP, Some(disk_dependency(&path, "file", layer(4096))))).unwrap();
+    assert_eq!(r.msb.unwrap().dependencies, std::slice::from_ref(&path));
+    // The identity records another virtual size than the head's descriptor does.
+    assert_eq!(
+        code(&seal(&ms, FILE_SNAP, Some(disk_dependency(&path, "file", layer(8192))))),
+        "msb_dependency_identity"
+    );
+    // A checkpoint layer's identity for a file snapshot's layer.
+    let checkpoint_layer = json!({"layer_id": "base", "format": "raw", "virtual_size": 4096, "file_size": 4096,
+                                  "predecessor": null, "integrity_root": null});
+    assert_eq!(
+        code(&seal(&ms, FILE_SNAP, Some(disk_dependency(&path, "checkpoint", checkpoint_layer)))),
+        "msb_dependency_identity"
+    );
+}
+
+#[test]
+fn a_checkpoints_disk_dependency_must_be_its_root_disk_layer_exactly_as_recorded() {
+    let c = Closure::default();
+    let path = format!("checkpoints/{SNAP}/layers/base.raw");
+    let recorded: serde_json::Value = serde_json::from_slice(&c.disk_manifest()).unwrap();
+    let layer = recorded["layers"][0].clone();
+    let mut ms = c.members();
+    find(&mut ms, &path).included = false;
+    let r = run(&seal(&ms, SNAP, Some(disk_dependency(&path, "checkpoint", layer.clone())))).unwrap();
+    assert_eq!(r.msb.unwrap().dependencies, std::slice::from_ref(&path));
+    let mut other = layer;
+    other["file_size"] = json!(other["file_size"].as_u64().unwrap() + 4096);
+    assert_eq!(
+        code(&seal(&ms, SNAP, Some(disk_dependency(&path, "checkpoint", other)))),
+        "msb_dependency_identity"
+    );
+}
+
+#[test]
+fn a_memory_dependency_must_be_a_memory_payload_object_not_checkpoint_metadata() {
+    let c = Closure::default();
+    // The execution state is named by checkpoint.json, not by a memory extent: it stays included.
+    let id = object_id(&c.execution);
+    let mut ms = c.members();
+    find(&mut ms, &object_path(SNAP, &id)).included = false;
+    assert_eq!(code(&seal(&ms, SNAP, Some(json!({"disks": [], "memory": [id]})))), "msb_dependency_identity");
+}
+
+#[test]
+fn image_files_are_only_those_of_the_cache_kinds_0_7_13_places() {
+    let image = |path: &str, kind: &str| {
+        let data = b"{}".to_vec();
+        Member {
+            path: path.into(),
+            integrity: format!("{{\"algorithm\":\"sha256\",\"digest\":\"{}\"}}", object_id(&data)),
+            data,
+            owner: None,
+            kind: kind.into(),
+            included: true,
+        }
+    };
+    for (path, kind, want) in [
+        ("images/manifests/a.json", "image-metadata", "ok"),
+        ("images/vmdk/a.vmdk", "image-object", "ok"),
+        ("images/layers/a.erofs", "image-object", "ok"),
+        ("images/other/a.bin", "image-object", "unexpected_member"),
+        ("images/layers/a.json", "image-object", "unexpected_member"),
+        ("cache/manifests/a.json", "image-metadata", "unexpected_member"),
+    ] {
+        let mut ms = file_snapshot(&[1; 4096], 4096);
+        ms.push(image(path, kind));
+        assert_eq!(code(&seal(&ms, FILE_SNAP, None)), want, "{path}");
+    }
+}
+
+#[test]
+fn an_owned_disk_volume_of_a_file_snapshot_is_bound_to_its_layer() {
+    let disk: Vec<u8> = (0..1u32 << 20).map(|i| if i < 8192 { (i % 253) as u8 } else { 0 }).collect();
+    let n = disk.len() as u64;
+    let path = format!("snapshots/{FILE_SNAP}/layers/data.raw");
+    let r = run(&seal(&file_snapshot_with_owned_disk(&disk, n), FILE_SNAP, None)).unwrap();
+    let m = r.msb.unwrap();
+    assert_eq!(m.snapshots[0].owned_volumes, 1);
+    let member = m.closure.iter().find(|c| c.path == path).expect("the owned disk layer is in the closure");
+    assert_eq!(member.kind, "owned-disk-layer");
+    // Its recorded file size, then its integrity root, must hold.
+    assert_eq!(
+        code(&seal(&file_snapshot_with_owned_disk(&disk, n + 1), FILE_SNAP, None)),
+        "msb_closure_binding"
+    );
+    let mut ms = file_snapshot_with_owned_disk(&disk, n);
+    find(&mut ms, &path).data[0] ^= 1;
+    assert_eq!(code(&seal(&ms, FILE_SNAP, None)), "msb_content_digest_mismatch");
+    // Left out of the archive without being a declared dependency.
+    let mut ms = file_snapshot_with_owned_disk(&disk, n);
+    ms.retain(|m| m.path != path);
+    assert_eq!(code(&seal(&ms, FILE_SNAP, None)), "msb_closure_member_missing");
 }

@@ -3,7 +3,7 @@
 // target/artifacts/ for a person to look at.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -80,6 +80,29 @@ test("a microsandbox 0.7 .msb archive shows its snapshots, layers and labels", a
   await choose("neg-tampered-payload.msb", dir);
   assert.equal(await page.textContent("#verdict-word"), "invalid");
   assert.equal(await page.textContent("#error-code"), "msb_transport_mismatch");
+});
+
+test("a released 0.6.7 - 0.6.16 archive shows its snapshots and a hostile one its error", async () => {
+  // Released archives come from the hostile-input corpus (no real one is in the fixtures):
+  // `cargo test` writes it to target/corpus before scripts/test.sh runs this file.
+  const dir = join(root, "target", "corpus", "m2-released");
+  assert.ok(existsSync(dir), `${dir} is missing: run cargo test -p snapbundle-tests --test corpus first`);
+  const sidecars = readdirSync(dir).filter((n) => n.endsWith(".json")).sort()
+    .map((n) => ({ name: n.replace(/\.json$/, ".bundle"), ...JSON.parse(readFileSync(join(dir, n), "utf8")) }));
+  const good = sidecars.find((c) => c.expect === "accept" && c.rule.includes("three snapshots"));
+  assert.ok(good, "the corpus holds the three-snapshot released archive");
+  await choose(good.name, dir);
+  assert.equal(await page.textContent("#verdict-word"), "valid");
+  assert.match(await page.textContent("#generation"), /^microsandbox 0\.6\.7 – 0\.6\.16 released archive \(archive\.json inventory checked\)/);
+  assert.match(await page.textContent("#head-digest"), /^sha256:[0-9a-f]{64}$/);
+  const text = await page.textContent("#verdict");
+  assert.match(text, /Snapshots \(3\)/);
+  assert.match(text, /✓/, "an upper with its recorded integrity verified");
+  await page.screenshot({ path: join(artifacts, "wasm-page-released.png"), fullPage: true });
+  const bad = sidecars.find((c) => c.expect !== "accept");
+  await choose(bad.name, dir);
+  assert.equal(await page.textContent("#verdict-word"), "invalid");
+  assert.equal(await page.textContent("#error-code"), bad.expect.error);
 });
 
 test("a hostile bundle shows the precise error", async () => {

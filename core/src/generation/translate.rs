@@ -21,7 +21,7 @@ use core::fmt;
 
 use serde::Serialize;
 
-use super::g3::descriptor::{Descriptor, Integrity, LayerFormat, State};
+use super::g3::descriptor::{payload_path, Descriptor, Integrity, LayerFormat, State};
 use super::g3::metadata;
 use crate::manifest::{
     ImageRef, Manifest, SnapshotFormat, UpperIntegrity, UpperLayer, SHA256, SPARSE_SHA256_V1,
@@ -85,7 +85,7 @@ pub struct Forward {
 impl Forward {
     /// The layer's member path, `layers/<layer_id>.raw`.
     pub fn layer_path(&self) -> String {
-        format!("layers/{}.raw", self.layer_id)
+        payload_path(&self.layer_id, LayerFormat::Raw)
     }
 
     /// The descriptor's member path, `snapshots/<snap_id>/snapshot.json`.

@@ -11,9 +11,8 @@ use super::plan::{Content, Member, Plan};
 use super::{changed, io_err, ExportOutcome, ExportTarget, ExportedSnapshot, IntegrityCheck};
 use crate::compress::{compressor, Counting};
 use crate::error::{shown, HostError};
-use crate::fsutil::{create_dirs, Created};
 use crate::progress::Progress;
-use crate::publish::{parent_of, publish_output};
+use crate::publish::{output_parent, publish_new_output};
 use crate::sparse::{self, Chunk};
 use crate::tar_writer::{EntryMeta, FromMetadata as _, TarWriter, END_OF_ARCHIVE};
 use crate::verified::Records;
@@ -59,38 +58,15 @@ impl Plan {
     /// Writes the bundle to the file at `path` with [`publish`]: nothing is at `path` until the
     /// whole bundle is, and a failed export leaves neither a file nor the directories it created.
     fn write_file(&self, path: &Path, progress: &Progress) -> Result<ExportOutcome, HostError> {
-        if path.file_name().is_none() {
-            return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
-        }
-        let parent = parent_of(path);
-        match std::fs::symlink_metadata(path) {
-            Ok(md) if md.is_dir() => {
-                return Err(HostError::Usage(format!("the output path {} is a directory", shown(path))));
-            }
-            Ok(md) if self.members().any(|m| m.identity == (md.dev(), md.ino())) => {
+        let parent = output_parent(path)?;
+        if let Ok(md) = std::fs::symlink_metadata(path) {
+            if self.members().any(|m| m.identity == (md.dev(), md.ino())) {
                 return Err(HostError::Usage(format!(
                     "refusing to replace {}: it is one of the files being exported",
                     shown(path)
                 )));
             }
-            _ => {}
         }
-        let mut created = Created::default();
-        create_dirs(&parent, &mut created).map_err(io_err(format!("creating {}", shown(&parent))))?;
-        let r = self.write_file_in(path, &parent, progress);
-        match r {
-            Ok(_) => created.keep(),
-            Err(_) => created.undo(),
-        }
-        r
-    }
-
-    fn write_file_in(
-        &self,
-        path: &Path,
-        parent: &Path,
-        progress: &Progress,
-    ) -> Result<ExportOutcome, HostError> {
         if let Ok(canon) = parent.canonicalize() {
             for s in &self.snapshots {
                 if s.snap.dir.canonicalize().is_ok_and(|d| d == canon) {
@@ -102,8 +78,9 @@ impl Plan {
             }
         }
         let label = shown(path);
-        let written =
-            publish_output(path, 0o666, &self.outputs, |file| self.stream(&*file, &label, progress))?;
+        let written = publish_new_output(path, 0o666, Some(&self.outputs), |file| {
+            self.stream(&*file, &label, progress)
+        })?;
         Ok(self.outcome(written, Some(path.to_path_buf())))
     }
 

@@ -62,11 +62,6 @@ pub struct Backwarder {
     unrepresentable: Option<ForwardFailure>,
 }
 
-/// The member path of a payload.
-fn layer_path(layer_id: &str, format: &str) -> String {
-    format!("layers/{layer_id}.{format}")
-}
-
 impl Backwarder {
     /// A backwarder spooling in `spool_dir`; with `carry`, a snapshot whose manifest is not the
     /// carried original also gets its 0.7 descriptor beside it (see
@@ -101,7 +96,7 @@ impl Backwarder {
         for d in &self.descriptors {
             if let snapbundle_core::generation::g3::descriptor::State::File(f) = &d.state {
                 for l in &f.layers {
-                    if layer_path(&l.layer_id, l.format.as_str()) == path {
+                    if l.payload_path() == path {
                         listed = true;
                         if matches!(l.integrity, Some(Integrity::FileMerkleBlake3V1 { .. })) {
                             return true;
@@ -261,7 +256,7 @@ impl Backwarder {
             let parent_digest = d.parent.as_ref().and_then(|p| digests.get(p)).map(String::as_str);
             let layer = match &d.state {
                 snapbundle_core::generation::g3::descriptor::State::File(f) => {
-                    f.layers.first().map(|l| layer_path(&l.layer_id, l.format.as_str()))
+                    f.layers.first().map(|l| l.payload_path())
                 }
                 _ => None,
             };

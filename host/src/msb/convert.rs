@@ -18,9 +18,8 @@ use crate::check;
 use crate::compress::{compressor, Compression, Counting, DEFAULT_LEVEL};
 use crate::error::{shown, HostError};
 use crate::export::ExportTarget;
-use crate::fsutil::{create_dirs, Created};
 use crate::progress::Progress;
-use crate::publish::{parent_of, publish, publish_output, OutputJournal};
+use crate::publish::{output_parent, publish_new_output, OutputJournal};
 use crate::tar_writer::TarWriter;
 
 /// An archive generation `convert` writes.
@@ -117,6 +116,12 @@ pub fn convert(
     opts: &ConvertOptions,
     journal: Option<&OutputJournal>,
 ) -> Result<ConvertOutcome, HostError> {
+    let mut peeked = crate::input::peek_generation(reader, opts.limits)
+        .map_err(|e| HostError::io(format!("reading {name}"), e))?;
+    if peeked.generation == Some(ReportGeneration::G2) {
+        return Err(crate::input::released_refusal(name, "convert"));
+    }
+    let reader = &mut peeked.reader;
     let progress = Progress::new("converting", opts.input_len, opts.quiet);
     let (streamed, path) = match target {
         ExportTarget::File(path) => {
@@ -150,23 +155,11 @@ fn to_file(
     journal: Option<&OutputJournal>,
     progress: &Progress,
 ) -> Result<Streamed, HostError> {
-    if path.file_name().is_none() || path.is_dir() {
-        return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
-    }
-    let parent = parent_of(path);
-    let mut created = Created::default();
-    create_dirs(&parent, &mut created)
-        .map_err(|e| HostError::io(format!("creating {}", shown(&parent)), e))?;
+    let parent = output_parent(path)?;
     let label = shown(path);
-    let write = |file: &mut std::fs::File| stream(reader, name, &*file, opts, &parent, progress);
-    let r = match journal {
-        Some(j) => publish_output(path, 0o666, j, write),
-        None => publish(path, 0o666, write),
-    };
-    match &r {
-        Ok(_) => created.keep(),
-        Err(_) => created.undo(),
-    }
+    let r = publish_new_output(path, 0o666, journal, |file| {
+        stream(reader, name, &*file, opts, &parent, progress)
+    });
     r.map_err(|e| match e {
         HostError::Io { context, source } if context == WRITING => {
             HostError::io(format!("writing {label}"), source)
@@ -194,8 +187,7 @@ fn stream<W: Write>(
             let writer = MsbWriter::new(sink, opts.limits.max_sparse_segments);
             let mut fwd = Forwarder::new(writer, spool_dir.to_path_buf());
             let report =
-                check::run(reader, name, opts.limits, &mut fwd, progress, &mut |f| fail(f.take_failure()))
-                    .map_err(|e| released(name, e))?;
+                check::run(reader, name, opts.limits, &mut fwd, progress, &mut |f| fail(f.take_failure()))?;
             let (sink, tar_bytes, snapshots, dropped) =
                 fwd.finish(&report, opts.suggested_name.as_deref()).map_err(|f| fail(Some(f)))?;
             (sink, report, snapshots, dropped, tar_bytes)
@@ -203,8 +195,7 @@ fn stream<W: Write>(
         Generation::V062 => {
             let mut back = Backwarder::new(spool_dir.to_path_buf(), opts.carry);
             let report =
-                check::run(reader, name, opts.limits, &mut back, progress, &mut |b| fail(b.take_failure()))
-                    .map_err(|e| released(name, e))?;
+                check::run(reader, name, opts.limits, &mut back, progress, &mut |b| fail(b.take_failure()))?;
             let mut tar = TarWriter::new(sink);
             let (snapshots, dropped) = back.finish(&mut tar).map_err(|f| fail(Some(f)))?;
             let tar_bytes = tar.position().saturating_add(crate::tar_writer::END_OF_ARCHIVE.len() as u64);
@@ -217,23 +208,6 @@ fn stream<W: Write>(
     let Counting { mut inner, count } = counting;
     inner.flush().map_err(|e| HostError::io(WRITING, e))?;
     Ok(Streamed { report, snapshots, dropped, bytes: count, tar_bytes })
-}
-
-/// A released 0.6.7 – 0.6.16 archive (the core refuses to stream its members): a usage error
-/// that says what it is.
-fn released(name: &str, e: HostError) -> HostError {
-    match e {
-        HostError::Invalid(c)
-            if c.code() == "msb_unsupported" && c.to_string().contains("released (0.6.7") =>
-        {
-            HostError::Usage(format!(
-                "{name} is a microsandbox 0.6.7 - 0.6.16 released archive, which snapbundle validates \
-                 (`verify`, `inspect`) but does not convert; on a microsandbox 0.7 host, `msb snapshot \
-                 load` imports it ({c})"
-            ))
-        }
-        e => e,
-    }
 }
 
 /// The context of an error writing the output (renamed for a file output by [`to_file`]).

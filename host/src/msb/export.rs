@@ -3,8 +3,6 @@
 //! [`super::convert()`], so the archive is byte for byte what `convert --to 0.7` writes for the
 //! bundle `export` writes of the same snapshots.
 
-use std::io;
-
 use super::convert::{convert, ConvertOptions, ConvertOutcome};
 use crate::error::HostError;
 use crate::export::{plan, ExportOptions, ExportTarget};
@@ -29,25 +27,16 @@ pub fn export_msb(
     let name = format!("snapshot {snapshot_arg}");
     let opts = ConvertOptions { input_len: Some(plan.tar_bytes()), ..convert_opts.clone() };
     let journal = OutputJournal::of(home);
-    let (mut reader, mut writer) = io::pipe().map_err(|e| HostError::io("creating a pipe", e))?;
-    std::thread::scope(|s| {
-        let plan = &plan;
-        let exporting = s.spawn(move || {
-            let r = plan.write(ExportTarget::Writer(&mut writer), &Progress::hidden());
-            drop(writer);
-            r
-        });
-        let converted = convert(&mut reader, &name, target, &opts, Some(&journal));
-        // A conversion that stopped early leaves the export writing into a closed pipe.
-        drop(reader);
-        let exported = exporting.join().unwrap_or_else(|_| {
-            Err(HostError::io("exporting", io::Error::other("the export thread panicked")))
-        });
-        // An export that failed (a file changed, an integrity mismatch) cut the stream short;
-        // its own error says why, not the truncation the conversion saw.
-        match (exported, converted) {
-            (Err(e), Err(HostError::Invalid(_))) => Err(e),
-            (_, c) => c,
-        }
-    })
+    let plan = &plan;
+    let (exported, converted) = crate::piped::read_here(
+        |w| plan.write(ExportTarget::Writer(w), &Progress::hidden()),
+        |r| convert(r, &name, target, &opts, Some(&journal)),
+        "exporting",
+    )?;
+    // An export that failed (a file changed, an integrity mismatch) cut the stream short; its
+    // own error says why, not the truncation the conversion saw.
+    match (exported, converted) {
+        (Err(e), Err(HostError::Invalid(_))) => Err(e),
+        (_, c) => c,
+    }
 }

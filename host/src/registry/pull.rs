@@ -40,7 +40,7 @@ use crate::error::{shown, HostError, RegistryErrorCode};
 use crate::home::Home;
 use crate::import::{ImportOptions, ImportOutcome};
 use crate::progress::Progress;
-use crate::publish::{parent_of, publish_output};
+use crate::publish::{parent_of, publish_new_output};
 use crate::registry::blobs::{self, BlobCache, Fetched, HashingReader};
 use crate::registry::client::{Connection, Operation, Registry};
 use crate::registry::fetch;
@@ -536,11 +536,10 @@ fn write_file(
     journal: &crate::publish::OutputJournal,
     shape: &Shape,
 ) -> Result<PulledBundle, HostError> {
-    if path.file_name().is_none() || path.is_dir() {
-        return Err(HostError::Usage(format!("the output path {} does not name a file", shown(path))));
-    }
     let (written, tar_bytes, head, same_as_pushed) =
-        publish_output(path, 0o600, journal, |file| write_bundle(reader, name, opts, &*file, shape))?;
+        publish_new_output(path, 0o600, Some(journal), |file| {
+            write_bundle(reader, name, opts, &*file, shape)
+        })?;
     Ok(PulledBundle {
         path: Some(path.to_path_buf()),
         bytes_written: written,

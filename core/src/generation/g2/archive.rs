@@ -25,6 +25,7 @@ use super::descriptor::ReleasedDescriptor;
 use super::error::G2Error;
 use super::inventory::{ReleasedInventory, MAX_INVENTORY_BYTES};
 use crate::blake3_work::{Blake3Backend, Blake3Error, MemberBlake3};
+use crate::cache_meta::CacheKind;
 use crate::error::{Error, LimitError, Location, TarError};
 use crate::events::Sink;
 use crate::generation::g3::descriptor::{Integrity, LayerFormat};
@@ -108,16 +109,6 @@ fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// 0.7.13's `is_supported_cache_file`.
-fn is_cache_file(kind: &str, file: &str) -> bool {
-    match kind {
-        "manifests" => file.ends_with(".json"),
-        "layers" | "fsmeta" => file.ends_with(".erofs"),
-        "vmdk" => file.ends_with(".vmdk"),
-        _ => false,
-    }
-}
-
 /// Whether a first member named `name` opens a released archive: its path (a directory's
 /// without the trailing `/`) starts with `snapshots/<64 lowercase hex>/` or
 /// `files/<64 lowercase hex>/`, or is such a directory itself. A G1 archive never has a second
@@ -147,7 +138,7 @@ fn classify(path: &str) -> Result<Kind, G2Error> {
         ["archive.json"] => Ok(Kind::Inventory),
         ["snapshots", hex, "snapshot.json"] if is_hex64(hex) => Ok(Kind::Descriptor),
         ["files", hex, _] if is_hex64(hex) => Ok(Kind::Upper),
-        ["images" | "cache", kind, file] if is_cache_file(kind, file) => {
+        ["images" | "cache", kind, file] if CacheKind::is_cache_file(kind, file) => {
             Ok(Kind::Image(if *kind == "manifests" {
                 EntryKind::ImageMetadata
             } else {

@@ -40,11 +40,12 @@ use super::checkpoint::{self, CheckpointManifest, DiskGeneration, MemoryManifest
 use super::descriptor::{Descriptor, Integrity, State};
 use super::error::MsbError;
 use super::inventory::{
-    Completeness, EntryKind, Inventory, InventoryError, INVENTORY_PATH, MAX_INVENTORY_BYTES,
+    Completeness, DiskIdentity, EntryKind, Inventory, InventoryError, INVENTORY_PATH, MAX_INVENTORY_BYTES,
 };
 use super::metadata;
 use super::transport::{digest_string, TransportHasher};
 use crate::blake3_work::{Blake3Backend, Blake3Error, MemberBlake3};
+use crate::cache_meta::CacheKind;
 use crate::error::{Error, LimitError, Location, TarError};
 use crate::events::{Event, MemberStart, Sink};
 use crate::generation::JsonBudget;
@@ -182,14 +183,96 @@ fn msb(e: MsbError) -> Error {
     Error::Msb(e)
 }
 
-/// `layers/<layer_id>.<format>`.
-fn payload_path(layer_id: &str, format: &str) -> String {
-    let mut s = String::with_capacity(8 + layer_id.len() + format.len());
-    s.push_str("layers/");
-    s.push_str(layer_id);
-    s.push('.');
-    s.push_str(format);
-    s
+/// The checks 0.7.13 makes of a dependent archive's declarations against its own head only once
+/// a base filled the omissions in (`delta::validate_resolved`), so that it refuses an archive
+/// failing them on every load: the disk dependencies are the head's root-chain layers, oldest
+/// first, each at its path and exactly as the head records it (a file snapshot's descriptor
+/// layers; a checkpoint's root-device disk generations); every memory dependency is one of the
+/// head's memory payload objects (an object a memory extent names, never the checkpoint's own
+/// metadata objects). Owned-payload dependencies are not bound here (see `docs/format-0.7.md`).
+fn dependency_identities(
+    a: &Archive,
+    inv: &Inventory,
+    by_id: &BTreeMap<&str, &Described>,
+) -> Result<(), Error> {
+    let disks = inv.disk_dependencies();
+    let memory: Vec<&str> = inv
+        .entries
+        .iter()
+        .filter(|e| !e.included && e.kind == EntryKind::CheckpointObject)
+        .map(|e| e.path.as_str())
+        .collect();
+    if disks.is_empty() && memory.is_empty() {
+        return Ok(());
+    }
+    let wrong = |path: &str, why| Err(msb(MsbError::DependencyIdentity { path: path.to_string(), why }));
+    let Some(head) = by_id.get(inv.head.as_str()).map(|d| &d.descriptor) else {
+        return Ok(());
+    };
+    let closure = a.closures.get(inv.head.as_str());
+    let root_chain: Vec<(String, DiskIdentity)> = match &head.state {
+        State::File(file) => {
+            file.layers.iter().map(|l| (l.payload_path(), DiskIdentity::File(l.clone()))).collect()
+        }
+        _ => {
+            let generations = closure.and_then(|c| c.root.as_ref().map(|r| (c, r)));
+            generations
+                .map(|(c, r)| {
+                    r.disks
+                        .iter()
+                        .filter_map(|id| c.disks.get(id))
+                        .filter(|g| Some(g.device_id.as_str()) == head.root_device)
+                        .flat_map(|g| g.layers.iter())
+                        .map(|l| {
+                            let path =
+                                alloc::format!("checkpoints/{}/layers/{}.{}", inv.head, l.layer_id, l.format);
+                            (path, DiskIdentity::Checkpoint(l.clone()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+    };
+    for (i, d) in disks.iter().enumerate() {
+        match root_chain.get(i) {
+            Some((path, identity)) if *path == d.path && *identity == d.identity => {}
+            Some(_) => {
+                return wrong(&d.path, "not the head's root-chain layer at its position, exactly as recorded")
+            }
+            None => {
+                return wrong(&d.path, "the head's root chain has fewer layers than its disk dependencies")
+            }
+        }
+    }
+    if !memory.is_empty() {
+        let (root, manifest) = match closure.map(|c| (c.root.as_ref(), c.memory.as_ref())) {
+            Some((Some(r), Some(m))) => (r, m),
+            _ => {
+                let path = memory.first().copied().unwrap_or_default();
+                return wrong(path, "the head has no memory manifest whose objects it could be");
+            }
+        };
+        let metadata = |id: &str| {
+            id == root.memory
+                || id == root.execution_state
+                || root.disks.iter().any(|d| d == id)
+                || root.devices.iter().any(|d| d.state == id)
+        };
+        for path in memory {
+            let named = manifest
+                .extents
+                .iter()
+                .filter_map(|e| e.object.as_ref())
+                .any(|(id, _)| !metadata(id) && checkpoint::object_path(&inv.head, id) == path);
+            if !named {
+                return wrong(
+                    path,
+                    "not a memory payload object of the head (metadata objects stay included)",
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `path` is `layers/layer_<32 hex>.raw|.qcow2`.
@@ -274,41 +357,54 @@ impl Archive {
             let Some(kind) = EntryKind::of_path(path) else {
                 return Err(tar_err(TarError::UnexpectedMember("not a path of a .msb archive")));
             };
-            let limit =
-                match kind {
-                    EntryKind::SnapshotDescriptor if path.ends_with("/snapshot.json") => {
-                        if self.descriptors.len() >= self.limits.max_snapshots as usize {
-                            return Err(Error::Limit {
-                                at: Some(at),
-                                error: LimitError::Snapshots(self.limits.max_snapshots),
-                            });
-                        }
-                        self.limits.max_manifest_size
+            let limit = match kind {
+                EntryKind::SnapshotDescriptor if path.ends_with("/snapshot.json") => {
+                    if self.descriptors.len() >= self.limits.max_snapshots as usize {
+                        return Err(Error::Limit {
+                            at: Some(at),
+                            error: LimitError::Snapshots(self.limits.max_snapshots),
+                        });
                     }
-                    EntryKind::SnapshotDescriptor => {
-                        return Err(tar_err(TarError::UnexpectedMember(
-                            "a snapshot directory holds only snapshot.json, metadata.json and layers",
-                        )))
-                    }
-                    EntryKind::SnapshotMetadata => {
-                        self.limits.max_metadata_size.min(metadata::MAX_METADATA_BYTES)
-                    }
-                    EntryKind::FilePayload if is_layer_path(path) => u64::MAX,
-                    EntryKind::FilePayload => return Err(msb(MsbError::Unsupported {
+                    self.limits.max_manifest_size
+                }
+                EntryKind::SnapshotDescriptor => {
+                    return Err(tar_err(TarError::UnexpectedMember(
+                        "a snapshot directory holds only snapshot.json, metadata.json and layers",
+                    )))
+                }
+                EntryKind::SnapshotMetadata => {
+                    self.limits.max_metadata_size.min(metadata::MAX_METADATA_BYTES)
+                }
+                EntryKind::FilePayload if is_layer_path(path) => u64::MAX,
+                EntryKind::FilePayload => {
+                    return Err(msb(MsbError::Unsupported {
                         path: path.to_string(),
                         what:
                             "a payload outside layers/<layer_id>.raw|.qcow2 (the released files/ layout) is",
-                    })),
-                    EntryKind::ImageMetadata | EntryKind::ImageObject => u64::MAX,
-                    closure => {
-                        doc = self.closure_member(path, closure, &at)?;
-                        if doc.is_some() {
-                            (checkpoint::MAX_MANIFEST_BYTES as u64).min(self.limits.max_metadata_size)
-                        } else {
-                            u64::MAX
-                        }
+                    }))
+                }
+                EntryKind::ImageMetadata | EntryKind::ImageObject => {
+                    // 0.7.13 places only `images/<kind>/<file>` of the cache kinds it knows.
+                    let cache_file = match path.split('/').collect::<Vec<_>>().as_slice() {
+                        ["images", dir, file] => CacheKind::is_cache_file(dir, file),
+                        _ => false,
+                    };
+                    if !cache_file {
+                        return Err(tar_err(TarError::UnexpectedMember(
+                                "an image file other than images/manifests/*.json, images/layers|fsmeta/*.erofs or images/vmdk/*.vmdk",
+                            )));
                     }
-                };
+                    u64::MAX
+                }
+                closure => {
+                    doc = self.closure_member(path, closure, &at)?;
+                    if doc.is_some() {
+                        (checkpoint::MAX_MANIFEST_BYTES as u64).min(self.limits.max_metadata_size)
+                    } else {
+                        u64::MAX
+                    }
+                }
+            };
             (Some(kind), limit)
         };
         let buffered = match kind {
@@ -574,9 +670,7 @@ impl Archive {
                 }
                 if let State::File(file) = &descriptor.state {
                     for l in &file.layers {
-                        self.layer_integrity
-                            .entry(payload_path(&l.layer_id, l.format.as_str()))
-                            .or_insert_with(|| l.integrity.clone());
+                        self.layer_integrity.entry(l.payload_path()).or_insert_with(|| l.integrity.clone());
                     }
                 }
                 let digest = descriptor.digest();
@@ -769,7 +863,7 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
         let id = d.descriptor.snapshot_id.as_str();
         let State::File(file) = &d.descriptor.state else { continue };
         for l in &file.layers {
-            let path = payload_path(&l.layer_id, l.format.as_str());
+            let path = l.payload_path();
             let binding = |why| msb(MsbError::LayerBinding { path: path.clone(), why });
             let Some(e) = entry_of(&path) else {
                 return Err(binding("a descriptor's layer has no inventory entry"));
@@ -786,6 +880,7 @@ pub(crate) fn conclude(a: &Archive, zstd_frames: u32) -> Result<Report, Error> {
             listed.entry(path).or_default().insert(id);
         }
     }
+    dependency_identities(a, inv, &by_id)?;
     let mut layers = Vec::new();
     let mut images = Vec::new();
     let dependencies: Vec<String> =

@@ -324,6 +324,24 @@ pub struct Layer {
     pub integrity: Option<Integrity>,
 }
 
+/// The member path of a layer's payload: `layers/<layer_id>.<format>`.
+pub fn payload_path(layer_id: &str, format: LayerFormat) -> String {
+    let ext = format.as_str();
+    let mut s = String::with_capacity(8 + layer_id.len() + ext.len());
+    s.push_str("layers/");
+    s.push_str(layer_id);
+    s.push('.');
+    s.push_str(ext);
+    s
+}
+
+impl Layer {
+    /// The member path of its payload, `layers/<layer_id>.<format>`.
+    pub fn payload_path(&self) -> String {
+        payload_path(&self.layer_id, self.format)
+    }
+}
+
 /// A file-backed snapshot state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileState {
@@ -379,6 +397,9 @@ pub struct Descriptor {
     pub source_lineage: Option<String>,
     /// Whether `root_disk` is the managed layout (the default).
     pub managed_root: bool,
+    /// The device the root disk is (0.7.13 `restore::root_device`): `vdb` for the managed
+    /// layout, `vda` for a flat one, none for tmpfs.
+    pub root_device: Option<&'static str>,
     /// The keys of `extensions`.
     pub extension_keys: Vec<String>,
     canonical: Vec<u8>,
@@ -654,6 +675,11 @@ impl Descriptor {
             owned_volumes,
             source_lineage,
             managed_root: root_disk == 0,
+            root_device: match root_disk {
+                0 => Some("vdb"),
+                1 => Some("vda"),
+                _ => None,
+            },
             extension_keys,
             canonical,
         })

@@ -149,6 +149,15 @@ pub enum MsbError {
         /// The payload's, `None` when a qcow2 layer has no qcow2 header.
         payload: Option<u64>,
     },
+    /// A dependent archive's declared dependency is not what the head itself records there
+    /// (0.7.13 checks this only once a base filled the omissions in, so it refuses such an
+    /// archive on every load).
+    DependencyIdentity {
+        /// The omitted member.
+        path: String,
+        /// Why.
+        why: &'static str,
+    },
     /// Something this validator does not read yet (released `files/…` payload paths, writing).
     Unsupported {
         /// The member path or snapshot id.
@@ -187,6 +196,7 @@ impl MsbError {
             MsbError::ClosureMissing(_) => "msb_closure_member_missing",
             MsbError::ClosureUnreferenced(_) => "msb_closure_member_unreferenced",
             MsbError::VirtualSize { .. } => "msb_virtual_size",
+            MsbError::DependencyIdentity { .. } => "msb_dependency_identity",
             MsbError::Unsupported { .. } => "msb_unsupported",
         }
     }
@@ -291,6 +301,9 @@ impl fmt::Display for MsbError {
                     write!(f, "disk layer '{}': a qcow2 layer without a qcow2 header", path.escape_debug())
                 }
             },
+            MsbError::DependencyIdentity { path, why } => {
+                write!(f, "dependency '{}': {why}", path.escape_debug())
+            }
             MsbError::Unsupported { path, what } => {
                 write!(f, "'{}': {what} not supported yet", path.escape_debug())
             }

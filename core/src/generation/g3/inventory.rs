@@ -687,6 +687,23 @@ impl Inventory {
         Ok(())
     }
 
+    /// The disk dependencies of a dependent archive, in the extension's order (empty for a
+    /// complete one).
+    pub fn disk_dependencies(&self) -> Vec<DiskDependency> {
+        let Some((_, extension)) = self.extensions.iter().find(|(k, _)| k == DEPENDENCIES_V1) else {
+            return Vec::new();
+        };
+        // Parsed and checked by `check_dependencies` already.
+        let paths = dependency_paths(extension, &self.head, self.entries.len()).unwrap_or_default();
+        paths
+            .into_iter()
+            .filter_map(|(path, d)| match d {
+                Dependency::Disk(identity) => Some(DiskDependency { path, identity }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The binding of `completeness`, the dependencies requirement and extension, and the
     /// omitted entries (0.7.13 `delta::validate`, disk dependencies).
     fn check_dependencies(&self) -> Result<(), InventoryError> {
@@ -714,7 +731,7 @@ impl Inventory {
                 .find(|e| e.path == *path)
                 .ok_or(InventoryError::Dependencies("dependency lacks an inventory entry"))?;
             let valid_kind = match category {
-                Dependency::Disk => {
+                Dependency::Disk(_) => {
                     matches!(entry.kind, EntryKind::FilePayload | EntryKind::CheckpointDiskLayer)
                 }
                 Dependency::Memory => entry.kind == EntryKind::CheckpointObject,
@@ -743,11 +760,36 @@ impl Inventory {
 }
 
 /// Which list of the dependencies extension names a path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Dependency {
-    Disk,
+    Disk(DiskIdentity),
     Memory,
     Owned,
+}
+
+impl Dependency {
+    fn is_disk(&self) -> bool {
+        matches!(self, Dependency::Disk(_))
+    }
+}
+
+/// What a disk dependency of a dependent archive must be in its base (0.7.13 `LayerIdentity`):
+/// the layer exactly as a descriptor or a disk generation records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskIdentity {
+    /// A layer of a file-scope snapshot's descriptor.
+    File(descriptor::Layer),
+    /// A layer of a checkpoint's disk generation.
+    Checkpoint(super::checkpoint::DiskLayerRef),
+}
+
+/// One disk dependency of a dependent archive: the omitted member and its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskDependency {
+    /// The member path the archive omits.
+    pub path: String,
+    /// The layer the base must hold there.
+    pub identity: DiskIdentity,
 }
 
 /// The `msb-snapshot-dependencies-v1` extension parsed as 0.7.13's `delta::Dependencies` (unknown
@@ -779,13 +821,17 @@ fn dependency_paths(
             let path = df.str("path")?.to_string();
             let mut idf = Fields::of(df.req("identity")?, "disks[].identity")?;
             let layer = idf.req("layer")?;
-            match json::variant(idf.req("kind")?, "disks[].identity.kind", &["file", "checkpoint"])? {
-                0 => drop(descriptor::parse_layer(layer, "disks[].identity.layer")?),
-                _ => drop(super::checkpoint::DiskLayerRef::from_json(layer, "disks[].identity.layer")?),
-            }
+            let identity =
+                match json::variant(idf.req("kind")?, "disks[].identity.kind", &["file", "checkpoint"])? {
+                    0 => DiskIdentity::File(descriptor::parse_layer(layer, "disks[].identity.layer")?),
+                    _ => DiskIdentity::Checkpoint(super::checkpoint::DiskLayerRef::from_json(
+                        layer,
+                        "disks[].identity.layer",
+                    )?),
+                };
             idf.done()?;
             df.done()?;
-            paths.push((path, Dependency::Disk));
+            paths.push((path, Dependency::Disk(identity)));
         }
         for m in memory {
             let id = json::as_str(m, "memory[]")?;
@@ -817,7 +863,7 @@ fn dependency_paths(
         of.windows(2).all(|w| w.first() < w.get(1))
     };
     if paths.is_empty()
-        || count(Dependency::Disk) > MAX_DISK_DEPENDENCIES
+        || paths.iter().filter(|(_, k)| k.is_disk()).count() > MAX_DISK_DEPENDENCIES
         || count(Dependency::Memory) > entries
         || count(Dependency::Owned) > entries
         || !sorted(Dependency::Memory)
