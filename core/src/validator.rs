@@ -116,18 +116,37 @@ impl Validator {
     /// Feeds the next chunk of the bundle (any size, including empty). After an error every
     /// further call fails with [`Error::Finished`].
     pub fn push<S: Sink>(&mut self, chunk: &[u8], sink: &mut S) -> Result<(), Error> {
+        self.push_tapped(chunk, sink, &mut |_| Ok(()))
+    }
+
+    /// [`Validator::push`] that also hands `tap` the decompressed tar stream, every byte once and
+    /// in order, each slice right after the tar walker (and so the sink) accepted it: a caller
+    /// that splits the archive (`registry_artifact::msb`) sees only bytes the validation passed so
+    /// far. An error from `tap` ends validation like a sink's [`crate::Stop`] (its reason is the
+    /// caller's).
+    pub fn push_tapped<S: Sink, T: FnMut(&[u8]) -> Result<(), Error>>(
+        &mut self,
+        chunk: &[u8],
+        sink: &mut S,
+        tap: &mut T,
+    ) -> Result<(), Error> {
         if self.failed {
             return Err(Error::Finished);
         }
         self.compressed = self.compressed.saturating_add(chunk.len() as u64);
-        let r = self.push_inner(chunk, sink);
+        let r = self.push_inner(chunk, sink, tap);
         if r.is_err() {
             self.failed = true;
         }
         r
     }
 
-    fn push_inner<S: Sink>(&mut self, mut chunk: &[u8], sink: &mut S) -> Result<(), Error> {
+    fn push_inner<S: Sink, T: FnMut(&[u8]) -> Result<(), Error>>(
+        &mut self,
+        mut chunk: &[u8],
+        sink: &mut S,
+        tap: &mut T,
+    ) -> Result<(), Error> {
         if let Input::Detect { buf, len } = &mut self.input {
             let take = (4 - *len).min(chunk.len());
             let (head, rest) = chunk.split_at(take);
@@ -141,18 +160,29 @@ impl Validator {
             }
             let magic = *buf;
             self.input = detect(&magic, &self.limits)?;
-            self.feed(&magic, sink)?;
+            self.feed(&magic, sink, tap)?;
         }
-        self.feed(chunk, sink)
+        self.feed(chunk, sink, tap)
     }
 
-    fn feed<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> Result<(), Error> {
+    fn feed<S: Sink, T: FnMut(&[u8]) -> Result<(), Error>>(
+        &mut self,
+        bytes: &[u8],
+        sink: &mut S,
+        tap: &mut T,
+    ) -> Result<(), Error> {
         let walker = &mut self.walker;
         let mut router = Router { layout: &mut self.layout, sink };
         match &mut self.input {
             Input::Detect { .. } => Ok(()),
-            Input::Tar => walker.push(bytes, &mut router).map_err(first_header_unknown),
-            Input::Zstd(gate) => gate.push(bytes, &mut |out: &[u8]| walker.push(out, &mut router)),
+            Input::Tar => {
+                walker.push(bytes, &mut router).map_err(first_header_unknown)?;
+                tap(bytes)
+            }
+            Input::Zstd(gate) => gate.push(bytes, &mut |out: &[u8]| {
+                walker.push(out, &mut router)?;
+                tap(out)
+            }),
         }
     }
 
@@ -167,7 +197,7 @@ impl Validator {
             }
             self.input = Input::Tar;
             let head = buf.get(..len).unwrap_or(&[]);
-            self.feed(head, &mut crate::events::NullSink)?;
+            self.feed(head, &mut crate::events::NullSink, &mut |_| Ok(()))?;
             return Err(Error::Container { offset: 0, error: ContainerError::Unknown });
         }
         let (container, frames) = match &mut self.input {

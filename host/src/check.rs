@@ -20,6 +20,27 @@ pub fn run<R: Read + ?Sized, S: Sink>(
     progress: &Progress,
     on_stop: &mut dyn FnMut(&mut S) -> HostError,
 ) -> Result<Report, HostError> {
+    run_tapped(reader, name, limits, sink, progress, on_stop, &mut |_| Ok(()))
+}
+
+/// [`run`] that also hands `tap` the decompressed tar stream as the validator walks it
+/// ([`Validator::push_tapped`]); an error of `tap` ends the run and is its error.
+pub fn run_tapped<R: Read + ?Sized, S: Sink>(
+    reader: &mut R,
+    name: &str,
+    limits: Limits,
+    sink: &mut S,
+    progress: &Progress,
+    on_stop: &mut dyn FnMut(&mut S) -> HostError,
+    tap: &mut dyn FnMut(&[u8]) -> Result<(), HostError>,
+) -> Result<Report, HostError> {
+    let mut tapped = None;
+    let mut core_tap = |bytes: &[u8]| {
+        tap(bytes).map_err(|e| {
+            tapped = Some(e);
+            snapbundle_core::Error::Stopped
+        })
+    };
     let mut v =
         Validator::with_backends(limits, crate::hash_thread::backend(), crate::hash_thread::blake3_backend());
     let mut buf = vec![0u8; CHUNK];
@@ -31,9 +52,12 @@ pub fn run<R: Read + ?Sized, S: Sink>(
             Err(e) => return Err(HostError::io(format!("reading {name}"), e)),
         };
         let chunk = buf.get(..n).unwrap_or(&[]);
-        match v.push(chunk, sink) {
+        match v.push_tapped(chunk, sink, &mut core_tap) {
             Ok(()) => {}
-            Err(snapbundle_core::Error::Stopped) => return Err(on_stop(sink)),
+            Err(snapbundle_core::Error::Stopped) => match tapped.take() {
+                Some(e) => return Err(e),
+                None => return Err(on_stop(sink)),
+            },
             Err(e) => return Err(HostError::Invalid(e)),
         }
         progress.set(v.compressed_bytes());

@@ -103,7 +103,7 @@ pub(crate) enum Command {
     #[command(mut_arg("json", |a| a.help(JSON_NOT_TO_STDOUT)))]
     Convert(ConvertArgs),
     #[command(verbatim_doc_comment)]
-    /// Push a snapshot (and its parents and image files) to an OCI registry.
+    /// Push a snapshot (and its parents and image files), or a .msb archive as it is, to an OCI registry.
     ///
     /// Verified like export; every bundle member becomes one blob (uppers and image files
     /// zstd-compressed), so a parent or an image shared by many snapshots is uploaded once.
@@ -116,8 +116,15 @@ pub(crate) enum Command {
     /// continues a half-sent blob where the registry stands. TLS unless --plain-http.
     /// Credentials: --username with --password-stdin, else ~/.docker/config.json
     /// ($DOCKER_CONFIG).
+    /// A file as the first argument is a microsandbox 0.7 .msb archive, pushed as it is: verified
+    /// like `verify` and split in the same pass into one blob per tar member (a parent's members
+    /// are the same blobs in a child's archive, so they are sent once); nothing is sent unless
+    /// the whole archive is valid. `pull -o FILE.msb` gives it back (same tar stream, and the
+    /// same bytes for an archive snapbundle wrote). A 0.6.2 bundle file: import it, push the
+    /// snapshot.
     /// Examples:
     ///   snapbundle push web registry.example/snaps/web:v1 --with-parents --with-image
+    ///   snapbundle push web.msb registry.example/snaps/web:msb
     ///   echo "$TOKEN" | snapbundle push web ghcr.io/me/web:v2 --username me --password-stdin
     ///   snapbundle push child localhost:5000/snaps/web:v3 --with-parents --plain-http --json
     #[command(mut_arg("json", |a| a.help(JSON_PUSH)), mut_arg("quiet", |a| a.help(QUIET_NO_PROGRESS)))]
@@ -132,10 +139,14 @@ pub(crate) enum Command {
     /// (byte for byte what `export` writes for the same snapshots) and no store is touched:
     /// without --home or $MSB_HOME the blobs wait in snapbundle's cache directory
     /// ($SNAPBUNDLE_CACHE_DIR, else $XDG_CACHE_HOME/snapbundle, else ~/.cache/snapbundle).
+    /// A pushed .msb archive comes back with -o as a .msb archive: its tar stream byte for byte,
+    /// the file byte for byte when snapbundle wrote it (a real 0.7.13 archive gets snapbundle's
+    /// compression); without -o it is imported like `import X.msb`.
     /// Examples:
     ///   snapbundle pull registry.example/snaps/web:v1
     ///   snapbundle pull registry.example/snaps/web@sha256:4f1c… --home /srv/msb
     ///   snapbundle pull localhost:5000/snaps/web:v1 --plain-http -o web.tar.zst
+    ///   snapbundle pull registry.example/snaps/web:msb -o web.msb
     #[command(mut_arg("json", |a| a.help(JSON_NOT_TO_STDOUT)), mut_arg("quiet", |a| a.help(QUIET_NO_PROGRESS)))]
     Pull(PullArgs),
     #[command(verbatim_doc_comment)]
@@ -232,7 +243,8 @@ pub(crate) struct ImportArgs {
 
 #[derive(Args)]
 pub(crate) struct ExportArgs {
-    /// Snapshot: a path, a name under <home>/snapshots, or a `sha256:` digest (or unique prefix).
+    /// Snapshot: a path, a name under <home>/snapshots, or a `sha256:` digest (or unique prefix);
+    /// or a .msb archive file, pushed as it is.
     pub(crate) snapshot: String,
     /// Output file (as in `msb snapshot export <SNAP> <OUT>`); same as -o.
     #[arg(value_name = "OUT", conflicts_with = "output")]
@@ -381,7 +393,8 @@ impl RegistryArgs {
 
 #[derive(Args)]
 pub(crate) struct PushArgs {
-    /// Snapshot: a path, a name under <home>/snapshots, or a `sha256:` digest (or unique prefix).
+    /// Snapshot: a path, a name under <home>/snapshots, or a `sha256:` digest (or unique prefix);
+    /// or a .msb archive file, pushed as it is.
     pub(crate) snapshot: String,
     /// Where to: REGISTRY/REPO:TAG.
     pub(crate) reference: String,

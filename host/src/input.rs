@@ -40,16 +40,31 @@ pub struct Peeked<R> {
     pub reader: io::Chain<io::Cursor<Vec<u8>>, R>,
 }
 
-/// Most bytes read ahead to learn an archive's generation.
+/// Most bytes read ahead to learn an archive's generation once the decoder has produced its
+/// first header record (before that, a zstd input is read on until it does: see below).
 const PEEK_MAX: usize = 1 << 20;
 
 /// Reads ahead until the core knows the archive's generation (its first member header), at
-/// most 1 MiB; an input it refuses that early is left to the caller's own validation.
+/// most 1 MiB, or while no decompressed record has come out yet, up to the largest window the
+/// core accepts plus 1 MiB; an input it refuses that early is left to the caller's own
+/// validation. The zstd decoder hands out bytes
+/// only once more than its window is decoded (or the frame ends), so a zstd archive whose
+/// first MiB is incompressible has produced nothing after 1 MiB: it is read on until the
+/// first record comes out, bounded by the window the core accepts (`Limits::max_window_size`),
+/// which the decoder holds anyway. (`import` of such an archive was taken for a 0.6.2 bundle.)
 pub fn peek_generation<R: Read>(mut reader: R, limits: snapbundle_core::Limits) -> io::Result<Peeked<R>> {
     let mut v = snapbundle_core::Validator::new(limits);
     let mut ahead = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
-    while v.generation().is_none() && ahead.len() < PEEK_MAX {
+    let cap = |v: &snapbundle_core::Validator| {
+        let window = usize::try_from(limits.max_window_size).unwrap_or(usize::MAX);
+        if v.decompressed_bytes() < 512 {
+            PEEK_MAX.max(window.saturating_add(PEEK_MAX))
+        } else {
+            PEEK_MAX
+        }
+    };
+    while v.generation().is_none() && ahead.len() < cap(&v) {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

@@ -220,8 +220,6 @@ fn convert(a: &ConvertArgs) -> Result<(), HostError> {
 }
 
 fn push(a: &PushArgs) -> Result<(), HostError> {
-    let home = Home::resolve(a.home.home.as_deref())?;
-    let conn = a.registry.connection(&a.reference)?;
     let opts = snapbundle::registry::PushOptions {
         with_parents: a.with_parents,
         with_image: a.with_image,
@@ -230,7 +228,29 @@ fn push(a: &PushArgs) -> Result<(), HostError> {
         quiet: a.print.quiet || a.print.json,
         ..Default::default()
     };
-    let out = snapbundle::registry::push::push(&home, &a.snapshot, &a.reference, &conn, &opts)?;
+    let archive = snapbundle::registry::push::archive_argument(&a.snapshot, opts.limits)?;
+    let out = match archive {
+        Some(path) => {
+            if a.with_parents || a.with_image || a.rehash {
+                return Err(HostError::Usage(
+                    "--with-parents, --with-image and --rehash choose what to push of a store's snapshot; a .msb archive is pushed as it is".into(),
+                ));
+            }
+            // A .msb archive needs no store: without --home or MSB_HOME the spool and records
+            // go to snapbundle's scratch home.
+            let home = match Home::explicit(a.home.home.as_deref()) {
+                Some(h) => h,
+                None => Home::scratch()?,
+            };
+            let conn = a.registry.connection(&a.reference)?;
+            snapbundle::registry::push::push_msb(&home, &path, &a.reference, &conn, &opts)?
+        }
+        None => {
+            let home = Home::resolve(a.home.home.as_deref())?;
+            let conn = a.registry.connection(&a.reference)?;
+            snapbundle::registry::push::push(&home, &a.snapshot, &a.reference, &conn, &opts)?
+        }
+    };
     if a.print.json {
         return print_out(&json_line(&json!({ "ok": true, "push": out })));
     }

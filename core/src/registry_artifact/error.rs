@@ -3,7 +3,8 @@
 use alloc::string::String;
 use core::fmt;
 
-use super::{ANN_SHA256, ARTIFACT_TYPE, OCI_MANIFEST_MEDIA_TYPE};
+use super::split::SplitError;
+use super::{ANN_SHA256, ARTIFACT_TYPE, MSB_ARTIFACT_TYPE, OCI_MANIFEST_MEDIA_TYPE};
 
 /// A manifest or config blob that is not a usable snapbundle artifact. The `Display` text reads
 /// after the reference it was fetched for (`<reference>: <text>`).
@@ -58,6 +59,40 @@ pub enum ArtifactError {
     /// The config blob's schema or format is not snapbundle's, or its members are not the
     /// layers' paths in order.
     ConfigMismatch,
+    /// A `.msb` config's header records of a member are not one member's header.
+    MsbHeaders {
+        /// Zero-based layer index.
+        index: usize,
+        /// The member path.
+        path: String,
+        /// What is wrong.
+        why: SplitError,
+    },
+    /// A `.msb` config's header records name another path or size than the layer's.
+    MsbHeaderMismatch {
+        /// Zero-based layer index.
+        index: usize,
+        /// The member path.
+        path: String,
+        /// `path` or `size`.
+        what: &'static str,
+    },
+    /// A `.msb` config field that must be base64 is not (canonical) base64.
+    ConfigBase64 {
+        /// `headers` or `trailer`.
+        what: &'static str,
+        /// The member index (for `headers`).
+        index: usize,
+    },
+    /// A `.msb` config's trailer is not zeros, or too short or long.
+    MsbTrailer(SplitError),
+    /// The tar stream a `.msb` config and its layers rebuild is not as long as the config says.
+    MsbTarSize {
+        /// What the layers rebuild.
+        rebuilt: u64,
+        /// The config's `tar.size`.
+        config: u64,
+    },
 }
 
 impl ArtifactError {
@@ -74,6 +109,12 @@ impl ArtifactError {
             ArtifactError::Layer { error, .. } => error.code(),
             ArtifactError::ConfigJson(_) => "artifact_config_json",
             ArtifactError::ConfigMismatch => "artifact_config_mismatch",
+            ArtifactError::MsbHeaders { .. } | ArtifactError::MsbHeaderMismatch { .. } => {
+                "msb_header_records"
+            }
+            ArtifactError::ConfigBase64 { .. } => "artifact_config_json",
+            ArtifactError::MsbTrailer(_) => "msb_trailer",
+            ArtifactError::MsbTarSize { .. } => "artifact_config_mismatch",
         }
     }
 }
@@ -88,7 +129,7 @@ impl fmt::Display for ArtifactError {
             }
             ArtifactError::NotSnapbundle { artifact_type, config_media_type } => write!(
                 f,
-                "not a snapbundle snapshot (artifactType {artifact_type:?}, config {config_media_type:?}; expected {ARTIFACT_TYPE})"
+                "not a snapbundle snapshot (artifactType {artifact_type:?}, config {config_media_type:?}; expected {ARTIFACT_TYPE} or {MSB_ARTIFACT_TYPE})"
             ),
             ArtifactError::BadConfig { digest } => write!(f, "bad config descriptor {digest}"),
             ArtifactError::LayerCount { count, max } => write!(f, "{count} layers (1 to {max} allowed)"),
@@ -96,6 +137,21 @@ impl fmt::Display for ArtifactError {
             ArtifactError::Layer { index, digest, error } => write!(f, "layer #{index} ({digest}): {error}"),
             ArtifactError::ConfigJson(e) => write!(f, "the config blob is not a snapbundle config: {e}"),
             ArtifactError::ConfigMismatch => f.write_str("the config blob does not describe the layers"),
+            ArtifactError::MsbHeaders { index, path, why } => {
+                write!(f, "the config's header records of member #{index} ({path}): {why}")
+            }
+            ArtifactError::MsbHeaderMismatch { index, path, what } => write!(
+                f,
+                "the config's header records of member #{index} ({path}) give another {what} than its layer"
+            ),
+            ArtifactError::ConfigBase64 { what, index } => {
+                write!(f, "the config's {what} (member #{index}) is not canonical base64")
+            }
+            ArtifactError::MsbTrailer(why) => write!(f, "the config's trailer: {why}"),
+            ArtifactError::MsbTarSize { rebuilt, config } => write!(
+                f,
+                "the layers rebuild a tar stream of {rebuilt} bytes, the config says {config}"
+            ),
         }
     }
 }

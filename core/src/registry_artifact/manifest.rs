@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ArtifactError, LayerError};
+use super::msb::{MAX_MSB_CONFIG_BYTES, MSB_ARTIFACT_TYPE, MSB_CONFIG_MEDIA_TYPE};
 use super::{
     is_sha256_digest, tar_len, ChainConfig, Layer, ANN_GID, ANN_HEAD, ANN_MODE, ANN_MTIME, ANN_PATH,
     ANN_SHA256, ANN_SIZE, ANN_TITLE, ANN_UID, ARTIFACT_TYPE, BUNDLE_FORMAT, CONFIG_MEDIA_TYPE,
@@ -41,18 +42,55 @@ struct DescriptorOut<'a> {
     size: u64,
 }
 
+/// Which form of the artifact a manifest is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactKind {
+    /// A 0.6.2 snapshot chain ([`ARTIFACT_TYPE`]): layers carry the tar header fields.
+    Chain,
+    /// A `.msb` archive as it was ([`MSB_ARTIFACT_TYPE`]): the header records are in the config.
+    Msb,
+}
+
+impl ArtifactKind {
+    /// Its `artifactType`.
+    pub fn artifact_type(self) -> &'static str {
+        match self {
+            ArtifactKind::Chain => ARTIFACT_TYPE,
+            ArtifactKind::Msb => MSB_ARTIFACT_TYPE,
+        }
+    }
+
+    /// Its config media type.
+    pub fn config_media_type(self) -> &'static str {
+        match self {
+            ArtifactKind::Chain => CONFIG_MEDIA_TYPE,
+            ArtifactKind::Msb => MSB_CONFIG_MEDIA_TYPE,
+        }
+    }
+
+    /// The largest config blob of this form.
+    pub fn max_config_bytes(self) -> u64 {
+        match self {
+            ArtifactKind::Chain => MAX_CONFIG_BYTES,
+            ArtifactKind::Msb => MAX_MSB_CONFIG_BYTES,
+        }
+    }
+}
+
 impl Layer {
-    /// The layer's OCI descriptor.
-    fn descriptor(&self) -> DescriptorOut<'_> {
+    /// The layer's OCI descriptor (with the tar header fields for a chain's layer).
+    fn descriptor(&self, kind: ArtifactKind) -> DescriptorOut<'_> {
         let mut ann = BTreeMap::new();
         ann.insert(ANN_TITLE, self.path.clone());
         ann.insert(ANN_PATH, self.path.clone());
         ann.insert(ANN_SHA256, self.sha256.clone());
         ann.insert(ANN_SIZE, self.meta.size.to_string());
-        ann.insert(ANN_MODE, self.meta.mode.to_string());
-        ann.insert(ANN_UID, self.meta.uid.to_string());
-        ann.insert(ANN_GID, self.meta.gid.to_string());
-        ann.insert(ANN_MTIME, self.meta.mtime.to_string());
+        if kind == ArtifactKind::Chain {
+            ann.insert(ANN_MODE, self.meta.mode.to_string());
+            ann.insert(ANN_UID, self.meta.uid.to_string());
+            ann.insert(ANN_GID, self.meta.gid.to_string());
+            ann.insert(ANN_MTIME, self.meta.mtime.to_string());
+        }
         DescriptorOut {
             annotations: Some(ann),
             digest: &self.digest,
@@ -62,21 +100,32 @@ impl Layer {
     }
 }
 
-/// The OCI image manifest bytes for a config blob and layers (compact JSON, keys in a fixed
-/// order, so the same chain always gives the same manifest digest).
+/// The OCI image manifest bytes for a chain's config blob and layers (compact JSON, keys in a
+/// fixed order, so the same chain always gives the same manifest digest).
 pub fn manifest_bytes(config_digest: &str, config_size: u64, layers: &[Layer], head: &str) -> Vec<u8> {
+    kind_manifest_bytes(ArtifactKind::Chain, config_digest, config_size, layers, head)
+}
+
+/// [`manifest_bytes`] for either form of the artifact.
+pub fn kind_manifest_bytes(
+    kind: ArtifactKind,
+    config_digest: &str,
+    config_size: u64,
+    layers: &[Layer],
+    head: &str,
+) -> Vec<u8> {
     let mut annotations = BTreeMap::new();
     annotations.insert(ANN_HEAD, head);
     let manifest = ManifestOut {
         annotations,
-        artifact_type: ARTIFACT_TYPE,
+        artifact_type: kind.artifact_type(),
         config: DescriptorOut {
             annotations: None,
             digest: config_digest,
-            media_type: CONFIG_MEDIA_TYPE,
+            media_type: kind.config_media_type(),
             size: config_size,
         },
-        layers: layers.iter().map(Layer::descriptor).collect(),
+        layers: layers.iter().map(|l| l.descriptor(kind)).collect(),
         media_type: OCI_MANIFEST_MEDIA_TYPE,
         schema_version: 2,
     };
@@ -106,6 +155,8 @@ struct RawDescriptor {
 /// The config descriptor and the layers of a manifest served by a registry.
 #[derive(Debug, Clone)]
 pub struct Parsed {
+    /// Which form of the artifact.
+    pub kind: ArtifactKind,
     /// Config blob digest.
     pub config_digest: String,
     /// Config blob size.
@@ -127,13 +178,17 @@ pub fn parse_manifest(bytes: &[u8], limits: &Limits) -> Result<Parsed, ArtifactE
     if raw.schema_version != 2 || raw.media_type.as_deref().is_some_and(|m| m != OCI_MANIFEST_MEDIA_TYPE) {
         return Err(ArtifactError::NotOciManifest);
     }
-    if raw.artifact_type.as_deref() != Some(ARTIFACT_TYPE) || raw.config.media_type != CONFIG_MEDIA_TYPE {
+    let kind = [ArtifactKind::Chain, ArtifactKind::Msb].into_iter().find(|k| {
+        raw.artifact_type.as_deref() == Some(k.artifact_type())
+            && raw.config.media_type == k.config_media_type()
+    });
+    let Some(kind) = kind else {
         return Err(ArtifactError::NotSnapbundle {
             artifact_type: raw.artifact_type.unwrap_or_default(),
             config_media_type: raw.config.media_type,
         });
-    }
-    if !is_sha256_digest(&raw.config.digest) || raw.config.size > MAX_CONFIG_BYTES {
+    };
+    if !is_sha256_digest(&raw.config.digest) || raw.config.size > kind.max_config_bytes() {
         return Err(ArtifactError::BadConfig { digest: raw.config.digest });
     }
     let max = limits.max_entries;
@@ -143,12 +198,22 @@ pub fn parse_manifest(bytes: &[u8], limits: &Limits) -> Result<Parsed, ArtifactE
     let mut layers = Vec::with_capacity(raw.layers.len());
     for (index, d) in raw.layers.into_iter().enumerate() {
         let digest = d.digest.clone();
-        layers.push(parse_layer(d, limits).map_err(|error| ArtifactError::Layer { index, digest, error })?);
+        layers.push(parse_layer(d, kind, limits).map_err(|error| ArtifactError::Layer {
+            index,
+            digest,
+            error,
+        })?);
     }
-    if tar_len(&layers).is_none_or(|n| n > limits.max_decompressed_bytes) {
+    // A `.msb` archive's header records are in the config: its members' sizes are a lower
+    // bound of the stream here, and `parse_msb_config` checks the exact length.
+    let len = match kind {
+        ArtifactKind::Chain => tar_len(&layers),
+        ArtifactKind::Msb => layers.iter().try_fold(0u64, |sum, l| sum.checked_add(l.meta.size)),
+    };
+    if len.is_none_or(|n| n > limits.max_decompressed_bytes) {
         return Err(ArtifactError::TooLarge { max: limits.max_decompressed_bytes });
     }
-    Ok(Parsed { config_digest: raw.config.digest, config_size: raw.config.size, layers })
+    Ok(Parsed { kind, config_digest: raw.config.digest, config_size: raw.config.size, layers })
 }
 
 /// The value of annotation `key`.
@@ -170,7 +235,7 @@ fn number(ann: &BTreeMap<String, String>, key: &'static str, max: u64) -> Result
     Ok(n)
 }
 
-fn parse_layer(d: RawDescriptor, limits: &Limits) -> Result<Layer, LayerError> {
+fn parse_layer(d: RawDescriptor, kind: ArtifactKind, limits: &Limits) -> Result<Layer, LayerError> {
     let zstd = match d.media_type.as_str() {
         MEMBER_MEDIA_TYPE => false,
         MEMBER_ZSTD_MEDIA_TYPE => true,
@@ -188,17 +253,26 @@ fn parse_layer(d: RawDescriptor, limits: &Limits) -> Result<Layer, LayerError> {
     if !is_sha256_digest(sha256) {
         return Err(LayerError::MemberDigest);
     }
-    let mode = number(ann, ANN_MODE, MAX_MODE)?;
-    let meta = EntryMeta {
-        mode: u32::try_from(mode).map_err(|_| LayerError::OutOfRange {
-            key: ANN_MODE,
-            value: mode.to_string(),
-            max: MAX_MODE,
-        })?,
-        uid: number(ann, ANN_UID, MAX_ID)?,
-        gid: number(ann, ANN_GID, MAX_ID)?,
-        mtime: number(ann, ANN_MTIME, MAX_TIME)?,
-        size: number(ann, ANN_SIZE, u64::MAX)?,
+    // A `.msb` layer's tar header is in the config (its records as they are): only the stored
+    // size is annotated.
+    let meta = match kind {
+        ArtifactKind::Chain => {
+            let mode = number(ann, ANN_MODE, MAX_MODE)?;
+            EntryMeta {
+                mode: u32::try_from(mode).map_err(|_| LayerError::OutOfRange {
+                    key: ANN_MODE,
+                    value: mode.to_string(),
+                    max: MAX_MODE,
+                })?,
+                uid: number(ann, ANN_UID, MAX_ID)?,
+                gid: number(ann, ANN_GID, MAX_ID)?,
+                mtime: number(ann, ANN_MTIME, MAX_TIME)?,
+                size: number(ann, ANN_SIZE, u64::MAX)?,
+            }
+        }
+        ArtifactKind::Msb => {
+            EntryMeta { mode: 0, uid: 0, gid: 0, mtime: 0, size: number(ann, ANN_SIZE, u64::MAX)? }
+        }
     };
     if meta.size > limits.max_decompressed_bytes {
         return Err(LayerError::MemberSize(meta.size));
@@ -226,7 +300,11 @@ pub fn parse_config(bytes: &[u8], parsed: &Parsed) -> Result<ChainConfig, Artifa
         serde_json::from_slice(bytes).map_err(|e| ArtifactError::ConfigJson(e.to_string()))?;
     let paths_match = config.members.len() == parsed.layers.len()
         && config.members.iter().zip(&parsed.layers).all(|(m, l)| m.path == l.path);
-    if config.schema != 1 || config.format != BUNDLE_FORMAT || !paths_match {
+    if parsed.kind != ArtifactKind::Chain
+        || config.schema != 1
+        || config.format != BUNDLE_FORMAT
+        || !paths_match
+    {
         return Err(ArtifactError::ConfigMismatch);
     }
     Ok(config)
@@ -449,7 +527,8 @@ mod tests {
     #[test]
     fn the_config_must_describe_the_layers() {
         let layers = vec![layer("a/manifest.json", false)];
-        let parsed = Parsed { config_digest: String::new(), config_size: 0, layers };
+        let parsed =
+            Parsed { kind: ArtifactKind::Chain, config_digest: String::new(), config_size: 0, layers };
         let mut config = ChainConfig {
             schema: 1,
             format: BUNDLE_FORMAT.into(),

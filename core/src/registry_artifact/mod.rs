@@ -11,8 +11,11 @@
 //! its range before a single blob is fetched, and [`parse_config`] checks the config against the
 //! layers.
 
+mod base64;
 mod error;
 mod manifest;
+pub mod msb;
+pub mod split;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -27,7 +30,16 @@ use crate::tar::layout::END_OF_ARCHIVE;
 use crate::tar::write::{member_len, EntryMeta};
 
 pub use error::{ArtifactError, LayerError};
-pub use manifest::{manifest_bytes, parse_config, parse_manifest, Parsed};
+pub use manifest::{kind_manifest_bytes, manifest_bytes, parse_config, parse_manifest, ArtifactKind, Parsed};
+pub use msb::{
+    parse_msb_config, store_raw, MsbConfig, MsbMember, MsbPlan, StreamDigest, MSB_ARTIFACT_TYPE,
+    MSB_CONFIG_MEDIA_TYPE, MSB_FORMAT,
+};
+
+/// base64 as the `.msb` config writes it (canonical, padded).
+pub fn base64_encode(bytes: &[u8]) -> String {
+    base64::encode(bytes)
+}
 
 /// `artifactType` of a pushed snapshot chain.
 pub const ARTIFACT_TYPE: &str = "application/vnd.snapbundle.snapshot.v1";

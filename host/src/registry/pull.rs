@@ -32,7 +32,7 @@ use futures_util::future::{self, Either};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use snapbundle_core::registry_artifact::{self as artifact, Layer};
+use snapbundle_core::registry_artifact::{self as artifact, ArtifactKind, Layer, MsbPlan};
 use snapbundle_core::Limits;
 
 use crate::compress::{compressor, Compression, Counting};
@@ -87,6 +87,11 @@ pub struct PulledBundle {
     pub tar_bytes: u64,
     /// The head snapshot, as the validation core found it.
     pub head: String,
+    /// For a pushed `.msb` archive: whether the file written is byte for byte the file that was
+    /// pushed (always so for a file snapbundle compressed; the tar stream inside is identical
+    /// in every case, `docs/registry-format.md`). `None` for a chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_as_pushed: Option<bool>,
 }
 
 /// What a pull did.
@@ -135,8 +140,12 @@ pub fn pull(
     }
     let reference = crate::registry::reference::parse(source, false)?;
     let reg = Registry::connect(reference, conn)?;
-    let (manifest_digest, parsed) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
+    let (manifest_digest, parsed, msb) = reg.block_on(fetch_metadata(&reg, &opts.limits))?;
     let (layers, config_digest) = (parsed.layers, parsed.config_digest);
+    let shape = match &msb {
+        Some(plan) => Shape::Msb(Box::new(plan.clone())),
+        None => Shape::Chain { tar_bytes: artifact::tar_len(&layers).unwrap_or(u64::MAX) },
+    };
     let cache = BlobCache::new(home);
     let to_fetch: u64 = layers
         .iter()
@@ -196,12 +205,15 @@ pub fn pull(
     let (pipe_reader, pipe_writer) = io::pipe().map_err(|e| HostError::io("creating a pipe", e))?;
     let rebuilder = {
         let (layers, cache, name) = (layers.clone(), cache.clone(), name.clone());
-        std::thread::spawn(move || rebuild(&layers, &cache, &rx, pipe_writer, &name))
+        std::thread::spawn(move || match msb {
+            Some(plan) => rebuild_msb(&layers, &plan, &cache, &rx, pipe_writer, &name),
+            None => rebuild(&layers, &cache, &rx, pipe_writer, &name),
+        })
     };
     // 3. The consumer: import, or a bundle.
     let mut reader = pipe_reader;
     let importing = matches!(target, PullTarget::Import { .. });
-    let consumed = consume(&mut reader, &name, home, opts, target, &layers);
+    let consumed = consume(&mut reader, &name, home, opts, target, &shape);
     // Whatever the consumer's verdict, no more blob is needed: an import that failed does not
     // wait for slow downloads (after a success there are none left).
     cancel.notify_one();
@@ -260,9 +272,13 @@ pub fn pull(
 }
 
 /// The manifest's digest (checked when pulling by digest) and its layers; the config blob is
-/// fetched and checked against them, and nothing of it is used further (its `head` is the
-/// pusher's word: the head reported is the one validated).
-async fn fetch_metadata(reg: &Registry, limits: &Limits) -> Result<(String, artifact::Parsed), HostError> {
+/// fetched and checked against them. Of a chain's config nothing is used further (its `head`
+/// is the pusher's word: the head reported is the one validated); a `.msb` archive's gives
+/// the header records the tar stream is rebuilt with (checked by the core against the layers).
+async fn fetch_metadata(
+    reg: &Registry,
+    limits: &Limits,
+) -> Result<(String, artifact::Parsed, Option<MsbPlan>), HostError> {
     reg.login(Operation::Pull, &[]).await?;
     let what = format!("fetching the manifest of {}", reg.reference());
     // Our own GET, which stops reading at the manifest limit (oci-client's reads it whole).
@@ -282,8 +298,16 @@ async fn fetch_metadata(reg: &Registry, limits: &Limits) -> Result<(String, arti
     };
     let parsed = artifact::parse_manifest(&bytes, limits).map_err(invalid)?;
     let config_bytes = fetch_small(reg, &parsed.config_digest, parsed.config_size).await?;
-    artifact::parse_config(&config_bytes, &parsed).map_err(invalid)?;
-    Ok((digest, parsed))
+    let msb = match parsed.kind {
+        ArtifactKind::Chain => {
+            artifact::parse_config(&config_bytes, &parsed).map_err(invalid)?;
+            None
+        }
+        ArtifactKind::Msb => {
+            Some(artifact::parse_msb_config(&config_bytes, &parsed, limits).map_err(invalid)?)
+        }
+    };
+    Ok((digest, parsed, msb))
 }
 
 /// A small blob (the config), at most `size` bytes, checked against its digest.
@@ -325,73 +349,10 @@ fn rebuild(
 ) -> Result<Vec<Fetched>, Option<HostError>> {
     let mut tar = TarWriter::new(BufWriter::with_capacity(1 << 20, out));
     let mut fetched = Vec::with_capacity(layers.len());
-    let gone = |_: io::Error| None;
     for layer in layers {
-        match rx.recv() {
-            Ok(Ok(f)) => fetched.push(f),
-            Ok(Err(e)) => return Err(Some(e)),
-            // The downloader was cancelled (the consumer stopped reading: its error is the
-            // pull's) or panicked (its join says so).
-            Err(_) => return Err(None),
-        }
-        let file = blobs::open(cache, &layer.digest).map_err(Some)?;
-        let mut blob =
-            HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new(), count: 0 };
+        fetched.push(next_blob(rx)?);
         tar.begin(&layer.path, &layer.meta).map_err(gone)?;
-        let mut member = Sha256::new();
-        let mut remaining = layer.meta.size;
-        let mut buf = vec![0u8; 1 << 20];
-        let invalid = |why: String| {
-            Some(HostError::Registry {
-                code: RegistryErrorCode::InvalidArtifact,
-                message: format!(
-                    "blob {} ({}) from {repo}: {why}; nothing was imported",
-                    layer.digest, layer.path
-                ),
-            })
-        };
-        let read_err = |e: io::Error| invalid(format!("cannot be read: {e}"));
-        {
-            let mut pump = |src: &mut dyn Read| -> Result<(), Option<HostError>> {
-                loop {
-                    let n = src.read(&mut buf).map_err(read_err)?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    let chunk = buf.get(..n).unwrap_or(&[]);
-                    if n as u64 > remaining {
-                        return Err(invalid(format!("holds more than its {} bytes", layer.meta.size)));
-                    }
-                    remaining -= n as u64;
-                    member.update(chunk);
-                    tar.data(chunk).map_err(gone)?;
-                }
-            };
-            if layer.zstd {
-                let mut dec = zstd::stream::read::Decoder::new(&mut blob).map_err(read_err)?.single_frame();
-                pump(&mut dec)?;
-                // Whatever follows the frame must still be read, so the digest covers it all.
-                let mut rest = dec.finish();
-                io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
-            } else {
-                pump(&mut blob)?;
-            }
-        }
-        let got = format!("sha256:{}", snapbundle_core::hex::encode(&blob.hasher.finalize()));
-        if got != layer.digest || blob.count != layer.size {
-            return Err(Some(blobs::mismatch(layer, &got, &repo.to_string())));
-        }
-        if remaining != 0 {
-            return Err(invalid(format!(
-                "holds {} bytes, not {}",
-                layer.meta.size - remaining,
-                layer.meta.size
-            )));
-        }
-        let sum = format!("sha256:{}", snapbundle_core::hex::encode(&member.finalize()));
-        if sum != layer.sha256 {
-            return Err(invalid(format!("its member has digest {sum}, the manifest says {}", layer.sha256)));
-        }
+        copy_blob(layer, cache, repo, &mut |chunk| tar.data(chunk))?;
         tar.end().map_err(gone)?;
         // Each member reaches the validator whole as soon as its blob is in: a member it
         // refuses stops the pull without waiting for the next blob.
@@ -402,6 +363,140 @@ fn rebuild(
     Ok(fetched)
 }
 
+/// Rebuilds a pushed `.msb` archive's tar stream: per layer its header records from the config,
+/// its stored bytes, zeros to the next record; then the trailer, written only once the whole
+/// stream's sha256 is the config's (so a stream that is not the pushed one ends short and the
+/// consumer fails: nothing is published).
+fn rebuild_msb(
+    layers: &[Layer],
+    plan: &MsbPlan,
+    cache: &BlobCache,
+    rx: &mpsc::Receiver<Result<Fetched, HostError>>,
+    out: io::PipeWriter,
+    repo: &str,
+) -> Result<Vec<Fetched>, Option<HostError>> {
+    let mut w = BufWriter::with_capacity(1 << 20, out);
+    let mut hash = Sha256::new();
+    let mut len = 0u64;
+    let mut fetched = Vec::with_capacity(layers.len());
+    for (layer, records) in layers.iter().zip(&plan.headers) {
+        fetched.push(next_blob(rx)?);
+        let mut put = |bytes: &[u8]| -> io::Result<()> {
+            hash.update(bytes);
+            len = len.saturating_add(bytes.len() as u64);
+            w.write_all(bytes)
+        };
+        put(records).map_err(gone)?;
+        copy_blob(layer, cache, repo, &mut put)?;
+        let pad = usize::try_from(layer.meta.size % 512).map_or(0, |r| (512 - r) % 512);
+        put([0u8; 512].get(..pad).unwrap_or(&[])).map_err(gone)?;
+        w.flush().map_err(gone)?;
+    }
+    let trailer = vec![0u8; usize::try_from(plan.trailer).unwrap_or(0)];
+    hash.update(&trailer);
+    len = len.saturating_add(trailer.len() as u64);
+    let got = format!("sha256:{}", snapbundle_core::hex::encode(&hash.finalize()));
+    if got != plan.config.tar.sha256 || len != plan.config.tar.size {
+        return Err(Some(HostError::Registry {
+            code: RegistryErrorCode::InvalidArtifact,
+            message: format!(
+                "{repo}: the rebuilt tar stream ({len} bytes, {got}) is not the pushed one ({} bytes, {}); nothing was written",
+                plan.config.tar.size, plan.config.tar.sha256
+            ),
+        }));
+    }
+    w.write_all(&trailer).map_err(gone)?;
+    w.flush().map_err(gone)?;
+    Ok(fetched)
+}
+
+/// The consumer stopped reading: its own error is the pull's.
+fn gone(_: io::Error) -> Option<HostError> {
+    None
+}
+
+/// The next blob the downloader hands over; `Err(None)` when it was cancelled (the consumer
+/// stopped reading: its error is the pull's) or panicked (its join says so).
+fn next_blob(rx: &mpsc::Receiver<Result<Fetched, HostError>>) -> Result<Fetched, Option<HostError>> {
+    match rx.recv() {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(e)) => Err(Some(e)),
+        Err(_) => Err(None),
+    }
+}
+
+/// Passes a cached blob's member bytes (decompressed for a zstd layer) to `out`, checking them
+/// on the way: the blob's digest and size, the member's size and sha256.
+fn copy_blob(
+    layer: &Layer,
+    cache: &BlobCache,
+    repo: &str,
+    out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(), Option<HostError>> {
+    let file = blobs::open(cache, &layer.digest).map_err(Some)?;
+    let mut blob =
+        HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new(), count: 0 };
+    let mut member = Sha256::new();
+    let mut remaining = layer.meta.size;
+    let mut buf = vec![0u8; 1 << 20];
+    let invalid = |why: String| {
+        Some(HostError::Registry {
+            code: RegistryErrorCode::InvalidArtifact,
+            message: format!(
+                "blob {} ({}) from {repo}: {why}; nothing was imported",
+                layer.digest, layer.path
+            ),
+        })
+    };
+    let read_err = |e: io::Error| invalid(format!("cannot be read: {e}"));
+    {
+        let mut pump = |src: &mut dyn Read| -> Result<(), Option<HostError>> {
+            loop {
+                let n = src.read(&mut buf).map_err(read_err)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                let chunk = buf.get(..n).unwrap_or(&[]);
+                if n as u64 > remaining {
+                    return Err(invalid(format!("holds more than its {} bytes", layer.meta.size)));
+                }
+                remaining -= n as u64;
+                member.update(chunk);
+                out(chunk).map_err(gone)?;
+            }
+        };
+        if layer.zstd {
+            let mut dec = zstd::stream::read::Decoder::new(&mut blob).map_err(read_err)?.single_frame();
+            pump(&mut dec)?;
+            // Whatever follows the frame must still be read, so the digest covers it all.
+            let mut rest = dec.finish();
+            io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
+        } else {
+            pump(&mut blob)?;
+        }
+    }
+    let got = format!("sha256:{}", snapbundle_core::hex::encode(&blob.hasher.finalize()));
+    if got != layer.digest || blob.count != layer.size {
+        return Err(Some(blobs::mismatch(layer, &got, &repo.to_string())));
+    }
+    if remaining != 0 {
+        return Err(invalid(format!("holds {} bytes, not {}", layer.meta.size - remaining, layer.meta.size)));
+    }
+    let sum = format!("sha256:{}", snapbundle_core::hex::encode(&member.finalize()));
+    if sum != layer.sha256 {
+        return Err(invalid(format!("its member has digest {sum}, the manifest says {}", layer.sha256)));
+    }
+    Ok(())
+}
+
+/// What the rebuilt stream is, for writing it to a file.
+enum Shape {
+    /// A 0.6.2 bundle of `tar_bytes`.
+    Chain { tar_bytes: u64 },
+    /// A pushed `.msb` archive.
+    Msb(Box<MsbPlan>),
+}
+
 /// Feeds the rebuilt stream to the import, or through the validator into a bundle.
 fn consume(
     reader: &mut io::PipeReader,
@@ -409,7 +504,7 @@ fn consume(
     home: &Home,
     opts: &PullOptions,
     target: PullTarget<'_>,
-    layers: &[Layer],
+    shape: &Shape,
 ) -> Result<(Option<ImportOutcome>, Option<PulledBundle>), HostError> {
     match target {
         PullTarget::Import { dest } => {
@@ -420,11 +515,15 @@ fn consume(
         }
         PullTarget::File(path) => {
             let journal = crate::publish::OutputJournal::of(home);
-            Ok((None, Some(write_file(reader, name, opts, path, &journal, layers)?)))
+            Ok((None, Some(write_file(reader, name, opts, path, &journal, shape)?)))
         }
         PullTarget::Stdout => {
-            let (written, tar_bytes, head) = write_bundle(reader, name, opts, io::stdout().lock(), layers)?;
-            Ok((None, Some(PulledBundle { path: None, bytes_written: written, tar_bytes, head })))
+            let (written, tar_bytes, head, same_as_pushed) =
+                write_bundle(reader, name, opts, io::stdout().lock(), shape)?;
+            Ok((
+                None,
+                Some(PulledBundle { path: None, bytes_written: written, tar_bytes, head, same_as_pushed }),
+            ))
         }
     }
 }
@@ -435,12 +534,19 @@ fn write_file(
     opts: &PullOptions,
     path: &Path,
     journal: &crate::publish::OutputJournal,
-    layers: &[Layer],
+    shape: &Shape,
 ) -> Result<PulledBundle, HostError> {
-    let (written, tar_bytes, head) = publish_new_output(path, 0o600, Some(journal), |file| {
-        write_bundle(reader, name, opts, &*file, layers)
-    })?;
-    Ok(PulledBundle { path: Some(path.to_path_buf()), bytes_written: written, tar_bytes, head })
+    let (written, tar_bytes, head, same_as_pushed) =
+        publish_new_output(path, 0o600, Some(journal), |file| {
+            write_bundle(reader, name, opts, &*file, shape)
+        })?;
+    Ok(PulledBundle {
+        path: Some(path.to_path_buf()),
+        bytes_written: written,
+        tar_bytes,
+        head,
+        same_as_pushed,
+    })
 }
 
 /// Refuses a `pull -o` path inside the snapbundle cache of `home` (`<home>/cache/snapbundle`),
@@ -485,18 +591,28 @@ fn resolved(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// Validates the stream while compressing it into `out` exactly as `export` would.
+/// Validates the stream while compressing it into `out`: a chain exactly as `export` would, a
+/// `.msb` archive exactly as snapbundle's `.msb` writer does (`convert --to 0.7`, `export
+/// --format msb`: no content size in the frame header), plain when it was pushed plain.
+/// Returns the bytes written, the tar stream's length, the head, and for a `.msb` archive
+/// whether the bytes written are the pushed file's.
 fn write_bundle<W: Write>(
     reader: &mut io::PipeReader,
     name: &str,
     opts: &PullOptions,
     out: W,
-    layers: &[Layer],
-) -> Result<(u64, u64, String), HostError> {
-    let tar_bytes = artifact::tar_len(layers).unwrap_or(u64::MAX);
-    let how = Compression { plain: opts.plain_tar, ..Compression::default() };
-    let counting = Counting { inner: BufWriter::with_capacity(1 << 20, out), count: 0 };
-    let sink = compressor(counting, how, Some(tar_bytes)).map_err(|e| HostError::io("setting up zstd", e))?;
+    shape: &Shape,
+) -> Result<(u64, u64, String, Option<bool>), HostError> {
+    let (tar_bytes, plain, pledged) = match shape {
+        Shape::Chain { tar_bytes } => (*tar_bytes, opts.plain_tar, Some(*tar_bytes)),
+        Shape::Msb(plan) => {
+            (plan.tar_len, opts.plain_tar || plan.config.container == artifact::msb::CONTAINER_TAR, None)
+        }
+    };
+    let how = Compression { plain, ..Compression::default() };
+    let hashed = HashingWriter { inner: BufWriter::with_capacity(1 << 20, out), hasher: Sha256::new() };
+    let counting = Counting { inner: hashed, count: 0 };
+    let sink = compressor(counting, how, pledged).map_err(|e| HostError::io("setting up zstd", e))?;
     let mut tee = Tee { inner: reader, out: sink, error: None };
     let report = crate::check::verify_stream(&mut tee, name, opts.limits, &Progress::hidden());
     if let Some(e) = tee.error.take() {
@@ -507,9 +623,35 @@ fn write_bundle<W: Write>(
     io::copy(&mut tee.inner, &mut tee.out).map_err(|e| HostError::io(ctx(), e))?;
     let counting = tee.out.finish().map_err(|e| HostError::io(ctx(), e))?;
     let Counting { inner, count } = counting;
+    let HashingWriter { inner, hasher } = inner;
     let mut w = inner.into_inner().map_err(|e| HostError::io(ctx(), e.into_error()))?;
     w.flush().map_err(|e| HostError::io(ctx(), e))?;
-    Ok((count, tar_bytes, report.head))
+    let same_as_pushed = match shape {
+        Shape::Chain { .. } => None,
+        Shape::Msb(plan) => {
+            let got = format!("sha256:{}", snapbundle_core::hex::encode(&hasher.finalize()));
+            Some(got == plan.config.archive.sha256 && count == plan.config.archive.size)
+        }
+    };
+    Ok((count, tar_bytes, report.head, same_as_pushed))
+}
+
+/// Hashes what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(buf.get(..n).unwrap_or(&[]));
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Passes what it reads on to `out` (the bundle being written); remembers a write error.

@@ -27,7 +27,7 @@ use std::time::Instant;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use snapbundle_core::registry_artifact::{
-    self as artifact, ChainConfig, ConfigMember, ConfigSnapshot, Layer,
+    self as artifact, ArtifactKind, ChainConfig, ConfigMember, ConfigSnapshot, Layer,
 };
 use snapbundle_core::Limits;
 
@@ -42,10 +42,12 @@ use crate::registry::seen::Seen;
 use crate::registry::upload;
 
 mod blob;
+mod msb;
 mod prepare;
 
 pub use blob::{BlobAction, CHUNK};
 use blob::{Mounts, Placed, Sent};
+pub use msb::{archive_argument, push_msb};
 use prepare::{Data, Prepared};
 
 /// Push settings.
@@ -174,19 +176,8 @@ pub fn push(
     let reg = Registry::connect(reference, conn)?;
     // Repositories to mount missing blobs from: `--mount-from`, then those this home has seen
     // holding blobs on this registry (`seen`).
-    let seen = Seen::load(home, reg.reference().resolve_registry());
     let target_repo = reg.reference().repository().to_string();
-    let mut mount_from: Vec<String> = match &opts.mount_from {
-        Some(repo) => vec![crate::registry::reference::repository_of(reg.reference().registry(), repo)
-            .map_err(|e| HostError::Usage(format!("--mount-from: {e}")))?],
-        None => Vec::new(),
-    };
-    for source in seen.sources(&target_repo) {
-        if !mount_from.contains(&source) {
-            mount_from.push(source);
-        }
-    }
-    let mounts = Mounts { explicit: opts.mount_from.is_some(), sources: mount_from, seen };
+    let mounts = mounts(home, &reg, opts)?;
     let sessions = Sessions::new(home);
     let total: u64 = members.iter().map(|m| m.meta.size).sum();
     let progress = Arc::new(Progress::new("pushing", Some(total), opts.quiet));
@@ -245,6 +236,24 @@ pub fn push(
         seconds: started.elapsed().as_secs_f64(),
         credentials_sent_to: reg.credentials_sent_to(),
     })
+}
+
+/// Where `push` may mount missing blobs from: `--mount-from`, then the repositories this home
+/// has seen holding blobs on this registry (`seen`).
+fn mounts(home: &Home, reg: &Registry, opts: &PushOptions) -> Result<Mounts, HostError> {
+    let seen = Seen::load(home, reg.reference().resolve_registry());
+    let target_repo = reg.reference().repository().to_string();
+    let mut mount_from: Vec<String> = match &opts.mount_from {
+        Some(repo) => vec![crate::registry::reference::repository_of(reg.reference().registry(), repo)
+            .map_err(|e| HostError::Usage(format!("--mount-from: {e}")))?],
+        None => Vec::new(),
+    };
+    for source in seen.sources(&target_repo) {
+        if !mount_from.contains(&source) {
+            mount_from.push(source);
+        }
+    }
+    Ok(Mounts { explicit: opts.mount_from.is_some(), sources: mount_from, seen })
 }
 
 /// What the push of every member shares.
@@ -369,6 +378,23 @@ async fn finish(
     };
     let config_bytes =
         serde_json::to_vec(&config).map_err(|e| HostError::io("encoding the config", io::Error::other(e)))?;
+    put_artifact(reg, ArtifactKind::Chain, sent, config_bytes, plan.head(), mounts, sessions, progress).await
+}
+
+/// Sends the config blob, then puts the manifest of `kind` over the layers of `sent` (in layer
+/// order); returns every blob (the config last) and the manifest digest.
+#[allow(clippy::too_many_arguments)]
+async fn put_artifact(
+    reg: &Registry,
+    kind: ArtifactKind,
+    sent: Vec<(Prepared, Sent)>,
+    config_bytes: Vec<u8>,
+    head: &str,
+    mounts: &Mounts,
+    sessions: &Sessions,
+    progress: &Progress,
+) -> Result<(Vec<PushedBlob>, String), HostError> {
+    let layers: Vec<Layer> = sent.iter().map(|(p, _)| p.layer.clone()).collect();
     let config_digest = artifact::sha256_digest(&config_bytes);
     let config_size = config_bytes.len() as u64;
     let config_blob = Prepared {
@@ -385,7 +411,7 @@ async fn finish(
     };
     let config_sent = blob::send(reg, &config_blob, mounts, sessions, progress).await?;
     let manifest =
-        bytes::Bytes::from(artifact::manifest_bytes(&config_digest, config_size, &layers, plan.head()));
+        bytes::Bytes::from(artifact::kind_manifest_bytes(kind, &config_digest, config_size, &layers, head));
     let manifest_digest = artifact::sha256_digest(&manifest);
     reg.retry(&format!("putting the manifest to {}", reg.reference()), || {
         upload::put_manifest(&reg.http, manifest.clone(), artifact::OCI_MANIFEST_MEDIA_TYPE)

@@ -65,11 +65,24 @@ impl Prepared {
     }
 }
 
+/// A blob's zstd frame: single-threaded at `level`, `size` pledged in the frame header, no
+/// checksum, so that the same bytes always give the same blob (the artifact's dedupe rests on
+/// it; `docs/registry-format.md`).
+pub(super) fn blob_encoder<W: Write>(
+    sink: W,
+    level: i32,
+    size: u64,
+) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
+    enc.set_pledged_src_size(Some(size))?;
+    Ok(enc)
+}
+
 /// A writer that hashes and counts what passes through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
+pub(super) struct HashingWriter<W> {
+    pub(super) inner: W,
+    pub(super) hasher: Sha256,
+    pub(super) count: u64,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
@@ -131,12 +144,8 @@ pub(super) fn prepare(
     let file = File::create(&path).map_err(|e| HostError::io(ctx(), e))?;
     let sink =
         HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), count: 0 };
-    let setup = || -> io::Result<_> {
-        let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
-        enc.set_pledged_src_size(Some(member.meta.size))?;
-        Ok(enc)
-    };
-    let mut enc = setup().map_err(|e| HostError::io("setting up zstd", e))?;
+    let mut enc =
+        blob_encoder(sink, level, member.meta.size).map_err(|e| HostError::io("setting up zstd", e))?;
     // The file's state as the read begins, for the known-blob record.
     let before = FileState::at(&member.source);
     let mut write_error = None;
