@@ -200,15 +200,7 @@ pub fn push(
             .map(|(index, member)| push_member(&shared, index, member))
             .buffer_unordered(reg.jobs)
             .inspect_err(|_| shared.cancel.store(true, Ordering::Relaxed))
-            .inspect_ok(|(p, sent)| {
-                progress.line(&format!(
-                    "{:>8} {} {} ({} B)",
-                    label(sent.action),
-                    p.layer.path,
-                    p.layer.digest,
-                    p.layer.size
-                ))
-            })
+            .inspect_ok(|(p, sent)| progress.line(&sent_line(p, sent)))
             .try_collect::<Vec<_>>()
             .await?;
         finish(&reg, &plan, sent, &mounts, &sessions, &progress).await
@@ -336,6 +328,11 @@ async fn push_member(
         _ => Sent::skipped(),
     };
     Ok((prepared, sent))
+}
+
+/// The progress line of one blob: what happened to it, its member path, digest and size.
+fn sent_line(p: &Prepared, sent: &Sent) -> String {
+    format!("{:>8} {} {} ({} B)", label(sent.action), p.layer.path, p.layer.digest, p.layer.size)
 }
 
 fn label(a: BlobAction) -> &'static str {

@@ -28,7 +28,7 @@ use snapbundle_core::{Limits, NullSink, Report};
 
 use super::blob::{self, Sent};
 use super::prepare::{blob_encoder, Data, HashingWriter, Prepared};
-use super::{label, mounts, put_artifact, BlobAction, PushOptions, PushOutcome};
+use super::{mounts, put_artifact, BlobAction, PushOptions, PushOutcome};
 use crate::error::{shown, HostError};
 use crate::home::Home;
 use crate::progress::Progress;
@@ -106,15 +106,7 @@ pub fn push_msb(
                 Ok::<_, HostError>((p, sent))
             })
             .buffer_unordered(reg.jobs)
-            .inspect_ok(|(p, sent)| {
-                progress.line(&format!(
-                    "{:>8} {} {} ({} B)",
-                    label(sent.action),
-                    p.layer.path,
-                    p.layer.digest,
-                    p.layer.size
-                ))
-            })
+            .inspect_ok(|(p, sent)| progress.line(&super::sent_line(p, sent)))
             .try_collect::<Vec<_>>()
             .await?;
         sent.sort_by_key(|(p, _)| p.index);
