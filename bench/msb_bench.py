@@ -4,7 +4,7 @@ avoid, in one run.
 
     bench/msb_bench.py [--scale 1.0] [--runs 3] [--dir /tmp/snapbundle-msb-bench]
                        [--exe path/to/snapbundle] [--baseline-exe path/to/snapbundle]
-                       [--only dense1g,sparse8g,convert1g] [--keep]
+                       [--only dense1g,sparse8g,convert1g,convertback1g] [--keep]
 
 Cases (`--only` takes their names or numbers, comma separated):
   1 dense1g   a 1 GiB dense layer (1 MiB chunks of random, zero and text bytes, every block
@@ -24,6 +24,9 @@ Cases (`--only` takes their names or numbers, comma separated):
               converted archive's tar stream to a file and `sync` (what a conversion cannot
               avoid: validating its input and writing its output). Target: convert <= 1.3x the
               baseline.
+  4 convertback1g the other way: the `.msb` archive case 3 converts to, converted back with
+              `convert --to 0.6.2`, against `verify` of the archive plus `zstd -3` of the
+              bundle's tar stream to a file and `sync`. Target: convert <= 1.3x the baseline.
 With --baseline-exe, cases 1 and 2 get a row for `verify` of the Merkle archive by that binary
 too (another build, measured in the same run; not a target).
 Rows of a case alternate run after run; median of --runs; largest peak RSS (target: <= 32 MiB
@@ -44,9 +47,9 @@ from import_bench import fresh, interleaved, make_input, warm  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1 << 20
-CASES = ("dense1g", "sparse8g", "convert1g")
+CASES = ("dense1g", "sparse8g", "convert1g", "convertback1g")
 TITLES = {"dense1g": "(1) verify dense 1 GiB", "sparse8g": "(2) verify sparse 8 GiB",
-          "convert1g": "(3) convert sparse 1 GiB"}
+          "convert1g": "(3) convert sparse 1 GiB", "convertback1g": "(4) convert back 1 GiB"}
 
 
 def build_make_msb():
@@ -100,7 +103,7 @@ def main():
     base_exe = os.path.abspath(a.baseline_exe) if a.baseline_exe else None
     if base_exe and not os.path.exists(base_exe):
         sys.exit(f"--baseline-exe {base_exe} does not exist")
-    tool = build_make_msb()
+    tool = build_make_msb() if {"dense1g", "sparse8g"} & set(cases) else None
     load_start = os.getloadavg()
     cpu_start = measure.cpu_times()
     s = lambda n: max(MIB, int(n * a.scale) // 4096 * 4096)  # noqa: E731
@@ -156,20 +159,25 @@ def main():
                         f"{os.path.getsize(merkle) / MIB:.1f} MiB")
             else:
                 inp = make_input(cdir, "sparse1g", s(1024 * MIB), sparse_data=d(16 * MIB), exe=exe)
-                out = os.path.join(cdir, "converted.msb")
-                subprocess.run([exe, "convert", inp["bundle"], "-o", out, "-q"], check=True)
-                out_tar = os.path.join(cdir, "converted.tar")
+                msb = os.path.join(cdir, "converted.msb")
+                subprocess.run([exe, "convert", inp["bundle"], "-o", msb, "-q"], check=True)
+                # Case 3 converts the bundle to 0.7; case 4 converts that archive back to 0.6.2.
+                src, to = (inp["bundle"], "0.7") if case == "convert1g" else (msb, "0.6.2")
+                out = os.path.join(cdir, "out.msb" if to == "0.7" else "out.tar.zst")
+                convert = [exe, "convert", src, "--to", to, "-o", out, "-q"]
+                subprocess.run(convert, check=True)
+                out_tar = os.path.join(cdir, "out.tar")
                 subprocess.run(f"zstd -dc -q {out} > {out_tar}", shell=True, check=True)
-                warm(inp["bundle"])
+                warm(src)
                 warm(out_tar)
                 zout = os.path.join(cdir, "zstd-out.tar.zst")
-                rows = {"snapbundle convert --to 0.7": ([exe, "convert", inp["bundle"], "-o", out, "-q"],
-                                                        fresh(out), None),
+                row = f"snapbundle convert --to {to}"
+                rows = {row: (convert, fresh(out), None),
                         "verify input + zstd -3 output + sync": (
-                            f"{exe} verify --bundle -q {inp['bundle']} && zstd -3 -q -c {out_tar} > {zout} "
+                            f"{exe} verify --bundle -q {src} && zstd -3 -q -c {out_tar} > {zout} "
                             f"&& sync {zout}", fresh(zout), fresh(zout))}
-                base, target = "verify input + zstd -3 output + sync", ("time", "snapbundle convert --to 0.7", 1.3)
-                info = (f"bundle {inp['bundle_bytes'] / MIB:.1f} MiB ({inp['tar'] / MIB:.0f} MiB tar), output tar "
+                base, target = "verify input + zstd -3 output + sync", ("time", row, 1.3)
+                info = (f"input {os.path.getsize(src) / MIB:.1f} MiB, output tar "
                         f"{os.path.getsize(out_tar) / MIB:.1f} MiB")
             subprocess.run(["sync"], check=True)
             measured = interleaved(rows, a.runs)
