@@ -149,6 +149,15 @@ pub struct PushOutcome {
     pub seconds: f64,
 }
 
+/// The push target parsed, once `opts.level` is a zstd level (both checked before any work).
+fn checked_target(target: &str, opts: &PushOptions) -> Result<crate::registry::reference::Target, HostError> {
+    let reference = crate::registry::reference::parse(target, true)?;
+    if !zstd::compression_level_range().contains(&opts.level) {
+        return Err(HostError::Usage(format!("zstd level {} is out of range", opts.level)));
+    }
+    Ok(reference)
+}
+
 /// Pushes `snapshot_arg` (as `export` resolves it) to `target` (`REGISTRY/REPO:TAG`).
 pub fn push(
     home: &Home,
@@ -158,10 +167,7 @@ pub fn push(
     opts: &PushOptions,
 ) -> Result<PushOutcome, HostError> {
     let started = Instant::now();
-    let reference = crate::registry::reference::parse(target, true)?;
-    if !zstd::compression_level_range().contains(&opts.level) {
-        return Err(HostError::Usage(format!("zstd level {} is out of range", opts.level)));
-    }
+    let reference = checked_target(target, opts)?;
     let eopts = ExportOptions {
         with_parents: opts.with_parents,
         with_image: opts.with_image,

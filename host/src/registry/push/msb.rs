@@ -46,10 +46,7 @@ pub fn push_msb(
     opts: &PushOptions,
 ) -> Result<PushOutcome, HostError> {
     let started = Instant::now();
-    let reference = crate::registry::reference::parse(target, true)?;
-    if !zstd::compression_level_range().contains(&opts.level) {
-        return Err(HostError::Usage(format!("zstd level {} is out of range", opts.level)));
-    }
+    let reference = super::checked_target(target, opts)?;
     // Locked while the push runs, so `snapbundle gc` removes it only once the push is gone.
     let spool = crate::registry::spool::Spool::create(home)?;
     let split = split(path, spool.path(), opts.level, opts.limits, opts.quiet)?;
