@@ -11,7 +11,7 @@
 //! nobody split them off; the worker tells them from holes, which a transport digest skips).
 //! `finish` waits for the worker to reach the end of that computation.
 //!
-//! Memory is bounded: a computation has at most [`IN_FLIGHT`] buffers (1 MiB) between it and the
+//! Memory is bounded: a computation has at most [`IN_FLIGHT`] buffers (4 MiB) between it and the
 //! worker and waits for one to come back before filling another, so a slow worker slows the
 //! stream instead of growing a queue. SHA-256 has one worker and BLAKE3 another, each serving the
 //! whole process; computations of several validators interleave on a worker in the order their
@@ -35,7 +35,7 @@ const BUFFER: usize = 256 << 10;
 /// Zero bytes given as data that cross as a length instead of a copy: whole pieces of this size.
 pub const ZERO_RUN: usize = 64 << 10;
 /// Buffers one computation may have queued or being hashed.
-pub const IN_FLIGHT: usize = 4;
+pub const IN_FLIGHT: usize = 16;
 /// Zero bytes the worker feeds SHA-256 for zeros, 1024 blocks a call.
 static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
 

@@ -19,6 +19,7 @@ use std::sync::Mutex;
 
 use crate::error::{shown, HostError};
 use crate::fsutil::{create_dirs, Created};
+use crate::writeback::WritebackFile;
 
 /// The temporary files [`publish`] is writing right now: what [`remove_pending`] removes when the
 /// process is interrupted (a signal ends it without running destructors).
@@ -145,18 +146,19 @@ pub fn output_parent(path: &Path) -> Result<PathBuf, HostError> {
 
 /// An output file (`export -o`, `convert -o`, `pull -o`): checked with [`output_parent`], its
 /// missing directories created, then written as [`publish_output`] does (as [`publish`] without
-/// a journal). The directories it created are removed again when the write fails.
+/// a journal), front to back with early writeback. The directories it created are removed again
+/// when the write fails.
 pub fn publish_new_output<T>(
     path: &Path,
     mode: u32,
     journal: Option<&OutputJournal>,
-    write: impl FnOnce(&mut File) -> Result<T, HostError>,
+    write: impl FnOnce(&mut WritebackFile<'_>) -> Result<T, HostError>,
 ) -> Result<T, HostError> {
     let parent = output_parent(path)?;
     let mut created = Created::default();
     create_dirs(&parent, &mut created)
         .map_err(|e| HostError::io(format!("creating {}", shown(&parent)), e))?;
-    let r = publish_in(path, mode, journal, write);
+    let r = publish_in(path, mode, journal, |file| write(&mut WritebackFile::new(file)));
     match r {
         Ok(_) => created.keep(),
         Err(_) => created.undo(),

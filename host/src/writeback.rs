@@ -8,6 +8,7 @@
 //! does). Elsewhere it does nothing.
 
 use std::fs::File;
+use std::io::{self, Write};
 
 /// Bytes written between two writeback requests.
 pub const STEP: u64 = 8 << 20;
@@ -26,6 +27,35 @@ impl Writeback {
         let Some(len) = end.checked_sub(self.started_to).filter(|&l| l >= STEP) else { return };
         start(file, self.started_to, len);
         self.started_to = end;
+    }
+}
+
+/// A file written front to back through [`Write`] (an output file: `export -o`, `convert -o`,
+/// `pull -o`), with early writeback of what was written, so that its final fsync does not wait
+/// for the whole file.
+pub struct WritebackFile<'a> {
+    file: &'a File,
+    written: u64,
+    writeback: Writeback,
+}
+
+impl<'a> WritebackFile<'a> {
+    /// Writes to `file` from its current offset, which is taken to be 0 (a new file).
+    pub fn new(file: &'a File) -> Self {
+        WritebackFile { file, written: 0, writeback: Writeback::default() }
+    }
+}
+
+impl Write for WritebackFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written = self.written.saturating_add(n as u64);
+        self.writeback.written(self.file, self.written);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -65,5 +95,24 @@ mod tests {
         assert_eq!(w.started_to, 3 * STEP);
         w.written(&f, 10);
         assert_eq!(w.started_to, 3 * STEP, "an offset behind the mark changes nothing");
+    }
+
+    #[test]
+    fn a_writeback_file_writes_everything_and_requests_writeback_behind_it() {
+        use std::io::{Read, Seek};
+        let mut f = tempfile::tempfile().expect("temp file");
+        let data: Vec<u8> = (0..(2 * STEP + 100)).map(|i| (i % 251) as u8).collect();
+        let mut w = WritebackFile::new(&f);
+        for piece in data.chunks(3 << 20) {
+            w.write_all(piece).expect("write");
+        }
+        w.flush().expect("flush");
+        assert_eq!(w.written, data.len() as u64);
+        let requested = w.writeback.started_to;
+        assert!(requested > 0 && w.written - requested < STEP, "requested up to {requested}");
+        f.rewind().expect("rewind");
+        let mut back = Vec::new();
+        f.read_to_end(&mut back).expect("read");
+        assert!(back == data, "the file holds what was written");
     }
 }

@@ -83,7 +83,9 @@ impl Layer {
         let mut ann = BTreeMap::new();
         ann.insert(ANN_TITLE, self.path.clone());
         ann.insert(ANN_PATH, self.path.clone());
-        ann.insert(ANN_SHA256, self.sha256.clone());
+        if let Some(sha256) = &self.sha256 {
+            ann.insert(ANN_SHA256, sha256.clone());
+        }
         ann.insert(ANN_SIZE, self.meta.size.to_string());
         if kind == ArtifactKind::Chain {
             ann.insert(ANN_MODE, self.meta.mode.to_string());
@@ -249,10 +251,17 @@ fn parse_layer(d: RawDescriptor, kind: ArtifactKind, limits: &Limits) -> Result<
     if path.is_empty() || path.len() > limits.max_path_len as usize {
         return Err(LayerError::PathLength(path.len()));
     }
-    let sha256 = text(ann, ANN_SHA256)?;
-    if !is_sha256_digest(sha256) {
-        return Err(LayerError::MemberDigest);
-    }
+    // A chain's member digest; a `.msb` layer has none (an annotation there is not read).
+    let sha256 = match kind {
+        ArtifactKind::Chain => {
+            let sha256 = text(ann, ANN_SHA256)?;
+            if !is_sha256_digest(sha256) {
+                return Err(LayerError::MemberDigest);
+            }
+            Some(sha256.to_string())
+        }
+        ArtifactKind::Msb => None,
+    };
     // A `.msb` layer's tar header is in the config (its records as they are): only the stored
     // size is annotated.
     let meta = match kind {
@@ -280,7 +289,7 @@ fn parse_layer(d: RawDescriptor, kind: ArtifactKind, limits: &Limits) -> Result<
     if meta.size > MAX_TIME {
         return Err(LayerError::OutOfRange { key: ANN_SIZE, value: meta.size.to_string(), max: MAX_TIME });
     }
-    if !zstd && (d.size != meta.size || d.digest != sha256) {
+    if !zstd && (d.size != meta.size || sha256.as_ref().is_some_and(|s| *s != d.digest)) {
         return Err(LayerError::RawMismatch);
     }
     // A compressed blob is held to what its member can compress to, so that a registry cannot
@@ -289,7 +298,7 @@ fn parse_layer(d: RawDescriptor, kind: ArtifactKind, limits: &Limits) -> Result<
     if zstd && d.size > max {
         return Err(LayerError::CompressedSize { blob: d.size, member: meta.size, max });
     }
-    let (path, sha256) = (path.to_string(), sha256.to_string());
+    let path = path.to_string();
     Ok(Layer { digest: d.digest, size: d.size, zstd, path, sha256, meta })
 }
 
@@ -327,7 +336,7 @@ mod tests {
             size: 5,
             zstd,
             path: path.into(),
-            sha256: d,
+            sha256: Some(d),
             meta: EntryMeta { mode: 0o100644, uid: 0, gid: 0, mtime: 1, size: 5 },
         }
     }
@@ -359,7 +368,7 @@ mod tests {
     fn manifest_bytes_are_compact_json_with_sorted_keys() {
         let mut l = layer("a/manifest.json", true);
         l.digest = "sha256:dd".into();
-        l.sha256 = "sha256:ss".into();
+        l.sha256 = Some("sha256:ss".into());
         l.size = 3;
         let bytes = manifest_bytes("sha256:cc", 2, &[l], "sha256:hh");
         let expected = concat!(
@@ -428,6 +437,30 @@ mod tests {
         let tiny = Limits { max_decompressed_bytes: 4, ..Limits::DEFAULT };
         let e = parse_manifest(text.as_bytes(), &tiny).err().map(|e| e.to_string());
         assert!(e.as_deref().is_some_and(|e| e.ends_with("member size 5 over the limit")), "{e:?}");
+    }
+
+    #[test]
+    fn only_a_chains_layers_carry_a_member_digest() {
+        let mut l = layer("layers/layer_0.raw", true);
+        l.sha256 = None;
+        // A `.msb` layer's header is in the config: only its size is annotated.
+        l.meta = EntryMeta { mode: 0, uid: 0, gid: 0, mtime: 0, size: l.meta.size };
+        let msb =
+            kind_manifest_bytes(ArtifactKind::Msb, &sha256_digest(b"{}"), 2, core::slice::from_ref(&l), "h");
+        assert!(!String::from_utf8_lossy(&msb).contains(ANN_SHA256), "a .msb layer has no member digest");
+        let parsed = parse_manifest(&msb, &Limits::DEFAULT).map(|p| (p.kind, p.layers));
+        assert_eq!(parsed, Ok((ArtifactKind::Msb, vec![l.clone()])));
+        // A chain's layer without one is refused.
+        let chain = manifest_bytes(&sha256_digest(b"{}"), 2, core::slice::from_ref(&l), "h");
+        let e = parse_manifest(&chain, &Limits::DEFAULT).err();
+        assert_eq!(e.as_ref().map(ArtifactError::code), Some("annotation_missing"), "{e:?}");
+        // A raw `.msb` layer is still its member's size.
+        let mut raw = layer("archive.json", false);
+        raw.sha256 = None;
+        raw.size = 4;
+        let msb = kind_manifest_bytes(ArtifactKind::Msb, &sha256_digest(b"{}"), 2, &[raw], "h");
+        let e = parse_manifest(&msb, &Limits::DEFAULT).err();
+        assert_eq!(e.as_ref().map(ArtifactError::code), Some("raw_layer_mismatch"), "{e:?}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::tar::write::{member_len, EntryMeta};
 pub use error::{ArtifactError, LayerError};
 pub use manifest::{kind_manifest_bytes, manifest_bytes, parse_config, parse_manifest, ArtifactKind, Parsed};
 pub use msb::{
-    parse_msb_config, store_raw, MsbConfig, MsbMember, MsbPlan, StreamDigest, MSB_ARTIFACT_TYPE,
+    parse_msb_config, store_raw, MsbConfig, MsbMember, MsbPlan, StreamDigest, StreamSize, MSB_ARTIFACT_TYPE,
     MSB_CONFIG_MEDIA_TYPE, MSB_FORMAT,
 };
 
@@ -135,8 +135,9 @@ pub struct Layer {
     pub zstd: bool,
     /// Member path in the bundle.
     pub path: String,
-    /// `sha256:<hex>` of the member's bytes.
-    pub sha256: String,
+    /// `sha256:<hex>` of the member's bytes: a chain's layers carry it; a `.msb` archive's
+    /// do not (its members are checked by the archive's own inventory, see [`msb`]).
+    pub sha256: Option<String>,
     /// Tar header fields; `meta.size` is the member's size.
     pub meta: EntryMeta,
 }
@@ -246,7 +247,7 @@ mod tests {
             size,
             zstd: false,
             path: path.to_string(),
-            sha256: String::new(),
+            sha256: None,
             meta: EntryMeta { size, ..meta },
         };
         assert_eq!(tar_len(&[]), Some(1024));

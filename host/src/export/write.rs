@@ -78,9 +78,8 @@ impl Plan {
             }
         }
         let label = shown(path);
-        let written = publish_new_output(path, 0o666, Some(&self.outputs), |file| {
-            self.stream(&*file, &label, progress)
-        })?;
+        let written =
+            publish_new_output(path, 0o666, Some(&self.outputs), |file| self.stream(file, &label, progress))?;
         Ok(self.outcome(written, Some(path.to_path_buf())))
     }
 

@@ -157,9 +157,8 @@ fn to_file(
 ) -> Result<Streamed, HostError> {
     let parent = output_parent(path)?;
     let label = shown(path);
-    let r = publish_new_output(path, 0o666, journal, |file| {
-        stream(reader, name, &*file, opts, &parent, progress)
-    });
+    let r =
+        publish_new_output(path, 0o666, journal, |file| stream(reader, name, file, opts, &parent, progress));
     r.map_err(|e| match e {
         HostError::Io { context, source } if context == WRITING => {
             HostError::io(format!("writing {label}"), source)

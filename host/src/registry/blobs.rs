@@ -48,6 +48,7 @@ use crate::progress::{ItemBar, Progress};
 use crate::registry::client::Registry;
 use crate::registry::fetch;
 use crate::registry::http::{classify, error_text, Failure, RequestError};
+use crate::writeback::Writeback;
 
 /// The blob cache of a home.
 #[derive(Debug, Clone)]
@@ -410,6 +411,7 @@ impl BlobCache {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with(&format!("bytes {have}-")));
         let resumed = have > 0 && continues;
+        let mut writeback = Writeback::default();
         if have > 0 && !continues {
             file.set_len(0).map_err(io_fatal(format!("truncating {}", shown(part))))?;
             hasher = Sha256::new();
@@ -436,6 +438,8 @@ impl BlobCache {
             }
             hasher.update(&chunk);
             file.write_all(&chunk).map_err(io_fatal(format!("writing {}", shown(part))))?;
+            // The fsync below then has little left to wait for.
+            writeback.written(file, have);
             shown_bytes.at(have);
         }
         if have < layer.size {

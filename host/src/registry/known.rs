@@ -102,6 +102,8 @@ impl KnownBlobs {
         level: i32,
         layer: &Layer,
     ) -> io::Result<bool> {
+        // A chain's layer always has its member digest; one without vouches for nothing.
+        let Some(sha256) = layer.sha256.clone() else { return Ok(false) };
         if !is_planned_file(member, before) {
             return Ok(false);
         }
@@ -116,7 +118,7 @@ impl KnownBlobs {
             level,
             digest: layer.digest.clone(),
             size: layer.size,
-            sha256: layer.sha256.clone(),
+            sha256,
         };
         self.dir.write(before, &record)?;
         Ok(true)
@@ -163,7 +165,7 @@ mod tests {
             size: 7,
             zstd: true,
             path: "sha256-0123456789abcdef/upper.ext4".into(),
-            sha256: digest('b'),
+            sha256: Some(digest('b')),
             meta: EntryMeta { mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 4 },
         }
     }

@@ -407,7 +407,7 @@ async fn put_artifact(
             size: config_size,
             zstd: false,
             path: "config".into(),
-            sha256: config_digest.clone(),
+            sha256: Some(config_digest.clone()),
             meta: crate::tar_writer::EntryMeta { mode: 0, uid: 0, gid: 0, mtime: 0, size: config_size },
         },
         data: Data::Bytes(config_bytes.into()),
@@ -441,7 +441,7 @@ fn known_layer(k: KnownBlob, member: &PlannedMember) -> Layer {
         size: k.size,
         zstd: true,
         path: member.name.clone(),
-        sha256: k.sha256,
+        sha256: Some(k.sha256),
         meta: member.meta,
     }
 }

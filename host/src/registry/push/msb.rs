@@ -21,7 +21,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
 use snapbundle_core::registry_artifact::split::{Piece, SplitError, Splitter};
 use snapbundle_core::registry_artifact::{
-    self as artifact, ArtifactKind, Layer, MsbConfig, MsbMember, StreamDigest, MSB_FORMAT,
+    self as artifact, ArtifactKind, Layer, MsbConfig, MsbMember, StreamDigest, StreamSize, MSB_FORMAT,
 };
 use snapbundle_core::report::{Container, Generation};
 use snapbundle_core::{Limits, NullSink, Report};
@@ -49,7 +49,17 @@ pub fn push_msb(
     let reference = super::checked_target(target, opts)?;
     // Locked while the push runs, so `snapbundle gc` removes it only once the push is gone.
     let spool = crate::registry::spool::Spool::create(home)?;
-    let split = split(path, spool.path(), opts.level, opts.limits, opts.quiet)?;
+    // The client is set up (TLS roots loaded: tens of milliseconds) while the archive is
+    // checked; it sends nothing until the archive has passed.
+    let (split, reg) = std::thread::scope(|s| {
+        let connecting = s.spawn(|| Registry::connect(reference, conn));
+        let split = split(path, spool.path(), opts.level, opts.limits, opts.quiet);
+        (split, connecting.join())
+    });
+    let split = split?;
+    let reg = reg.unwrap_or_else(|_| {
+        Err(HostError::io("setting up the registry client", io::Error::other("its thread panicked")))
+    })?;
     let msb = split.report.msb.as_ref();
     let config = MsbConfig {
         schema: 1,
@@ -61,7 +71,7 @@ pub fn push_msb(
         }
         .into(),
         archive: split.archive.clone(),
-        tar: split.tar.clone(),
+        tar: StreamSize { size: split.tar },
         members: split.members,
         trailer: artifact::base64_encode(&vec![0u8; usize::try_from(split.trailer).unwrap_or(0)]),
     };
@@ -81,7 +91,6 @@ pub fn push_msb(
     let member_bytes: u64 = split.prepared.iter().map(|p| p.layer.meta.size).sum();
     let blob_bytes: u64 = split.prepared.iter().map(|p| p.layer.size).sum();
 
-    let reg = Registry::connect(reference, conn)?;
     let target_repo = reg.reference().repository().to_string();
     let mounts = mounts(home, &reg, opts)?;
     let sessions = Sessions::new(home);
@@ -141,7 +150,8 @@ struct Split {
     members: Vec<MsbMember>,
     trailer: u64,
     archive: StreamDigest,
-    tar: StreamDigest,
+    /// The tar stream's length.
+    tar: u64,
 }
 
 /// A member's blob being written.
@@ -155,7 +165,6 @@ struct Building {
     path: String,
     stored: u64,
     body: Body,
-    member: Sha256,
 }
 
 /// Turns the splitter's pieces into blobs in `spool`.
@@ -197,11 +206,10 @@ impl Blobs<'_> {
                         blob_encoder(sink, self.level, m.stored).map_err(|e| HostError::io(ctx(), e))?;
                     Body::Zstd(Box::new(enc), file)
                 };
-                self.current = Some(Building { path, stored: m.stored, body, member: Sha256::new() });
+                self.current = Some(Building { path, stored: m.stored, body });
             }
             Piece::Data(bytes) => {
                 if let Some(b) = self.current.as_mut() {
-                    b.member.update(bytes);
                     match &mut b.body {
                         Body::Raw(v) => v.extend_from_slice(bytes),
                         Body::Zstd(enc, file) => enc
@@ -212,10 +220,11 @@ impl Blobs<'_> {
             }
             Piece::End => {
                 let Some(b) = self.current.take() else { return Ok(()) };
-                let sha256 = format!("sha256:{}", snapbundle_core::hex::encode(&b.member.finalize()));
                 let meta = EntryMeta { mode: 0, uid: 0, gid: 0, mtime: 0, size: b.stored };
                 let (digest, size, zstd, data) = match b.body {
-                    Body::Raw(v) => (sha256.clone(), v.len() as u64, false, Data::Bytes(v.into())),
+                    Body::Raw(v) => {
+                        (artifact::sha256_digest(&v), v.len() as u64, false, Data::Bytes(v.into()))
+                    }
                     Body::Zstd(enc, file) => {
                         let ctx = || format!("writing {}", shown(&file));
                         let HashingWriter { inner, hasher, count } =
@@ -225,7 +234,7 @@ impl Blobs<'_> {
                         (digest, count, true, Data::Spooled(file))
                     }
                 };
-                let layer = Layer { digest, size, zstd, path: b.path.clone(), sha256, meta };
+                let layer = Layer { digest, size, zstd, path: b.path.clone(), sha256: None, meta };
                 self.members.push(MsbMember {
                     path: b.path,
                     headers: artifact::base64_encode(&std::mem::take(&mut self.records)),
@@ -294,16 +303,16 @@ fn split(path: &Path, spool: &Path, level: i32, limits: Limits, quiet: bool) -> 
     Ok(Split { report, prepared: blobs.prepared, members: blobs.members, trailer, archive, tar })
 }
 
-/// The worker of [`split`]: hashes the tar stream it receives, splits it into members
-/// ([`Splitter`]) and writes their blobs into `spool`; returns them, the trailer's length and the
-/// tar stream's digest.
+/// The worker of [`split`]: splits the tar stream it receives into members ([`Splitter`]) and
+/// writes their blobs into `spool`; returns them, the trailer's length and the tar stream's
+/// length.
 fn split_stream<'a>(
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
     name: &str,
     spool: &'a Path,
     level: i32,
     limits: Limits,
-) -> Result<(Blobs<'a>, u64, StreamDigest), HostError> {
+) -> Result<(Blobs<'a>, u64, u64), HostError> {
     let refused = |why: SplitError| HostError::Usage(format!("{name}: cannot be pushed as it is: {why}"));
     let max_trailer = limits.max_trailing_zeros.saturating_add(1024);
     let mut splitter = Splitter::new(limits.max_path_len as usize, max_trailer);
@@ -316,10 +325,8 @@ fn split_stream<'a>(
         prepared: Vec::new(),
         members: Vec::new(),
     };
-    let mut tar = Sha256::new();
     let mut tar_len = 0u64;
     for bytes in rx {
-        tar.update(&bytes);
         tar_len = tar_len.saturating_add(bytes.len() as u64);
         let mut failed = None;
         let r = splitter.push(&bytes, &mut |piece| {
@@ -335,11 +342,7 @@ fn split_stream<'a>(
         }
     }
     let trailer = splitter.finish().map_err(refused)?;
-    let tar = StreamDigest {
-        sha256: format!("sha256:{}", snapbundle_core::hex::encode(&tar.finalize())),
-        size: tar_len,
-    };
-    Ok((blobs, trailer, tar))
+    Ok((blobs, trailer, tar_len))
 }
 
 /// What `push` does with its first argument: `Some(path)` for an existing file holding a `.msb`

@@ -134,7 +134,7 @@ pub(super) fn prepare(
             size: bytes.len() as u64,
             zstd: false,
             path: member.name.clone(),
-            sha256: digest,
+            sha256: Some(digest),
             meta: member.meta,
         };
         return Ok(Prepared { index, layer, data: Data::Bytes(bytes.into()) });
@@ -190,7 +190,7 @@ pub(super) fn prepare(
         size: count,
         zstd: true,
         path: member.name.clone(),
-        sha256: format!("sha256:{}", snapbundle_core::hex::encode(&member_hash.finalize())),
+        sha256: Some(format!("sha256:{}", snapbundle_core::hex::encode(&member_hash.finalize()))),
         meta: member.meta,
     };
     if let Some(before) = before {
