@@ -365,6 +365,44 @@ fn a_blob_that_does_not_match_its_digest_fails_the_pull_naming_it_and_nothing_is
     support::assert_tree_eq(&store(&filed.root), &store(&pulled.root), "after the resumed pull");
 }
 
+/// Blobs are not fsynced (the cache only saves downloads): a cached blob a crash left damaged
+/// (the right size, zeros inside) fails its re-hash on use, naming it, and is removed, so the
+/// next pull downloads it again instead of failing on it for ever.
+#[test]
+fn a_cached_blob_damaged_on_disk_fails_its_rehash_and_the_next_pull_downloads_it_again() {
+    let reg = TestRegistry::start(false);
+    let snaps = chain(2, None, small);
+    let (_s, src) = home();
+    import_bytes(&bundle(&snaps, None), &src);
+    let target = reg.reference("snaps/damaged:v1");
+    let pushed = push(&src, &snaps[1].digest(), &target, &reg.connection(None), &quiet_push(true, false))
+        .unwrap_or_else(|e| panic!("push: {e}"));
+    let upper = pushed.blobs.iter().find(|b| b.member == snaps[1].upper_path()).expect("head upper blob");
+    let (_p, pulled) = home();
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let first = out_dir.path().join("first.tar.zst");
+    let keep = PullOptions { keep_blobs: true, ..quiet_pull() };
+    pull(&pulled, &target, &reg.connection(None), &keep, PullTarget::File(&first))
+        .unwrap_or_else(|e| panic!("first pull: {e}"));
+    let cached =
+        pulled.cache.join("snapbundle/blobs/sha256").join(upper.digest.trim_start_matches("sha256:"));
+    let len = fs::metadata(&cached).expect("the blob is kept").len();
+    fs::write(&cached, vec![0u8; len as usize]).expect("damage the cached blob");
+
+    let second = out_dir.path().join("second.tar.zst");
+    let r = pull(&pulled, &target, &reg.connection(None), &keep, PullTarget::File(&second));
+    assert_eq!(code(&r), "blob_digest_mismatch");
+    let msg = r.expect_err("error").to_string();
+    assert!(msg.contains(&upper.digest) && msg.contains(&snaps[1].upper_path()), "{msg}");
+    assert!(!second.exists(), "nothing written at -o");
+    assert!(!cached.exists(), "the damaged blob is removed from the cache");
+
+    let out = pull(&pulled, &target, &reg.connection(None), &keep, PullTarget::File(&second))
+        .unwrap_or_else(|e| panic!("the pull after: {e}"));
+    assert_eq!(out.downloaded, 1, "only the removed blob is downloaded again: {out:#?}");
+    assert!(fs::read(&second).expect("second") == fs::read(&first).expect("first"), "the same bundle");
+}
+
 #[test]
 fn snapshots_with_identical_uppers_share_one_blob() {
     let reg = TestRegistry::start(false);

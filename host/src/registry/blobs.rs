@@ -5,7 +5,14 @@
 //! was interrupted), hashed as its bytes arrive, and renamed to `<hex>` only when its sha256 is
 //! the one it is named by; so a file named by a digest has been verified once. Pull still hashes
 //! it again while rebuilding the bundle from it, so a cache file changed on disk since is caught
-//! too. A blob whose bytes do not match is deleted and fails the pull, naming it.
+//! too. A blob whose bytes do not match (downloaded, or read back from the cache) is deleted and
+//! fails the pull, naming it.
+//!
+//! Blobs are not fsynced: the cache only saves downloads, and a pull that succeeds removes its
+//! blobs again, so syncing them would write every blob to disk just to discard it (on a
+//! filesystem mounted with `discard`, each removal then also waits for the trim). A blob file a
+//! crash left damaged fails that re-hash on its next use and is deleted, so the pull after
+//! downloads it again.
 //!
 //! A running pull holds a shared `flock` on the `sha256` directory ([`BlobCache::hold`]) from
 //! before its first download until it is done with its blobs; [`BlobCache::gc`] (run by
@@ -48,7 +55,6 @@ use crate::progress::{ItemBar, Progress};
 use crate::registry::client::Registry;
 use crate::registry::fetch;
 use crate::registry::http::{classify, error_text, Failure, RequestError};
-use crate::writeback::Writeback;
 
 /// The blob cache of a home.
 #[derive(Debug, Clone)]
@@ -411,7 +417,6 @@ impl BlobCache {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with(&format!("bytes {have}-")));
         let resumed = have > 0 && continues;
-        let mut writeback = Writeback::default();
         if have > 0 && !continues {
             file.set_len(0).map_err(io_fatal(format!("truncating {}", shown(part))))?;
             hasher = Sha256::new();
@@ -438,14 +443,11 @@ impl BlobCache {
             }
             hasher.update(&chunk);
             file.write_all(&chunk).map_err(io_fatal(format!("writing {}", shown(part))))?;
-            // The fsync below then has little left to wait for.
-            writeback.written(file, have);
             shown_bytes.at(have);
         }
         if have < layer.size {
             return Err(Step::Retry(format!("the registry sent {have} of {} bytes", layer.size)));
         }
-        file.sync_all().map_err(io_fatal(format!("syncing {}", shown(part))))?;
         Ok((hasher, resumed))
     }
 }

@@ -447,7 +447,7 @@ fn copy_blob(
         })
     };
     let read_err = |e: io::Error| invalid(format!("cannot be read: {e}"));
-    {
+    let pumped = {
         let mut pump = |src: &mut dyn Read| -> Result<(), Option<HostError>> {
             loop {
                 let n = src.read(&mut buf).map_err(read_err)?;
@@ -466,17 +466,32 @@ fn copy_blob(
             }
         };
         if layer.zstd {
-            let mut dec = zstd::stream::read::Decoder::new(&mut blob).map_err(read_err)?.single_frame();
-            pump(&mut dec)?;
-            // Whatever follows the frame must still be read, so the digest covers it all.
-            let mut rest = dec.finish();
-            io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
+            zstd::stream::read::Decoder::new(&mut blob).map_err(read_err).and_then(|dec| {
+                let mut dec = dec.single_frame();
+                pump(&mut dec)?;
+                // Whatever follows the frame must still be read, so the digest covers it all.
+                let mut rest = dec.finish();
+                io::copy(&mut rest, &mut io::sink()).map(drop).map_err(read_err)
+            })
         } else {
-            pump(&mut blob)?;
+            pump(&mut blob)
         }
+    };
+    // A blob its member cannot be read from may itself be damaged: its digest says which.
+    if let Err(Some(e)) = pumped {
+        let _ = io::copy(&mut blob, &mut io::sink());
+        if format!("sha256:{}", snapbundle_core::hex::encode(&blob.hasher.clone().finalize())) == layer.digest
+        {
+            return Err(Some(e));
+        }
+    } else {
+        pumped?;
     }
     let got = format!("sha256:{}", snapbundle_core::hex::encode(&blob.hasher.finalize()));
     if got != layer.digest || blob.count != layer.size {
+        // Changed on disk since it was verified (a crash, a disk error, a hand): the cached copy
+        // goes, so the next pull downloads the blob again instead of failing on it again.
+        let _ = std::fs::remove_file(cache.path(&layer.digest));
         return Err(Some(blobs::mismatch(layer, &got, &repo.to_string())));
     }
     if remaining != 0 {
