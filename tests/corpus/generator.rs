@@ -1857,6 +1857,20 @@ fn msb_archives(g: &mut Gen) {
         &ck::seal(&ms, SNAP, Some(json!({"disks": [], "memory": [execution]}))),
     );
     let mut ms = c.members();
+    let namespace = format!("checkpoints/{SNAP}/owned/{}/directory.bin", ck::mount_id(ck::GUEST));
+    ck::find(&mut ms, &namespace).included = false;
+    let hex = ck::object_id(&c.directory).trim_start_matches("sha256:").to_string();
+    let identity = json!({"kind": "directory", "digest": hex, "bytes": c.directory.len()});
+    case(
+        g,
+        "checkpoint-owned-namespace-dependency",
+        "A dependent archive declaring an owned directory volume's namespace file (directory.bin) an owned dependency",
+        Some("msb_dependency_identity"),
+        "Only a directory volume's content files and owned disk layers with an integrity root are payloads a base can lend (0.7.13 owned_payloads); 0.7.13 refuses this once a base is given, so on every load.",
+        ckpt,
+        &ck::seal(&ms, SNAP, Some(json!({"disks": [], "memory": [], "owned": [{"path": namespace, "identity": identity}]}))),
+    );
+    let mut ms = c.members();
     ck::find(&mut ms, &ck::object_path(SNAP, &ck::object_id(&c.execution))).data[0] ^= 1;
     case(
         g,

@@ -142,7 +142,8 @@ pub struct Member {
 }
 
 impl Member {
-    fn closure(path: String, data: Vec<u8>, owner: &str) -> Member {
+    /// A member of `owner`'s closure at `path` (its kind from the path, no recorded integrity).
+    pub fn closure(path: String, data: Vec<u8>, owner: &str) -> Member {
         let kind = kind_of(&path).to_string();
         Member { path, data, owner: Some(owner.to_string()), kind, integrity: "null".into(), included: true }
     }

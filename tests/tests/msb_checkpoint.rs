@@ -317,3 +317,113 @@ fn an_owned_disk_volume_of_a_file_snapshot_is_bound_to_its_layer() {
     ms.retain(|m| m.path != path);
     assert_eq!(code(&seal(&ms, FILE_SNAP, None)), "msb_closure_member_missing");
 }
+
+/// The dependencies extension of one owned payload at `path` with `identity`.
+fn owned_dependency(path: &str, identity: serde_json::Value) -> serde_json::Value {
+    json!({"disks": [], "memory": [], "owned": [{"path": path, "identity": identity}]})
+}
+
+/// A 1 MiB owned disk image whose first 8 KiB hold `seed`'s bytes.
+fn owned_disk(seed: u32) -> Vec<u8> {
+    (0..1u32 << 20).map(|i| if i < 8192 { ((i + seed) % 253) as u8 } else { 0 }).collect()
+}
+
+#[test]
+fn an_owned_disk_dependency_must_be_the_heads_owned_layer_exactly_as_recorded() {
+    let disk = owned_disk(0);
+    let n = disk.len() as u64;
+    let path = format!("snapshots/{FILE_SNAP}/layers/data.raw");
+    let mut ms = file_snapshot_with_owned_disk(&disk, n);
+    find(&mut ms, &path).included = false;
+    let root = snapbundle_tests::msb::checkpoint_file_root(&disk);
+    let identity = |bytes: u64| json!({"kind": "disk", "integrity_root": root, "bytes": bytes});
+    let r = run(&seal(&ms, FILE_SNAP, Some(owned_dependency(&path, identity(1 << 20))))).unwrap();
+    assert_eq!(r.msb.unwrap().dependencies, std::slice::from_ref(&path));
+    // Another virtual size, another root, a directory identity: not the head's owned layer.
+    for wrong in [
+        identity((1 << 20) + 4096),
+        json!({"kind": "disk", "integrity_root": snapbundle_tests::msb::checkpoint_file_root(&owned_disk(1)), "bytes": 1 << 20}),
+        json!({"kind": "directory", "digest": "0".repeat(64), "bytes": 1 << 20}),
+    ] {
+        let e = run(&seal(&ms, FILE_SNAP, Some(owned_dependency(&path, wrong.clone())))).unwrap_err();
+        assert_eq!(e.code(), "msb_dependency_identity", "{wrong}");
+        assert!(e.to_string().contains(&path), "{e}");
+    }
+}
+
+#[test]
+fn an_owned_directory_dependency_must_be_one_of_the_volumes_files_never_its_namespace() {
+    let c = Closure::default();
+    let owned = format!("checkpoints/{SNAP}/owned/{}", mount_id(GUEST));
+    let hex = |b: &[u8]| object_id(b).trim_start_matches("sha256:").to_string();
+    let file = format!("{owned}/files/{}", hex(&c.file));
+    let mut ms = c.members();
+    find(&mut ms, &file).included = false;
+    let identity = json!({"kind": "directory", "digest": hex(&c.file), "bytes": c.file.len()});
+    let r = run(&seal(&ms, SNAP, Some(owned_dependency(&file, identity)))).unwrap();
+    assert_eq!(r.msb.unwrap().dependencies, std::slice::from_ref(&file));
+    let wrong = json!({"kind": "directory", "digest": hex(&c.file), "bytes": c.file.len() + 1});
+    assert_eq!(code(&seal(&ms, SNAP, Some(owned_dependency(&file, wrong)))), "msb_dependency_identity");
+    // The namespace file is an owned payload entry, but never a dependency (0.7.13 keeps it).
+    let namespace = format!("{owned}/directory.bin");
+    let mut ms = c.members();
+    find(&mut ms, &namespace).included = false;
+    let identity = json!({"kind": "directory", "digest": hex(&c.directory), "bytes": c.directory.len()});
+    assert_eq!(
+        code(&seal(&ms, SNAP, Some(owned_dependency(&namespace, identity)))),
+        "msb_dependency_identity"
+    );
+}
+
+/// [`file_snapshot_with_owned_disk`] whose owned disk has a second layer on top of `data`: the
+/// qcow2 overlay `data2` (`second`, a qcow2 header stating 1 MiB).
+fn two_layer_owned_disk(first: &[u8], second: &[u8]) -> Vec<Member> {
+    let mut ms = file_snapshot_with_owned_disk(first, first.len() as u64);
+    let d = &mut ms[0];
+    let mut descriptor: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+    let generation = &mut descriptor["extensions"]["microsandbox.owned-volumes"][0]["data"]["generation"];
+    let mut top = generation["layers"][0].clone();
+    top["layer_id"] = json!("data2");
+    top["format"] = json!("qcow2");
+    top["predecessor"] = json!("data");
+    top["file_size"] = json!(second.len());
+    top["integrity_root"] = json!(snapbundle_tests::msb::checkpoint_file_root(second));
+    generation["layers"].as_array_mut().unwrap().push(top);
+    generation["head"] = json!("data2");
+    d.data = snapbundle_tests::msb::canonical(&descriptor).into_bytes();
+    d.integrity = format!("{{\"algorithm\":\"sha256\",\"digest\":\"{}\"}}", object_id(&d.data));
+    ms.push(Member::closure(format!("snapshots/{FILE_SNAP}/layers/data2.qcow2"), second.to_vec(), FILE_SNAP));
+    ms
+}
+
+#[test]
+fn an_owned_disk_omits_only_an_oldest_first_run_of_its_layers() {
+    let first = owned_disk(0);
+    // A qcow2 overlay: magic, version 3, the virtual size at bytes 24..32 (big-endian).
+    let mut second = vec![0u8; 64 << 10];
+    second[..8].copy_from_slice(b"QFI\xfb\0\0\0\x03");
+    second[24..32].copy_from_slice(&(1u64 << 20).to_be_bytes());
+    let complete = run(&seal(&two_layer_owned_disk(&first, &second), FILE_SNAP, None));
+    assert!(complete.is_ok(), "{complete:?}");
+    let dependency = |name: &str, disk: &[u8]| {
+        let file = if name == "data" { "data.raw" } else { "data2.qcow2" };
+        json!({"path": format!("snapshots/{FILE_SNAP}/layers/{file}"),
+               "identity": {"kind": "disk", "bytes": 1 << 20,
+                            "integrity_root": snapbundle_tests::msb::checkpoint_file_root(disk)}})
+    };
+    let omitting = |names: &[&str]| {
+        let mut ms = two_layer_owned_disk(&first, &second);
+        let mut owned = Vec::new();
+        for name in names {
+            let file = if *name == "data" { "data.raw" } else { "data2.qcow2" };
+            find(&mut ms, &format!("snapshots/{FILE_SNAP}/layers/{file}")).included = false;
+            owned.push(dependency(name, if *name == "data" { &first } else { &second }));
+        }
+        seal(&ms, FILE_SNAP, Some(json!({"disks": [], "memory": [], "owned": owned})))
+    };
+    assert_eq!(code(&omitting(&["data"])), "ok", "the oldest layer alone");
+    assert_eq!(code(&omitting(&["data", "data2"])), "ok", "both");
+    let e = run(&omitting(&["data2"])).unwrap_err();
+    assert_eq!(e.code(), "msb_dependency_identity");
+    assert!(e.to_string().contains("data2.qcow2"), "{e}");
+}

@@ -40,9 +40,11 @@ use super::checkpoint::{self, CheckpointManifest, DiskGeneration, MemoryManifest
 use super::descriptor::{Descriptor, Integrity, State};
 use super::error::MsbError;
 use super::inventory::{
-    Completeness, DiskIdentity, EntryKind, Inventory, InventoryError, INVENTORY_PATH, MAX_INVENTORY_BYTES,
+    Completeness, DiskIdentity, EntryKind, Inventory, InventoryError, OwnedDependency, OwnedIdentity,
+    INVENTORY_PATH, MAX_INVENTORY_BYTES,
 };
 use super::metadata;
+use super::owned::OwnedData;
 use super::transport::{digest_string, TransportHasher};
 use crate::blake3_work::{Blake3Backend, Blake3Error, MemberBlake3};
 use crate::cache_meta::CacheKind;
@@ -189,7 +191,9 @@ fn msb(e: MsbError) -> Error {
 /// first, each at its path and exactly as the head records it (a file snapshot's descriptor
 /// layers; a checkpoint's root-device disk generations); every memory dependency is one of the
 /// head's memory payload objects (an object a memory extent names, never the checkpoint's own
-/// metadata objects). Owned-payload dependencies are not bound here (see `docs/format-0.7.md`).
+/// metadata objects); every owned-payload dependency is one of the head's owned payloads exactly as
+/// recorded (a directory volume's content file, an owned disk layer with its integrity root), and
+/// each owned disk omits only an oldest-first run of its layers.
 fn dependency_identities(
     a: &Archive,
     inv: &Inventory,
@@ -202,7 +206,8 @@ fn dependency_identities(
         .filter(|e| !e.included && e.kind == EntryKind::CheckpointObject)
         .map(|e| e.path.as_str())
         .collect();
-    if disks.is_empty() && memory.is_empty() {
+    let owned = inv.owned_dependencies();
+    if disks.is_empty() && memory.is_empty() && owned.is_empty() {
         return Ok(());
     }
     let wrong = |path: &str, why| Err(msb(MsbError::DependencyIdentity { path: path.to_string(), why }));
@@ -269,6 +274,54 @@ fn dependency_identities(
                     path,
                     "not a memory payload object of the head (metadata objects stay included)",
                 );
+            }
+        }
+    }
+    owned_dependency_identities(head, &owned)
+}
+
+/// 0.7.13 `delta::validate_resolved` for owned payloads: each owned dependency is one of the head's
+/// owned payloads (`owned_payloads`: a directory volume's content files, never its
+/// `directory.bin`; the layers of an owned disk that record an integrity root, as
+/// `{integrity_root, virtual size}`), path and identity; and no owned disk omits a layer after
+/// one it includes.
+fn owned_dependency_identities(head: &Descriptor, owned: &[OwnedDependency]) -> Result<(), Error> {
+    if owned.is_empty() {
+        return Ok(());
+    }
+    let wrong = |path: &str, why| Err(msb(MsbError::DependencyIdentity { path: path.to_string(), why }));
+    let prefix = match head.state {
+        State::Checkpoint { .. } => alloc::format!("checkpoints/{}", head.snapshot_id),
+        _ => alloc::format!("snapshots/{}", head.snapshot_id),
+    };
+    let mut payloads: Vec<(String, OwnedIdentity)> = Vec::new();
+    for v in &head.owned_volumes {
+        match &v.data {
+            OwnedData::Directory { files, .. } => payloads.extend(files.iter().map(|f| {
+                let path = alloc::format!("{prefix}/owned/{}/files/{}", v.mount_id, f.digest);
+                (path, OwnedIdentity::Directory { digest: f.digest.clone(), bytes: f.bytes })
+            })),
+            OwnedData::Disk(generation) => payloads.extend(generation.layers.iter().filter_map(|l| {
+                let root = l.integrity_root.clone()?;
+                let path = alloc::format!("{prefix}/layers/{}.{}", l.layer_id, l.format);
+                Some((path, OwnedIdentity::Disk { integrity_root: root, bytes: l.virtual_size }))
+            })),
+        }
+    }
+    for d in owned {
+        if !payloads.iter().any(|(path, identity)| *path == d.path && *identity == d.identity) {
+            return wrong(&d.path, "not one of the head's owned payloads, exactly as recorded");
+        }
+    }
+    for v in &head.owned_volumes {
+        let OwnedData::Disk(generation) = &v.data else { continue };
+        let mut included = false;
+        for l in &generation.layers {
+            let path = alloc::format!("{prefix}/layers/{}.{}", l.layer_id, l.format);
+            if !owned.iter().any(|d| d.path == path) {
+                included = true;
+            } else if included {
+                return wrong(&path, "omitted after a layer of its owned disk that is included (only an oldest-first run may be)");
             }
         }
     }

@@ -704,6 +704,23 @@ impl Inventory {
             .collect()
     }
 
+    /// The owned-payload dependencies of a dependent archive, in the extension's order (empty
+    /// for a complete one).
+    pub fn owned_dependencies(&self) -> Vec<OwnedDependency> {
+        let Some((_, extension)) = self.extensions.iter().find(|(k, _)| k == DEPENDENCIES_V1) else {
+            return Vec::new();
+        };
+        // Parsed and checked by `check_dependencies` already.
+        let paths = dependency_paths(extension, &self.head, self.entries.len()).unwrap_or_default();
+        paths
+            .into_iter()
+            .filter_map(|(path, d)| match d {
+                Dependency::Owned(identity) => Some(OwnedDependency { path, identity }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The binding of `completeness`, the dependencies requirement and extension, and the
     /// omitted entries (0.7.13 `delta::validate`, disk dependencies).
     fn check_dependencies(&self) -> Result<(), InventoryError> {
@@ -735,7 +752,7 @@ impl Inventory {
                     matches!(entry.kind, EntryKind::FilePayload | EntryKind::CheckpointDiskLayer)
                 }
                 Dependency::Memory => entry.kind == EntryKind::CheckpointObject,
-                Dependency::Owned => matches!(
+                Dependency::Owned(_) => matches!(
                     entry.kind,
                     EntryKind::OwnedDirectoryPayload
                         | EntryKind::OwnedDiskLayer
@@ -764,13 +781,50 @@ impl Inventory {
 enum Dependency {
     Disk(DiskIdentity),
     Memory,
-    Owned,
+    Owned(OwnedIdentity),
 }
 
 impl Dependency {
     fn is_disk(&self) -> bool {
         matches!(self, Dependency::Disk(_))
     }
+
+    fn is_memory(&self) -> bool {
+        matches!(self, Dependency::Memory)
+    }
+
+    fn is_owned(&self) -> bool {
+        matches!(self, Dependency::Owned(_))
+    }
+}
+
+/// What an owned-payload dependency of a dependent archive must be (0.7.13
+/// `OwnedPayloadIdentity`): a directory volume's content file, or an owned disk layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedIdentity {
+    /// A directory volume's file: its SHA-256 (as the volume records it) and length.
+    Directory {
+        /// The digest as recorded.
+        digest: String,
+        /// Its length.
+        bytes: u64,
+    },
+    /// An owned disk layer: its `microsandbox.checkpoint-file/1` root and virtual size.
+    Disk {
+        /// `blake3:<hex>` as recorded.
+        integrity_root: String,
+        /// The layer's virtual size.
+        bytes: u64,
+    },
+}
+
+/// One owned-payload dependency of a dependent archive: the omitted member and its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedDependency {
+    /// The member path the archive omits.
+    pub path: String,
+    /// The payload the base must hold there.
+    pub identity: OwnedIdentity,
 }
 
 /// What a disk dependency of a dependent archive must be in its base (0.7.13 `LayerIdentity`):
@@ -844,30 +898,32 @@ fn dependency_paths(
             let mut of = Fields::of(o, "owned[]")?;
             let path = of.str("path")?.to_string();
             let mut idf = Fields::of(of.req("identity")?, "owned[].identity")?;
-            if json::variant(idf.req("kind")?, "owned[].identity.kind", &["directory", "disk"])? == 0 {
-                idf.str("digest")?;
-            } else {
-                idf.str("integrity_root")?;
-            }
-            idf.u64("bytes")?;
+            let identity =
+                if json::variant(idf.req("kind")?, "owned[].identity.kind", &["directory", "disk"])? == 0 {
+                    let digest = idf.str("digest")?.to_string();
+                    OwnedIdentity::Directory { digest, bytes: idf.u64("bytes")? }
+                } else {
+                    let integrity_root = idf.str("integrity_root")?.to_string();
+                    OwnedIdentity::Disk { integrity_root, bytes: idf.u64("bytes")? }
+                };
             idf.done()?;
             of.done()?;
-            paths.push((path, Dependency::Owned));
+            paths.push((path, Dependency::Owned(identity)));
         }
         Ok(paths)
     };
     let paths = parse().map_err(malformed)?;
-    let count = |c| paths.iter().filter(|(_, k)| *k == c).count();
-    let sorted = |c| {
-        let of: Vec<&str> = paths.iter().filter(|(_, k)| *k == c).map(|(p, _)| p.as_str()).collect();
+    let count = |c: fn(&Dependency) -> bool| paths.iter().filter(|(_, k)| c(k)).count();
+    let sorted = |c: fn(&Dependency) -> bool| {
+        let of: Vec<&str> = paths.iter().filter(|(_, k)| c(k)).map(|(p, _)| p.as_str()).collect();
         of.windows(2).all(|w| w.first() < w.get(1))
     };
     if paths.is_empty()
         || paths.iter().filter(|(_, k)| k.is_disk()).count() > MAX_DISK_DEPENDENCIES
-        || count(Dependency::Memory) > entries
-        || count(Dependency::Owned) > entries
-        || !sorted(Dependency::Memory)
-        || !sorted(Dependency::Owned)
+        || count(Dependency::is_memory) > entries
+        || count(Dependency::is_owned) > entries
+        || !sorted(Dependency::is_memory)
+        || !sorted(Dependency::is_owned)
     {
         return Err(InventoryError::Dependencies("invalid snapshot dependency count or object ordering"));
     }
