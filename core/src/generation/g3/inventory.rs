@@ -690,12 +690,7 @@ impl Inventory {
     /// The disk dependencies of a dependent archive, in the extension's order (empty for a
     /// complete one).
     pub fn disk_dependencies(&self) -> Vec<DiskDependency> {
-        let Some((_, extension)) = self.extensions.iter().find(|(k, _)| k == DEPENDENCIES_V1) else {
-            return Vec::new();
-        };
-        // Parsed and checked by `check_dependencies` already.
-        let paths = dependency_paths(extension, &self.head, self.entries.len()).unwrap_or_default();
-        paths
+        self.dependencies()
             .into_iter()
             .filter_map(|(path, d)| match d {
                 Dependency::Disk(identity) => Some(DiskDependency { path, identity }),
@@ -707,18 +702,22 @@ impl Inventory {
     /// The owned-payload dependencies of a dependent archive, in the extension's order (empty
     /// for a complete one).
     pub fn owned_dependencies(&self) -> Vec<OwnedDependency> {
-        let Some((_, extension)) = self.extensions.iter().find(|(k, _)| k == DEPENDENCIES_V1) else {
-            return Vec::new();
-        };
-        // Parsed and checked by `check_dependencies` already.
-        let paths = dependency_paths(extension, &self.head, self.entries.len()).unwrap_or_default();
-        paths
+        self.dependencies()
             .into_iter()
             .filter_map(|(path, d)| match d {
                 Dependency::Owned(identity) => Some(OwnedDependency { path, identity }),
                 _ => None,
             })
             .collect()
+    }
+
+    /// Every dependency the extension declares, with its path (none for a complete archive).
+    fn dependencies(&self) -> Vec<(String, Dependency)> {
+        let Some((_, extension)) = self.extensions.iter().find(|(k, _)| k == DEPENDENCIES_V1) else {
+            return Vec::new();
+        };
+        // Parsed and checked by `check_dependencies` already.
+        dependency_paths(extension, &self.head, self.entries.len()).unwrap_or_default()
     }
 
     /// The binding of `completeness`, the dependencies requirement and extension, and the
