@@ -477,15 +477,14 @@ fn copy_blob(
             pump(&mut blob)
         }
     };
-    // A blob its member cannot be read from may itself be damaged: its digest says which.
-    if let Err(Some(e)) = pumped {
-        let _ = io::copy(&mut blob, &mut io::sink());
-        if format!("sha256:{}", snapbundle_core::hex::encode(&blob.hasher.clone().finalize())) == layer.digest
-        {
-            return Err(Some(e));
+    match pumped {
+        // The consumer stopped: the blob was not read to its end, so its digest says nothing.
+        Err(None) => return Err(None),
+        // A blob its member cannot be read from may itself be damaged: its digest says which.
+        Err(Some(_)) => {
+            let _ = io::copy(&mut blob, &mut io::sink());
         }
-    } else {
-        pumped?;
+        Ok(()) => {}
     }
     let got = format!("sha256:{}", snapbundle_core::hex::encode(&blob.hasher.finalize()));
     if got != layer.digest || blob.count != layer.size {
@@ -494,6 +493,8 @@ fn copy_blob(
         let _ = std::fs::remove_file(cache.path(&layer.digest));
         return Err(Some(blobs::mismatch(layer, &got, &repo.to_string())));
     }
+    // The blob is the one named: a reading error is its content's.
+    pumped?;
     if remaining != 0 {
         return Err(invalid(format!("holds {} bytes, not {}", layer.meta.size - remaining, layer.meta.size)));
     }
