@@ -215,7 +215,7 @@ impl MemberBlake3 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generation::g3::transport::digest_string;
+    use crate::hex::blake3_digest;
     use crate::merkle::CHECKPOINT_FILE;
 
     /// Feeds `parts` (stored bytes, stored zeros, holes) to a fresh work of both digests.
@@ -252,7 +252,7 @@ mod tests {
         }
         let f = w.finish();
         let want = t.finish().map_err(|_| ());
-        let got = f.transport.unwrap().map(|d| digest_string(&d));
+        let got = f.transport.unwrap().map(|d| blake3_digest(&d));
         assert_eq!(got, want);
         assert_eq!(f.merkle, Some(m.finish()));
     }

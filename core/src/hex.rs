@@ -22,6 +22,14 @@ pub fn sha256_digest(hash: &[u8; 32]) -> String {
     s
 }
 
+/// Formats a BLAKE3 output as `blake3:<64 lowercase hex>`.
+pub fn blake3_digest(hash: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(71);
+    s.push_str("blake3:");
+    s.push_str(&encode(hash));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -87,9 +87,7 @@ pub struct MerkleRoot {
 impl MerkleRoot {
     /// The root as recorded: `blake3:<64 lowercase hex>`.
     pub fn digest(&self) -> String {
-        let mut s = String::from("blake3:");
-        s.push_str(&crate::hex::encode(&self.root));
-        s
+        crate::hex::blake3_digest(&self.root)
     }
 }
 

@@ -32,8 +32,8 @@ use crate::tar::write::{member_len, EntryMeta};
 pub use error::{ArtifactError, LayerError};
 pub use manifest::{kind_manifest_bytes, manifest_bytes, parse_config, parse_manifest, ArtifactKind, Parsed};
 pub use msb::{
-    parse_msb_config, store_raw, MsbConfig, MsbMember, MsbPlan, StreamDigest, StreamSize, MSB_ARTIFACT_TYPE,
-    MSB_CONFIG_MEDIA_TYPE, MSB_FORMAT,
+    parse_msb_config, store_raw, MsbConfig, MsbMember, MsbPlan, StreamDigest, StreamHasher, StreamSize,
+    MSB_ARTIFACT_TYPE, MSB_CONFIG_MEDIA_TYPE, MSB_FORMAT,
 };
 
 /// base64 as the `.msb` config writes it (canonical, padded).

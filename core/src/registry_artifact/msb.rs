@@ -25,6 +25,7 @@ use super::base64;
 use super::error::ArtifactError;
 use super::manifest::{ArtifactKind, Parsed};
 use super::split::{HeaderRun, SplitError};
+use crate::generation::g3::descriptor::is_digest;
 use crate::tar::header::{self, BLOCK};
 use crate::Limits;
 
@@ -69,14 +70,41 @@ pub struct MsbConfig {
     pub trailer: String,
 }
 
-/// The sha256 and size of a byte stream.
+/// The BLAKE3 digest and size of a byte stream (the pushed file: the config records it so that
+/// a pull can say whether it wrote the same bytes; BLAKE3, not SHA-256, because it is hashed
+/// on the critical path of both ends and is no content address).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamDigest {
-    /// `sha256:<hex>`.
-    pub sha256: String,
+    /// `blake3:<64 lowercase hex>`.
+    pub blake3: String,
     /// Bytes.
     pub size: u64,
+}
+
+/// Computes a [`StreamDigest`] of the bytes fed to it.
+#[derive(Debug, Clone, Default)]
+pub struct StreamHasher {
+    hasher: blake3::Hasher,
+    size: u64,
+}
+
+impl StreamHasher {
+    /// A digest of nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next bytes of the stream.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.size = self.size.saturating_add(bytes.len() as u64);
+    }
+
+    /// The digest of the bytes fed so far.
+    pub fn digest(&self) -> StreamDigest {
+        StreamDigest { blake3: crate::hex::blake3_digest(self.hasher.finalize().as_bytes()), size: self.size }
+    }
 }
 
 /// The length of a byte stream.
@@ -129,7 +157,7 @@ pub fn parse_msb_config(bytes: &[u8], parsed: &Parsed, limits: &Limits) -> Resul
     let paths_match = config.members.len() == parsed.layers.len()
         && config.members.iter().zip(&parsed.layers).all(|(m, l)| m.path == l.path);
     let container_ok = config.container == CONTAINER_ZSTD || config.container == CONTAINER_TAR;
-    let digests_ok = super::is_sha256_digest(&config.archive.sha256);
+    let digests_ok = is_digest(&config.archive.blake3, "blake3:");
     if parsed.kind != ArtifactKind::Msb
         || config.schema != 1
         || config.format != MSB_FORMAT
@@ -214,7 +242,7 @@ mod tests {
             format: MSB_FORMAT.into(),
             head: "snap_0".into(),
             container: CONTAINER_ZSTD.into(),
-            archive: StreamDigest { sha256: sha256_digest(b"a"), size: 1 },
+            archive: StreamHasher::new().digest(),
             tar: StreamSize { size: 512 + 1024 + 2048 },
             members: vec![MsbMember { path: PATH.into(), headers: base64_encode(&headers) }],
             trailer: base64_encode(&[0; 2048]),
@@ -259,6 +287,11 @@ mod tests {
         assert_eq!(chain.map(|e| e.0), Some("artifact_config_mismatch"));
         let container = code(&|c, _| c.container = "gzip".into());
         assert_eq!(container.map(|e| e.0), Some("artifact_config_mismatch"));
+        let upper =
+            code(&|c, _| c.archive.blake3 = c.archive.blake3.to_uppercase().replace("BLAKE3", "blake3"));
+        assert_eq!(upper.map(|e| e.0), Some("artifact_config_mismatch"));
+        let sha = code(&|c, _| c.archive.blake3 = sha256_digest(b"a"));
+        assert_eq!(sha.map(|e| e.0), Some("artifact_config_mismatch"));
     }
 
     #[test]

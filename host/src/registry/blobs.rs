@@ -3,10 +3,13 @@
 //!
 //! A blob is downloaded into `<hex>.part` (resumed with a range request when a previous pull
 //! was interrupted), hashed as its bytes arrive, and renamed to `<hex>` only when its sha256 is
-//! the one it is named by; so a file named by a digest has been verified once. Pull still hashes
-//! it again while rebuilding the bundle from it, so a cache file changed on disk since is caught
-//! too. A blob whose bytes do not match (downloaded, or read back from the cache) is deleted and
-//! fails the pull, naming it.
+//! the one it is named by; so a file named by a digest has been verified once. A blob that was
+//! in the cache before (an earlier pull's, or one another pull fetched meanwhile) is hashed
+//! again while the bundle is rebuilt from it, so a cache file changed on disk since is caught
+//! too; one this pull downloaded itself was hashed as it was written, moments before, and is
+//! read back from the page cache, so it is only counted (a second SHA-256 pass would check
+//! those same pages against themselves). A blob whose bytes do not match (downloaded, or read
+//! back from the cache) is deleted and fails the pull, naming it.
 //!
 //! Blobs are not fsynced: the cache only saves downloads, and a pull that succeeds removes its
 //! blobs again, so syncing them would write every blob to disk just to discard it (on a
@@ -531,18 +534,19 @@ impl RepoName for String {
     }
 }
 
-/// A reader that hashes what passes through it.
+/// A reader that counts what passes through it, and hashes it when it has a hasher.
 pub(crate) struct HashingReader<R> {
     pub(crate) inner: R,
-    pub(crate) hasher: Sha256,
+    pub(crate) hasher: Option<Sha256>,
     pub(crate) count: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let got = buf.get(..n).unwrap_or(&[]);
-        self.hasher.update(got);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(buf.get(..n).unwrap_or(&[]));
+        }
         self.count = self.count.saturating_add(n as u64);
         Ok(n)
     }

@@ -32,7 +32,7 @@ use futures_util::future::{self, Either};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use snapbundle_core::registry_artifact::{self as artifact, ArtifactKind, Layer, MsbPlan};
+use snapbundle_core::registry_artifact::{self as artifact, ArtifactKind, Layer, MsbPlan, StreamHasher};
 use snapbundle_core::Limits;
 
 use crate::compress::{compressor, Compression, Counting};
@@ -350,9 +350,10 @@ fn rebuild(
     let mut tar = TarWriter::new(BufWriter::with_capacity(1 << 20, out));
     let mut fetched = Vec::with_capacity(layers.len());
     for layer in layers {
-        fetched.push(next_blob(rx)?);
+        let f = next_blob(rx)?;
+        fetched.push(f);
         tar.begin(&layer.path, &layer.meta).map_err(gone)?;
-        copy_blob(layer, cache, repo, &mut |chunk| tar.data(chunk))?;
+        copy_blob(layer, cache, f, repo, &mut |chunk| tar.data(chunk))?;
         tar.end().map_err(gone)?;
         // Each member reaches the validator whole as soon as its blob is in: a member it
         // refuses stops the pull without waiting for the next blob.
@@ -380,13 +381,14 @@ fn rebuild_msb(
     let mut len = 0u64;
     let mut fetched = Vec::with_capacity(layers.len());
     for (layer, records) in layers.iter().zip(&plan.headers) {
-        fetched.push(next_blob(rx)?);
+        let f = next_blob(rx)?;
+        fetched.push(f);
         let mut put = |bytes: &[u8]| -> io::Result<()> {
             len = len.saturating_add(bytes.len() as u64);
             w.write_all(bytes)
         };
         put(records).map_err(gone)?;
-        copy_blob(layer, cache, repo, &mut put)?;
+        copy_blob(layer, cache, f, repo, &mut put)?;
         let pad = usize::try_from(layer.meta.size % 512).map_or(0, |r| (512 - r) % 512);
         put([0u8; 512].get(..pad).unwrap_or(&[])).map_err(gone)?;
         w.flush().map_err(gone)?;
@@ -423,17 +425,19 @@ fn next_blob(rx: &mpsc::Receiver<Result<Fetched, HostError>>) -> Result<Fetched,
 }
 
 /// Passes a cached blob's member bytes (decompressed for a zstd layer) to `out`, checking them
-/// on the way: the blob's digest and size, the member's size, and its sha256 where the layer
-/// records one (a chain's).
+/// on the way: the blob's size, its digest when it was in the cache before this pull (`how`
+/// is [`Fetched::Cached`]; one this pull downloaded was hashed as it was written: see
+/// [`blobs`]), the member's size, and its sha256 where the layer records one (a chain's).
 fn copy_blob(
     layer: &Layer,
     cache: &BlobCache,
+    how: Fetched,
     repo: &str,
     out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<(), Option<HostError>> {
     let file = blobs::open(cache, &layer.digest).map_err(Some)?;
-    let mut blob =
-        HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new(), count: 0 };
+    let hasher = (how == Fetched::Cached).then(Sha256::new);
+    let mut blob = HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher, count: 0 };
     let mut member = layer.sha256.as_ref().map(|_| Sha256::new());
     let mut remaining = layer.meta.size;
     let mut buf = vec![0u8; 1 << 20];
@@ -486,12 +490,21 @@ fn copy_blob(
         }
         Ok(()) => {}
     }
-    let got = format!("sha256:{}", snapbundle_core::hex::encode(&blob.hasher.finalize()));
-    if got != layer.digest || blob.count != layer.size {
+    let got = blob.hasher.take().map(|h| format!("sha256:{}", snapbundle_core::hex::encode(&h.finalize())));
+    if blob.count != layer.size || got.as_ref().is_some_and(|g| *g != layer.digest) {
         // Changed on disk since it was verified (a crash, a disk error, a hand): the cached copy
         // goes, so the next pull downloads the blob again instead of failing on it again.
         let _ = std::fs::remove_file(cache.path(&layer.digest));
-        return Err(Some(blobs::mismatch(layer, &got, &repo.to_string())));
+        return Err(Some(match got {
+            Some(got) => blobs::mismatch(layer, &got, &repo.to_string()),
+            None => HostError::Registry {
+                code: RegistryErrorCode::BlobDigestMismatch,
+                message: format!(
+                    "blob {} ({}) from {repo}: its cached file holds {} bytes, not {}; nothing was imported",
+                    layer.digest, layer.path, blob.count, layer.size
+                ),
+            },
+        }));
     }
     // The blob is the one named: a reading error is its content's.
     pumped?;
@@ -626,7 +639,9 @@ fn write_bundle<W: Write>(
         }
     };
     let how = Compression { plain, ..Compression::default() };
-    let hashed = HashingWriter { inner: BufWriter::with_capacity(1 << 20, out), hasher: Sha256::new() };
+    // Only a `.msb` archive's config records the pushed file's digest to compare with.
+    let hasher = matches!(shape, Shape::Msb(_)).then(StreamHasher::new);
+    let hashed = HashingWriter { inner: BufWriter::with_capacity(1 << 20, out), hasher };
     let counting = Counting { inner: hashed, count: 0 };
     let sink = compressor(counting, how, pledged).map_err(|e| HostError::io("setting up zstd", e))?;
     let mut tee = Tee { inner: reader, out: sink, error: None };
@@ -642,26 +657,27 @@ fn write_bundle<W: Write>(
     let HashingWriter { inner, hasher } = inner;
     let mut w = inner.into_inner().map_err(|e| HostError::io(ctx(), e.into_error()))?;
     w.flush().map_err(|e| HostError::io(ctx(), e))?;
-    let same_as_pushed = match shape {
-        Shape::Chain { .. } => None,
-        Shape::Msb(plan) => {
-            let got = format!("sha256:{}", snapbundle_core::hex::encode(&hasher.finalize()));
-            Some(got == plan.config.archive.sha256 && count == plan.config.archive.size)
+    let same_as_pushed = match (shape, hasher) {
+        (Shape::Msb(plan), Some(h)) => {
+            Some(h.digest() == plan.config.archive && count == plan.config.archive.size)
         }
+        _ => None,
     };
     Ok((count, tar_bytes, report.head, same_as_pushed))
 }
 
-/// Hashes what passes through it.
+/// Digests what passes through it, when it has a hasher.
 struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Option<StreamHasher>,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(buf.get(..n).unwrap_or(&[]));
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(buf.get(..n).unwrap_or(&[]));
+        }
         Ok(n)
     }
 
@@ -685,5 +701,59 @@ impl<W: Write> Read for Tee<'_, W> {
             return Err(io::Error::other("the output failed"));
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snapbundle_core::tar::write::EntryMeta;
+
+    /// A raw layer of `bytes`, and its blob written into a fresh home's cache as `stored`.
+    fn cached(bytes: &[u8], stored: &[u8]) -> (tempfile::TempDir, BlobCache, Layer) {
+        let d = tempfile::tempdir().expect("temp home");
+        let cache = BlobCache::new(&Home::at(d.path()));
+        std::fs::create_dir_all(cache.dir()).expect("cache dir");
+        let digest = artifact::sha256_digest(bytes);
+        std::fs::write(cache.path(&digest), stored).expect("blob");
+        let size = bytes.len() as u64;
+        let meta = EntryMeta { mode: 0o100644, uid: 0, gid: 0, mtime: 0, size };
+        let layer = Layer { digest, size, zstd: false, path: "m.json".into(), sha256: None, meta };
+        (d, cache, layer)
+    }
+
+    fn copied(cache: &BlobCache, layer: &Layer, how: Fetched) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        copy_blob(layer, cache, how, "r/x", &mut |c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })
+        .map(|()| out)
+        .map_err(|e| e.map_or_else(|| "consumer stopped".into(), |e| e.to_string()))
+    }
+
+    #[test]
+    fn a_blob_from_an_earlier_pull_is_hashed_again_and_removed_when_it_changed() {
+        let (_d, cache, layer) = cached(b"{\"a\":1}", b"{\"a\":2}");
+        let err = copied(&cache, &layer, Fetched::Cached).expect_err("a changed blob passed");
+        assert!(err.contains("its bytes have digest sha256:"), "{err}");
+        assert!(!cache.path(&layer.digest).exists(), "the damaged blob stayed in the cache");
+        let (_d, cache, layer) = cached(b"{\"a\":1}", b"{\"a\":1}");
+        assert_eq!(copied(&cache, &layer, Fetched::Cached).as_deref(), Ok(&b"{\"a\":1}"[..]));
+    }
+
+    #[test]
+    fn a_blob_this_pull_downloaded_is_counted_not_hashed_again() {
+        // Same length, other bytes: only a second SHA-256 pass would see it, and the download
+        // hashed these pages moments before (the validation core judges the content next).
+        let (_d, cache, layer) = cached(b"{\"a\":1}", b"{\"a\":2}");
+        for how in [Fetched::Downloaded, Fetched::Resumed] {
+            assert_eq!(copied(&cache, &layer, how).as_deref(), Ok(&b"{\"a\":2}"[..]), "{how:?}");
+        }
+        // A length that changed is caught, and the file removed.
+        let (_d, cache, layer) = cached(b"{\"a\":1}", b"{\"a\":12}");
+        let err = copied(&cache, &layer, Fetched::Downloaded).expect_err("a longer blob passed");
+        assert!(err.contains("its cached file holds 8 bytes, not 7"), "{err}");
+        assert!(!cache.path(&layer.digest).exists(), "the changed blob stayed in the cache");
     }
 }

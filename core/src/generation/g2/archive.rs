@@ -30,10 +30,11 @@ use crate::error::{Error, LimitError, Location, TarError};
 use crate::events::Sink;
 use crate::generation::g3::descriptor::{Integrity, LayerFormat};
 use crate::generation::g3::inventory::EntryKind;
-use crate::generation::g3::transport::{digest_string, TransportHasher};
+use crate::generation::g3::transport::TransportHasher;
 use crate::generation::g3::MsbError;
 use crate::generation::JsonBudget;
 use crate::hex;
+use crate::hex::blake3_digest;
 use crate::integrity::{Hashes, MemberHasher, Sha256Backend};
 use crate::limits::Limits;
 use crate::merkle::{FileMerkle, MerkleRoot};
@@ -336,7 +337,7 @@ impl Archive {
         }
         let b3 = cur.blake3.map(MemberBlake3::finish);
         let transport = match b3.as_ref().and_then(|b| b.transport) {
-            Some(t) => t.map(|t| digest_string(&t)).map_err(|()| Error::Tar {
+            Some(t) => t.map(|t| blake3_digest(&t)).map_err(|()| Error::Tar {
                 at: cur.loc.clone(),
                 error: TarError::Truncated("a member's stored data"),
             })?,

@@ -45,13 +45,14 @@ use super::inventory::{
 };
 use super::metadata;
 use super::owned::OwnedData;
-use super::transport::{digest_string, TransportHasher};
+use super::transport::TransportHasher;
 use crate::blake3_work::{Blake3Backend, Blake3Error, MemberBlake3};
 use crate::cache_meta::CacheKind;
 use crate::error::{Error, LimitError, Location, TarError};
 use crate::events::{Event, MemberStart, Sink};
 use crate::generation::JsonBudget;
 use crate::hex;
+use crate::hex::blake3_digest;
 use crate::holes::{HoleSplitter, Piece};
 use crate::integrity::{Hashes, MemberDigests, MemberHasher, Sha256Backend};
 use crate::limits::Limits;
@@ -702,7 +703,7 @@ impl Archive {
         };
         let b3 = cur.blake3.take().map(MemberBlake3::finish);
         let transport = match b3.as_ref().and_then(|b| b.transport) {
-            Some(t) => t.map(|t| digest_string(&t)).map_err(|()| Error::Tar {
+            Some(t) => t.map(|t| blake3_digest(&t)).map_err(|()| Error::Tar {
                 at: cur.loc.clone(),
                 error: TarError::Truncated("a member's stored data"),
             })?,

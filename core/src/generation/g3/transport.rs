@@ -107,13 +107,6 @@ fn text(h: &mut blake3::Hasher, s: &str) {
     h.update(s.as_bytes());
 }
 
-/// `blake3:<hex>` of a finished digest.
-pub fn digest_string(digest: &[u8; 32]) -> String {
-    let mut s = String::from("blake3:");
-    s.push_str(&crate::hex::encode(digest));
-    s
-}
-
 impl TransportHasher {
     /// Starts the digest of the member at `path` of `kind` (the inventory's entry kind), with
     /// `encoded` stored bytes, `apparent` logical bytes and its sparse `ranges` (`(offset, len)`).
@@ -142,7 +135,7 @@ impl TransportHasher {
     /// The digest, `blake3:<hex>`, once exactly the declared stored bytes were fed.
     pub fn finish(self) -> Result<String, TransportError> {
         self.count.check()?;
-        Ok(digest_string(self.hasher.finalize().as_bytes()))
+        Ok(crate::hex::blake3_digest(self.hasher.finalize().as_bytes()))
     }
 
     /// The count of stored bytes so far: it stays with the validator when the hashing runs

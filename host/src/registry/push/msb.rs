@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,7 +21,8 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
 use snapbundle_core::registry_artifact::split::{Piece, SplitError, Splitter};
 use snapbundle_core::registry_artifact::{
-    self as artifact, ArtifactKind, Layer, MsbConfig, MsbMember, StreamDigest, StreamSize, MSB_FORMAT,
+    self as artifact, ArtifactKind, Layer, MsbConfig, MsbMember, StreamDigest, StreamHasher, StreamSize,
+    MSB_FORMAT,
 };
 use snapbundle_core::report::{Container, Generation};
 use snapbundle_core::{Limits, NullSink, Report};
@@ -32,7 +33,6 @@ use super::{mounts, put_artifact, BlobAction, PushOptions, PushOutcome};
 use crate::error::{shown, HostError};
 use crate::home::Home;
 use crate::progress::Progress;
-use crate::registry::blobs::HashingReader;
 use crate::registry::client::{Connection, Operation, Registry};
 use crate::registry::resume::Sessions;
 use crate::tar_writer::EntryMeta;
@@ -258,7 +258,7 @@ fn split(path: &Path, spool: &Path, level: i32, limits: Limits, quiet: bool) -> 
     let file = File::open(path).map_err(|e| HostError::io(format!("opening {}", shown(path)), e))?;
     let len = file.metadata().ok().map(|m| m.len());
     let mut reader =
-        HashingReader { inner: BufReader::with_capacity(1 << 20, file), hasher: Sha256::new(), count: 0 };
+        ArchiveReader { inner: BufReader::with_capacity(1 << 20, file), hasher: StreamHasher::new() };
     let progress = Progress::new("checking", len, quiet);
     // The validator runs here; the tar stream it walks goes, copied, to a worker thread that
     // hashes it, splits it and compresses the members, so both run at once.
@@ -296,11 +296,22 @@ fn split(path: &Path, spool: &Path, level: i32, limits: Limits, quiet: bool) -> 
         return Err(not_msb(&name));
     }
     let (blobs, trailer, tar) = worked?;
-    let archive = StreamDigest {
-        sha256: format!("sha256:{}", snapbundle_core::hex::encode(&reader.hasher.finalize())),
-        size: reader.count,
-    };
+    let archive = reader.hasher.digest();
     Ok(Split { report, prepared: blobs.prepared, members: blobs.members, trailer, archive, tar })
+}
+
+/// Reads the archive file, digesting it for the config's `archive`.
+struct ArchiveReader<R> {
+    inner: R,
+    hasher: StreamHasher,
+}
+
+impl<R: Read> Read for ArchiveReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(buf.get(..n).unwrap_or(&[]));
+        Ok(n)
+    }
 }
 
 /// The worker of [`split`]: splits the tar stream it receives into members ([`Splitter`]) and
