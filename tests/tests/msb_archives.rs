@@ -9,7 +9,7 @@ use serde_json::Value;
 use snapbundle_core::generation::g3::transport::TransportHasher;
 use snapbundle_core::report::{Generation, LayerIntegrity};
 use snapbundle_core::{validate, Limits, Report};
-use snapbundle_tests::builder::{read_members, write_members, TarMember};
+use snapbundle_tests::builder::{read_members, write_members, Header, Tar, TarMember};
 use snapbundle_tests::msb::{validate_chunked, XorShift};
 
 fn fixture_dir() -> PathBuf {
@@ -733,4 +733,36 @@ fn sparse_members_must_match_their_entry() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `labels`' tar stream with its first member's name given as a GNU long name, the header's own
+/// name field cut to its first `keep` bytes (0.7.13's all-NUL `uid`/`gid` left as they are).
+fn first_member_long_named(keep: usize) -> Vec<u8> {
+    let tar = tar_of("labels");
+    let (first, rest) = tar.split_at(512);
+    let name_len = first[..100].iter().position(|&b| b == 0).unwrap_or(100);
+    let name = std::str::from_utf8(&first[..name_len]).unwrap();
+    let mut header: [u8; 512] = first.try_into().unwrap();
+    header[keep..100].fill(0);
+    header[148..156].fill(b' ');
+    let sum: u64 = header.iter().map(|&b| u64::from(b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut out = Tar::new().long_name(name).build();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(rest);
+    out
+}
+
+#[test]
+fn unset_ids_are_judged_on_the_long_name_of_the_member() {
+    // The generation is chosen on the resolved long name; whether 0.7.13's all-NUL uid/gid
+    // may stand is decided on that same name, however short the header's own name field is.
+    for keep in [9, 48, 100] {
+        assert_eq!(code(&first_member_long_named(keep)), "ok", "name field cut to {keep} bytes");
+    }
+    // A 0.6.2 member's long name does not open a later generation: its ids must be set.
+    let name = "sha256-0123456789abcdef/manifest.json";
+    let h = Header::file(&name[..9], 2).raw(108, &[0; 8]);
+    let tar = Tar::new().long_name(name).member(&h, b"{}").end().build();
+    assert_eq!(code(&tar), "bad_numeric_field");
 }

@@ -65,8 +65,9 @@ pub trait TarSink {
     fn hole(&mut self, len: u64) -> Result<(), Error>;
     /// The current member's data is complete.
     fn member_end(&mut self) -> Result<(), Error>;
-    /// Whether a header named `name` (its name field, before any long name) may leave `uid` or
-    /// `gid` all NUL. No by default: such a field is `bad_numeric_field`.
+    /// Whether the header of a member named `name` (its GNU long name when one precedes it, else
+    /// its name field) may leave `uid` or `gid` all NUL. No by default: such a field is
+    /// `bad_numeric_field`.
     fn allows_unset_ids(&self, name: &[u8]) -> bool {
         let _ = name;
         false
@@ -467,7 +468,9 @@ impl Walker {
         }
         let hdr = header::parse(&self.record).map_err(|e| self.tar_err(at.clone(), e))?;
         if let Some(field) = hdr.unset_id {
-            if !sink.allows_unset_ids(&hdr.name) {
+            // Decided on the member's whole name, as the generation is: a pending long name's.
+            let name = self.long_name.as_ref().map_or(&hdr.name[..], |(n, _, _)| &n[..]);
+            if !sink.allows_unset_ids(name) {
                 return Err(self.tar_err(at, TarError::BadNumber(field)));
             }
         }
