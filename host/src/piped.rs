@@ -7,6 +7,8 @@
 
 use std::io::{self, PipeReader, PipeWriter};
 
+use crate::error::HostError;
+
 /// The buffer a pipe between two stages asks for: Linux's default of 64 KiB makes the two
 /// stages take turns (each fills or drains it in one step and waits), 1 MiB (the default
 /// `/proc/sys/fs/pipe-max-size`) lets them run side by side on two cores.
@@ -20,8 +22,6 @@ pub(crate) fn pipe() -> Result<(PipeReader, PipeWriter), HostError> {
     let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_BUFFER);
     Ok((r, w))
 }
-
-use crate::error::HostError;
 
 /// The results of the writing and the reading stage.
 pub(crate) type Both<W, R> = (Result<W, HostError>, Result<R, HostError>);

@@ -9,7 +9,7 @@ use serde_json::Value;
 use snapbundle_core::generation::g3::transport::TransportHasher;
 use snapbundle_core::report::{Generation, LayerIntegrity};
 use snapbundle_core::{validate, Limits, Report};
-use snapbundle_tests::builder::{read_members, write_members, Header, Tar, TarMember};
+use snapbundle_tests::builder::{read_members, unsigned_checksum, write_members, Header, Tar, TarMember};
 use snapbundle_tests::msb::{validate_chunked, XorShift};
 
 fn fixture_dir() -> PathBuf {
@@ -744,8 +744,7 @@ fn first_member_long_named(keep: usize) -> Vec<u8> {
     let name = std::str::from_utf8(&first[..name_len]).unwrap();
     let mut header: [u8; 512] = first.try_into().unwrap();
     header[keep..100].fill(0);
-    header[148..156].fill(b' ');
-    let sum: u64 = header.iter().map(|&b| u64::from(b)).sum();
+    let sum = unsigned_checksum(&header);
     header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     let mut out = Tar::new().long_name(name).build();
     out.extend_from_slice(&header);

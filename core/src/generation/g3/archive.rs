@@ -36,7 +36,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use super::checkpoint::{self, CheckpointManifest, DiskGeneration, MemoryManifest};
+use super::checkpoint::{self, CheckpointManifest, DiskGeneration, DiskLayerRef, MemoryManifest};
 use super::descriptor::{Descriptor, Integrity, State};
 use super::error::MsbError;
 use super::inventory::{
@@ -230,8 +230,7 @@ fn dependency_identities(
                         .filter(|g| Some(g.device_id.as_str()) == head.root_device)
                         .flat_map(|g| g.layers.iter())
                         .map(|l| {
-                            let path =
-                                alloc::format!("checkpoints/{}/layers/{}.{}", inv.head, l.layer_id, l.format);
+                            let path = alloc::format!("checkpoints/{}/layers/{}", inv.head, l.file_name());
                             (path, DiskIdentity::Checkpoint(l.clone()))
                         })
                         .collect()
@@ -295,18 +294,18 @@ fn owned_dependency_identities(head: &Descriptor, owned: &[OwnedDependency]) -> 
         State::Checkpoint { .. } => alloc::format!("checkpoints/{}", head.snapshot_id),
         _ => alloc::format!("snapshots/{}", head.snapshot_id),
     };
+    let layer_path = |l: &DiskLayerRef| alloc::format!("{prefix}/layers/{}", l.file_name());
     let mut payloads: Vec<(String, OwnedIdentity)> = Vec::new();
     for v in &head.owned_volumes {
-        match &v.data {
-            OwnedData::Directory { files, .. } => payloads.extend(files.iter().map(|f| {
-                let path = alloc::format!("{prefix}/owned/{}/files/{}", v.mount_id, f.digest);
-                (path, OwnedIdentity::Directory { digest: f.digest.clone(), bytes: f.bytes })
-            })),
-            OwnedData::Disk(generation) => payloads.extend(generation.layers.iter().filter_map(|l| {
+        payloads.extend(v.directory_files().into_iter().map(|(rel, f)| {
+            let identity = OwnedIdentity::Directory { digest: f.digest.clone(), bytes: f.bytes };
+            (alloc::format!("{prefix}/{rel}"), identity)
+        }));
+        if let OwnedData::Disk(generation) = &v.data {
+            payloads.extend(generation.layers.iter().filter_map(|l| {
                 let root = l.integrity_root.clone()?;
-                let path = alloc::format!("{prefix}/layers/{}.{}", l.layer_id, l.format);
-                Some((path, OwnedIdentity::Disk { integrity_root: root, bytes: l.virtual_size }))
-            })),
+                Some((layer_path(l), OwnedIdentity::Disk { integrity_root: root, bytes: l.virtual_size }))
+            }));
         }
     }
     for d in owned {
@@ -318,7 +317,7 @@ fn owned_dependency_identities(head: &Descriptor, owned: &[OwnedDependency]) -> 
         let OwnedData::Disk(generation) = &v.data else { continue };
         let mut included = false;
         for l in &generation.layers {
-            let path = alloc::format!("{prefix}/layers/{}.{}", l.layer_id, l.format);
+            let path = layer_path(l);
             if !owned.iter().any(|d| d.path == path) {
                 included = true;
             } else if included {

@@ -66,13 +66,21 @@ impl OwnedVolume {
     /// The directory payloads as `(path relative to the snapshot or checkpoint, payload)`:
     /// `owned/<mount_id>/directory.bin`, then `owned/<mount_id>/files/<digest>`.
     pub fn directory_payloads(&self) -> Vec<(String, &OwnedPayload)> {
-        let OwnedData::Directory { descriptor, files } = &self.data else {
+        let OwnedData::Directory { descriptor, .. } = &self.data else {
             return Vec::new();
         };
-        let base = alloc::format!("owned/{}", self.mount_id);
-        core::iter::once((alloc::format!("{base}/directory.bin"), descriptor))
-            .chain(files.iter().map(|f| (alloc::format!("{base}/files/{}", f.digest), f)))
-            .collect()
+        let mut all = alloc::vec![(alloc::format!("owned/{}/directory.bin", self.mount_id), descriptor)];
+        all.extend(self.directory_files());
+        all
+    }
+
+    /// A directory volume's content files as `(path relative to the snapshot or checkpoint,
+    /// payload)`: `owned/<mount_id>/files/<digest>` (its `directory.bin` is not one of them).
+    pub fn directory_files(&self) -> Vec<(String, &OwnedPayload)> {
+        let OwnedData::Directory { files, .. } = &self.data else {
+            return Vec::new();
+        };
+        files.iter().map(|f| (alloc::format!("owned/{}/files/{}", self.mount_id, f.digest), f)).collect()
     }
 }
 
